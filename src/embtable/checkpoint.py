@@ -1,0 +1,85 @@
+"""safetensors files: named arrays plus string metadata.
+
+Writing goes through the `safetensors` package, so files are what the ecosystem loads.
+Reading is done here, because safetensors' NumPy loader refuses bfloat16; the format is a
+little-endian u64 header length, a JSON header, then the raw bytes of each tensor. Every
+field is checked, so a damaged file raises `SerializationError` instead of loading garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+
+from .dtype import DType
+from .errors import SerializationError
+
+_MAX_HEADER = 100 * 1024 * 1024
+
+
+def write(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write `arrays` and `metadata` to `path`, atomically: a failed write leaves no file
+    and an existing file untouched."""
+    path = os.fspath(path)
+    contiguous = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(contiguous, temporary, metadata=metadata)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays and metadata in the safetensors file at `path`."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        header, data_start = _read_header(file, size, path)
+        metadata = header.pop("__metadata__", {}) or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise SerializationError(f"{path!r}: __metadata__ must map names to strings")
+        arrays = {name: _read_tensor(file, name, entry, data_start, size, path)
+                  for name, entry in header.items()}
+    return arrays, metadata
+
+
+def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
+    """The JSON header and the file offset where tensor data starts."""
+    head = file.read(8)
+    length = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 0 < length <= min(_MAX_HEADER, size - 8):
+        raise SerializationError(f"{path!r} is not a safetensors file: bad header length")
+    try:
+        header = json.loads(file.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise SerializationError(f"{path!r} is not a safetensors file: bad JSON header ({error})") from None
+    if not isinstance(header, dict):
+        raise SerializationError(f"{path!r} is not a safetensors file: the header is not a JSON object")
+    return header, 8 + length
+
+
+def _read_tensor(file: Any, name: str, entry: Any, data_start: int, size: int, path: str) -> np.ndarray:
+    try:
+        dtype = DType(entry["dtype"])
+        shape = tuple(entry["shape"])
+        begin, end = entry["data_offsets"]
+        if not all(isinstance(d, int) and d >= 0 for d in shape + (begin, end)):
+            raise ValueError("shape and offsets must be ints >= 0")
+    except (KeyError, TypeError, ValueError) as error:
+        raise SerializationError(f"{path!r}: tensor {name!r} has a bad header entry {entry!r} ({error})") from None
+    count = int(np.prod(shape, dtype=np.int64))
+    if end - begin != count * dtype.itemsize or data_start + end > size:
+        raise SerializationError(f"{path!r}: tensor {name!r} of shape {shape} and dtype {dtype.name} "
+                                 f"does not fit its byte range [{begin}, {end}) (file has "
+                                 f"{size - data_start} data bytes)")
+    file.seek(data_start + begin)
+    array = np.fromfile(file, dtype=dtype.numpy.newbyteorder("<"), count=count)
+    return array.astype(dtype.numpy, copy=False).reshape(shape)

@@ -1,0 +1,57 @@
+"""`Linear`: ``y = x @ weight.T + bias``, so that real models can be built around an embedding."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backends import backend_for
+from ..device import DeviceLike, as_device
+from ..dtype import DTypeLike, as_float_dtype
+from ..rng import generator
+from ..tensor import Tensor
+from .functional import linear
+from .layer import Layer
+from .lookup import positive_int
+
+
+class Linear(Layer):
+    """An affine map from `in_features` to `out_features`, as ``torch.nn.Linear``.
+
+    The weight has shape ``[out_features, in_features]`` and the bias ``[out_features]``;
+    both start uniform in ``[-1/sqrt(in_features), 1/sqrt(in_features)]`` (PyTorch's default).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device: DeviceLike = None, dtype: DTypeLike = None) -> None:
+        fan_in = positive_int("in_features", in_features)
+        fan_out = positive_int("out_features", out_features)
+        resolved_dtype = as_float_dtype(dtype)
+        resolved_device = as_device(device)
+        backend = backend_for(resolved_device)
+        bound = 1.0 / math.sqrt(fan_in)
+
+        def uniform(*shape: int) -> Tensor:
+            values = generator().uniform(-bound, bound, shape).astype(resolved_dtype.numpy)
+            return Tensor._wrap(backend.from_host(values), resolved_device, requires_grad=True)
+
+        self.weight = uniform(fan_out, fan_in)
+        self.bias = uniform(fan_out) if bias else None
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "bias": self.bias is not None, "dtype": self.weight.dtype.name}
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, bias={self.bias is not None})"
