@@ -158,8 +158,14 @@ class Layer:
             raise SerializationError(f"{os.fspath(path)!r} is not an embtable layer checkpoint "
                                      f"(bad metadata: {error})") from None
         if kind != cls.__name__:
-            raise SerializationError(f"{os.fspath(path)!r} holds a {kind}, not a {cls.__name__}")
-        layer = cls._from_checkpoint(config, tensors)
+            raise SerializationError(f"{os.fspath(path)!r} holds a {kind} layer, not {cls.__name__}")
+        try:
+            layer = cls._from_checkpoint(config, tensors)
+        except SerializationError:
+            raise
+        except (KeyError, TypeError, ValueError) as error:
+            raise SerializationError(f"{os.fspath(path)!r} does not rebuild a {cls.__name__}: "
+                                     f"{type(error).__name__}: {error}") from None
         for name, tensor in layer.named_parameters():
             tensor.requires_grad = name not in frozen
         return layer

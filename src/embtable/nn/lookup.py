@@ -5,6 +5,7 @@ their validation, index validation, ``max_norm`` and the gather itself.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -77,10 +78,7 @@ def _padding_idx(value: Any, num_embeddings: int) -> int | None:
 
 
 def _positive_float(name: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
+    number = float(value) if isinstance(value, numbers.Real) else math.nan
     if isinstance(value, bool) or not number > 0:
         raise InvalidArgumentError(f"{name} must be a number > 0 (inf allowed), got {value!r}")
     return number
