@@ -48,7 +48,7 @@ class Device:
         if kind == "cuda":
             if not sep:
                 return Device.CUDA(0)
-            if number.isdigit():
+            if number.isascii() and number.isdigit():
                 return Device.CUDA(int(number))
         elif kind in _KINDS and not sep:
             return Device(kind)

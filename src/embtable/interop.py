@@ -19,7 +19,7 @@ def host_array(data: Any) -> np.ndarray:
     what dtype they become.
     """
     if isinstance(data, np.ndarray):
-        return data
+        return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
     if getattr(data, "requires_grad", False) and hasattr(data, "detach"):
         data = data.detach()  # a PyTorch tensor that records gradients refuses export
     if _is_torch_bfloat16(data):
@@ -30,7 +30,7 @@ def host_array(data: Any) -> np.ndarray:
         except (BufferError, TypeError, ValueError, RuntimeError):
             pass  # fall through to the array protocol, which some producers handle better
     try:
-        array = np.asarray(data)
+        array = host_array(np.asarray(data))
     except ValueError as error:  # ragged nested lists
         raise ShapeError(f"cannot build a tensor from {_describe(data)}: {error}") from None
     if array.dtype == object or array.dtype.kind in "USVcmM":
@@ -52,3 +52,16 @@ def _torch_bfloat16_to_numpy(data: Any) -> np.ndarray:
 def _describe(data: Any) -> str:
     text = repr(data)
     return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def exportable(array: Any) -> Any:
+    """An object whose ``__dlpack__`` exports `array`. NumPy cannot export bfloat16, so a
+    bfloat16 array travels as a PyTorch tensor that shares its memory."""
+    if not (isinstance(array, np.ndarray) and array.dtype == ml_dtypes.bfloat16):
+        return array
+    try:
+        import torch
+    except ImportError:
+        raise DTypeError("NumPy cannot export bfloat16 through DLPack; install PyTorch "
+                         "(pip install 'embtable[torch]') to export BF16 tensors") from None
+    return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)

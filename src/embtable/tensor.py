@@ -16,9 +16,15 @@ from .backends import backend_for
 from .device import Device, DeviceLike, as_device
 from .dtype import DType, DTypeLike, as_dtype, get_default_dtype
 from .errors import DTypeError, ShapeError
+from .interop import exportable as _exportable
 from .interop import host_array
 
 _PYTHON_DATA = (bool, int, float, list, tuple)
+
+
+def _is_python_float_data(data: Any, array: np.ndarray) -> bool:
+    """Python floats (not NumPy's float64 scalar, a float subclass) take the default dtype."""
+    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic) and array.dtype.kind == "f"
 
 
 class Tensor:
@@ -44,7 +50,7 @@ class Tensor:
             array = data.numpy()
         else:
             array = host_array(data)
-            if dtype is None and isinstance(data, _PYTHON_DATA) and array.dtype.kind == "f":
+            if dtype is None and _is_python_float_data(data, array):
                 dtype = get_default_dtype()
         resolved = DType.from_numpy(array.dtype) if dtype is None else as_dtype(dtype)
         self._data = backend.from_host(array.astype(resolved.numpy, copy=True))
@@ -123,10 +129,10 @@ class Tensor:
         return host if dtype is None else host.astype(dtype, copy=False)
 
     def __dlpack__(self, **kwargs: Any) -> Any:
-        return self._data.__dlpack__(**kwargs)
+        return _exportable(self._data).__dlpack__(**kwargs)
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        return self._data.__dlpack_device__()
+        return _exportable(self._data).__dlpack_device__()
 
     def tolist(self) -> Any:
         """The values as (nested) Python lists of Python scalars."""
