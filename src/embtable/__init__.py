@@ -1,16 +1,18 @@
 """embtable: a trainable Embedding layer system — integer indices in, dense vectors out."""
 
-from . import nn
+from . import nn, optim
+from .autograd import no_grad
 from .device import Device, get_default_device, set_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
 from .errors import (DeviceError, DTypeError, Error, IndexOutOfRangeError,
                      InvalidArgumentError, SerializationError, ShapeError)
 from .nn import LayerState
 from .rng import manual_seed
+from .sparse import RowSparseGrad
 from .tensor import Tensor
 
 __all__ = [
-    "Device", "DType", "Tensor", "LayerState", "nn",
+    "Device", "DType", "Tensor", "RowSparseGrad", "LayerState", "nn", "optim", "no_grad",
     "get_default_device", "set_default_device", "get_default_dtype", "set_default_dtype",
     "manual_seed",
     "Error", "IndexOutOfRangeError", "DTypeError", "ShapeError", "InvalidArgumentError",

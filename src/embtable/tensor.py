@@ -8,16 +8,19 @@ backend arrays.
 from __future__ import annotations
 
 import operator
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from .backends import backend_for
 from .device import Device, DeviceLike, as_device
 from .dtype import DType, DTypeLike, as_dtype, get_default_dtype
-from .errors import DTypeError, ShapeError
+from .errors import DTypeError, InvalidArgumentError, ShapeError
 from .interop import exportable as _exportable
 from .interop import host_array
+
+if TYPE_CHECKING:
+    from .sparse import RowSparseGrad
 
 _PYTHON_DATA = (bool, int, float, list, tuple)
 
@@ -40,7 +43,7 @@ class Tensor:
         requires_grad: whether autograd records operations on this tensor (float only).
     """
 
-    __slots__ = ("_data", "_device", "_requires_grad", "grad", "__weakref__")
+    __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "__weakref__")
 
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
                  requires_grad: bool = False) -> None:
@@ -56,8 +59,9 @@ class Tensor:
         self._data = backend.from_host(array.astype(resolved.numpy, copy=True))
         self._device = target
         self._requires_grad = False
+        self._node = None
         self.requires_grad = requires_grad
-        self.grad: Tensor | None = None
+        self.grad: Tensor | RowSparseGrad | None = None
 
     @classmethod
     def new(cls, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
@@ -72,6 +76,7 @@ class Tensor:
         tensor._data = array
         tensor._device = device
         tensor._requires_grad = requires_grad
+        tensor._node = None
         tensor.grad = None
         return tensor
 
@@ -108,9 +113,17 @@ class Tensor:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
+        if self._node is not None:
+            raise InvalidArgumentError("requires_grad can only be set on a leaf tensor (one not "
+                                       "computed by an operation); use detach() first")
         if value and not self.dtype.is_float:
             raise DTypeError(f"only float tensors can require gradients, this one is {self.dtype.name}")
         self._requires_grad = bool(value)
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for a tensor not computed by a recorded operation (gradients stop here)."""
+        return self._node is None
 
     @property
     def _backend(self):
@@ -154,7 +167,7 @@ class Tensor:
         resolved = self.dtype if dtype is None else as_dtype(dtype)
         backend = backend_for(target)
         array = backend.from_host(self._backend.to_host(self._data))
-        return Tensor._wrap(backend.astype(array, resolved, copy=True), target)
+        return ops.to(self, backend.astype(array, resolved, copy=True))
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's data, outside any autograd graph."""
@@ -165,8 +178,94 @@ class Tensor:
 
         Accepts ``reshape(2, 3)``, ``reshape((2, 3))`` and ``reshape([2, 3])``.
         """
-        target = _target_shape(shape, self.shape)
-        return Tensor._wrap(self._data.reshape(target), self._device)
+        return ops.reshape(self, _target_shape(shape, self.shape))
+
+    # --- autograd -------------------------------------------------------------------------
+
+    def backward(self, grad: Any = None) -> None:
+        """Add the gradient of this tensor with respect to each leaf it was computed from into
+        that leaf's ``.grad`` (gradients accumulate until zeroed). `grad` is the gradient of
+        some scalar with respect to this tensor; it may be omitted for a one-element tensor."""
+        autograd.backward(self, grad)
+
+    # --- arithmetic (NumPy broadcasting; see `embtable.ops`) ------------------------------
+
+    def __add__(self, other: Any) -> Tensor:
+        return ops.add(self, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return ops.add(ops.operand(other, self), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return ops.sub(self, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return ops.sub(ops.operand(other, self), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return ops.mul(self, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return ops.mul(ops.operand(other, self), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return ops.div(self, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return ops.div(ops.operand(other, self), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return ops.power(self, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return ops.power(ops.operand(other, self), self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return ops.matmul(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return ops.matmul(ops.operand(other, self), self)
+
+    def __neg__(self) -> Tensor:
+        return ops.negative(self)
+
+    def __getitem__(self, key: Any) -> Tensor:
+        return ops.getitem(self, key)
+
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.sum(self, axis, keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.mean(self, axis, keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.max(self, axis, keepdims)
+
+    def norm(self, p: float = 2.0, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return ops.norm(self, p, axis, keepdims)
+
+    def exp(self) -> Tensor:
+        return ops.exp(self)
+
+    def log(self) -> Tensor:
+        return ops.log(self)
+
+    def tanh(self) -> Tensor:
+        return ops.tanh(self)
+
+    def sigmoid(self) -> Tensor:
+        return ops.sigmoid(self)
+
+    def relu(self) -> Tensor:
+        return ops.relu(self)
+
+    def transpose(self, *axes: int) -> Tensor:
+        """The axes permuted: reversed by default, else in the order given."""
+        return ops.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802
+        return ops.transpose(self)
 
     def __repr__(self) -> str:
         body = np.array2string(np.asarray(self._backend.to_host(self._data), dtype=np.float64)
@@ -200,3 +299,7 @@ def _target_shape(args: tuple, current: tuple[int, ...]) -> tuple[int, ...]:
         raise ShapeError(f"cannot reshape a tensor of shape {current} ({size} elements) "
                          f"into {tuple(wanted)}")
     return tuple(wanted)
+
+
+# The operations are defined over Tensor, so they are imported once it exists.
+from . import autograd, ops  # noqa: E402

@@ -1,10 +1,12 @@
-"""Layer semantics as functions over given tensors."""
+"""Layer semantics and losses as functions over given tensors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
+from ..autograd import record
+from ..errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError
+from ..ops import operand
 from ..tensor import Tensor
 from .lookup import EmbeddingOptions, lookup
 
@@ -31,15 +33,83 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(f"linear input of shape {x.shape} does not fit a weight of shape "
                          f"{weight.shape}: the last dimension must be {weight.shape[1]}")
-    if x.dtype != weight.dtype or x.device != weight.device:
-        raise (DTypeError if x.dtype != weight.dtype else DeviceError)(
-            f"linear input is {x.dtype.name} on {x.device}, the weight {weight.dtype.name} "
-            f"on {weight.device}; they must match")
-    backend = weight._backend
-    out = backend.matmul(x._data, weight._data.T)
-    if bias is not None:
-        out = out + bias._data
-    return Tensor._wrap(out, x.device)
+    if x.dtype != weight.dtype:
+        raise DTypeError(f"linear input is {x.dtype.name} but the weight is {weight.dtype.name}; "
+                         f"they must match")
+    out = x @ weight.T
+    return out if bias is None else out + bias
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    """``x - log(sum(exp(x), axis))``, computed without overflow."""
+    _check_float_tensor("x", x)
+    xp = x._backend.xp
+    shifted = x._data - xp.max(x._data, axis=axis, keepdims=True)
+    out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+    def backward(g: Any) -> tuple[Any]:
+        return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
+
+    return record(out, x, (x,), backward)
+
+
+def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
+    """The mean over N of ``-log_softmax(logits)[n, targets[n]]``.
+
+    `logits` is ``[N, C]`` (N >= 1) and `targets` ``[N]`` integers in ``[0, C)``.
+    """
+    _check_float_tensor("logits", logits, ndim=2)
+    target = operand(targets, logits)
+    count, classes = logits.shape
+    if not target.dtype.is_integer:
+        raise DTypeError(f"cross_entropy targets must be integers, got {target.dtype.name}")
+    if target.shape != (count,) or count == 0:
+        raise ShapeError(f"cross_entropy needs logits [N, C] with N >= 1 and targets [N]; got "
+                         f"logits {logits.shape} and targets {target.shape}")
+    bad = logits._backend.out_of_range(target._data, classes)
+    if bad is not None:
+        raise IndexOutOfRangeError(f"target {bad[1]} at position {bad[0]} is out of range for "
+                                   f"{classes} classes")
+    xp = logits._backend.xp
+    log_probs = log_softmax(logits.detach(), axis=1)._data
+    rows = xp.arange(count)
+    loss = -xp.mean(log_probs[rows, target._data])
+
+    def backward(g: Any) -> tuple[Any]:
+        grad = xp.exp(log_probs)
+        grad[rows, target._data] -= 1
+        return (grad * (g / count),)
+
+    return record(loss, logits, (logits,), backward)
+
+
+def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
+    """The mean of ``-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))``, computed stably;
+    `targets` has the shape of `logits` (probabilities in [0, 1])."""
+    _check_float_tensor("logits", logits)
+    target = operand(targets, logits)
+    if target.shape != logits.shape:
+        raise ShapeError(f"binary_cross_entropy_with_logits needs targets of the logits' shape "
+                         f"{logits.shape}, got {target.shape}")
+    xp = logits._backend.xp
+    x, t = logits._data, target._data
+    count = max(logits.numel(), 1)
+    loss = xp.mean(xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x))))
+
+    def backward(g: Any) -> tuple[Any, Any]:
+        probability = logits.detach().sigmoid()._data
+        return (probability - t) * (g / count), -x * (g / count)
+
+    return record(loss, logits, (logits, target), backward)
+
+
+def mse_loss(a: Tensor, b: Any) -> Tensor:
+    """The mean of ``(a - b) ** 2``; `b` has the shape of `a`."""
+    _check_float_tensor("a", a)
+    b = operand(b, a)
+    if a.shape != b.shape:
+        raise ShapeError(f"mse_loss needs tensors of one shape, got {a.shape} and {b.shape}")
+    return ((a - b) ** 2).mean()
 
 
 def _check_float_tensor(name: str, value: Any, ndim: int | None = None) -> None:

@@ -12,8 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import accumulation_dtype, record
 from ..errors import DeviceError, DTypeError, IndexOutOfRangeError, InvalidArgumentError
 from ..interop import host_array
+from ..ops import p_norm, p_norm_grad
+from ..sparse import RowSparseGrad
 from ..tensor import Tensor
 
 MAX_NORM_MODES = ("renorm", "clip")
@@ -118,9 +121,47 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     """``weight[indices]`` with `options` applied; see `Embedding` for the semantics."""
     array = checked_indices(indices, weight)
     backend, table = weight._backend, weight._data
-    if options.max_norm is not None and options.max_norm_mode == "renorm":
+    clip = options.max_norm is not None and options.max_norm_mode == "clip"
+    if options.max_norm is not None and not clip:
         backend.renorm_rows_(table, backend.unique(array), options.max_norm, options.norm_type)
     rows = backend.take_rows(table, array)
-    if options.max_norm is not None and options.max_norm_mode == "clip":
-        rows = backend.clip_rows(rows, options.max_norm, options.norm_type)
-    return Tensor._wrap(rows, weight.device)
+    if not clip:
+        return record(rows, weight, (weight,), lambda g: (_table_grad(g, array, weight, options),))
+
+    # clip: out = rows * min(1, max_norm / (norm + eps)), differentiated through the scale
+    xp, p, last = backend.xp, options.norm_type, (rows.ndim - 1,)
+    wide = backend.astype(rows, accumulation_dtype(weight.dtype))
+    norms = p_norm(xp, wide, p, last)
+    shrink = options.max_norm / (norms + 1e-7)
+    clipped = shrink < 1
+    scale = xp.where(clipped, shrink, 1)
+
+    def backward(g: Any) -> tuple[Any]:
+        along = xp.sum(g * wide, axis=-1, keepdims=True)
+        d_scale = xp.where(clipped, -shrink / (norms + 1e-7), 0)
+        g_rows = g * scale + along * d_scale * p_norm_grad(xp, wide, norms, p, last)
+        return (_table_grad(g_rows, array, weight, options),)
+
+    out = backend.astype(wide * scale, weight.dtype)
+    return record(out, weight, (weight,), backward)
+
+
+def _table_grad(g_rows: Any, indices: Any, weight: Tensor, options: EmbeddingOptions) -> Any:
+    """The gradient of the table from the gradient of the looked-up rows: summed per row,
+    each position divided by its index's count if `scale_grad_by_freq`, padding positions
+    left out; dense, or a `RowSparseGrad` for sparse tables."""
+    backend = weight._backend
+    dim = weight.shape[1]
+    g = backend.astype(g_rows, accumulation_dtype(weight.dtype)).reshape(-1, dim)
+    flat = indices.reshape(-1)
+    if options.scale_grad_by_freq:
+        g = g / backend.astype(backend.occurrences(flat), backend.dtype_of(g))[:, None]
+    if options.padding_idx is not None:
+        keep = flat != options.padding_idx
+        flat, g = flat[keep], g[keep]
+    if options.sparse:
+        rows, values = backend.coalesce_rows(flat, g)
+        return RowSparseGrad._from_arrays(rows, values, weight.shape, weight.device)
+    dense = backend.zeros(weight.shape, backend.dtype_of(g))
+    backend.add_rows_(dense, flat, g)
+    return dense

@@ -1,0 +1,152 @@
+"""Reverse-mode automatic differentiation.
+
+An operation on tensors that require gradients records a `Node`: its input tensors and a
+function from the output's gradient to one gradient per input. `backward` walks those nodes
+from a result back to the leaves in reverse topological order and adds each leaf's gradient
+into its ``.grad``. That is the whole mechanism.
+
+Gradients flow as backend arrays, or as `RowSparseGrad` for sparse embedding tables. While
+they flow, half-precision gradients are held in float32; each leaf's total is rounded to the
+leaf's dtype once, when it is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from .dtype import DType
+from .errors import InvalidArgumentError, ShapeError
+from .sparse import RowSparseGrad
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+Gradient = Any  # a backend array or a RowSparseGrad
+
+
+class _GradMode(threading.local):
+    enabled = True
+
+
+_mode = _GradMode()
+
+
+class no_grad(contextlib.ContextDecorator):
+    """Within this context (or a function decorated with it), operations record nothing."""
+
+    def __enter__(self) -> no_grad:
+        self._previous = _mode.enabled
+        _mode.enabled = False
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _mode.enabled = self._previous
+
+
+def is_grad_enabled() -> bool:
+    return _mode.enabled
+
+
+@dataclass(frozen=True)
+class Node:
+    """How a tensor was made: its inputs, and the gradient of each from the output's."""
+
+    inputs: tuple[Tensor, ...]
+    backward: Callable[[Gradient], Sequence[Gradient | None]]
+
+
+def record(data: Any, like: Tensor, inputs: tuple[Tensor, ...],
+           backward: Callable[[Gradient], Sequence[Gradient | None]]) -> Tensor:
+    """A tensor around `data` (on `like`'s device) that remembers how to pass gradients to
+    `inputs`, when gradients are enabled and any input requires them."""
+    from .tensor import Tensor
+
+    tracked = _mode.enabled and any(t.requires_grad for t in inputs)
+    out = Tensor._wrap(data, like.device, requires_grad=tracked)
+    if tracked:
+        out._node = Node(inputs, backward)
+    return out
+
+
+def accumulation_dtype(dtype: DType) -> DType:
+    """The dtype that gradients of a `dtype` tensor are summed in: F32 for the half types."""
+    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
+
+
+def backward(root: Tensor, grad: Any = None) -> None:
+    """Add d(root)/d(leaf) into ``leaf.grad`` for every leaf `root` depends on."""
+    if not root.requires_grad:
+        raise InvalidArgumentError("backward() needs a tensor that requires grad (one computed "
+                                   "from a tensor with requires_grad=True, outside no_grad)")
+    backend = root._backend
+    if grad is None:
+        if root.numel() != 1:
+            raise ShapeError(f"backward() without a gradient needs a one-element tensor, this one "
+                             f"has shape {root.shape}; pass grad= of that shape")
+        seed = backend.ones(root.shape, accumulation_dtype(root.dtype))
+    else:
+        from .tensor import Tensor
+
+        seed = Tensor(grad, device=root.device)._data if not isinstance(grad, Tensor) else grad._data
+        if tuple(seed.shape) != root.shape:
+            raise ShapeError(f"backward() got a gradient of shape {tuple(seed.shape)} for a "
+                             f"tensor of shape {root.shape}")
+    pending: dict[int, Gradient] = {id(root): seed}
+    for tensor in _reverse_topological(root):
+        gradient = pending.pop(id(tensor), None)
+        if gradient is None:
+            continue
+        if tensor._node is None:
+            _store(tensor, gradient)
+            continue
+        for parent, contribution in zip(tensor._node.inputs, tensor._node.backward(gradient)):
+            if contribution is not None and parent.requires_grad:
+                pending[id(parent)] = _add(pending.get(id(parent)), contribution)
+
+
+def _reverse_topological(root: Tensor) -> list[Tensor]:
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        tensor, expanded = stack.pop()
+        if expanded:
+            order.append(tensor)
+            continue
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        stack.append((tensor, True))
+        if tensor._node is not None:
+            stack.extend((parent, False) for parent in tensor._node.inputs
+                         if parent.requires_grad and id(parent) not in seen)
+    return order[::-1]
+
+
+def _add(total: Gradient | None, more: Gradient) -> Gradient:
+    if total is None:
+        return more
+    if isinstance(total, RowSparseGrad) and isinstance(more, RowSparseGrad):
+        return total.merged(more)
+    if isinstance(total, RowSparseGrad):
+        total, more = more, total
+    if isinstance(more, RowSparseGrad):
+        return more.added_to(total)
+    return total + more
+
+
+def _store(leaf: Tensor, gradient: Gradient) -> None:
+    """Add `gradient` into ``leaf.grad``, rounding to the leaf's dtype once."""
+    from .tensor import Tensor
+
+    existing = leaf.grad
+    if existing is not None:
+        widened = existing if isinstance(existing, RowSparseGrad) else existing._data
+        gradient = _add(gradient, widened)
+    if isinstance(gradient, RowSparseGrad):
+        leaf.grad = gradient.astype(leaf.dtype)
+    else:
+        leaf.grad = Tensor._wrap(leaf._backend.astype(gradient, leaf.dtype), leaf.device)

@@ -1,0 +1,36 @@
+"""Stochastic gradient descent, with momentum and weight decay."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ..tensor import Tensor
+from .optimizer import Optimizer, non_negative
+
+
+class SGD(Optimizer):
+    """``torch.optim.SGD`` (no dampening, no Nesterov), step for step.
+
+    Each step: ``d = grad + weight_decay * p``; with momentum, ``buf = momentum * buf + d``
+    (a buffer starts as its first ``d``) and ``d = buf``; then ``p -= lr * d``.
+
+    With a `RowSparseGrad` only the rows present are updated. Weight decay then applies to
+    those rows only, and momentum is lazy: a row's buffer starts as that row's first
+    gradient and moves only at the steps where the row has one.
+    """
+
+    hyper = ("lr", "momentum", "weight_decay")
+
+    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, lr=non_negative("lr", lr), momentum=non_negative("momentum", momentum),
+                         weight_decay=non_negative("weight_decay", weight_decay))
+
+    def _update(self, p: Any, g: Any, rows: Any, state: dict[str, Any], param: Tensor) -> Any:
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            # the buffer starts at zero, so its first value is exactly the first gradient
+            g = self.momentum * self._buffer(state, "momentum_buffer", param, rows) + g
+            self._store(state, "momentum_buffer", rows, g)
+        return p - self.lr * g
