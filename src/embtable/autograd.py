@@ -37,6 +37,9 @@ _mode = _GradMode()
 class no_grad(contextlib.ContextDecorator):
     """Within this context (or a function decorated with it), operations record nothing."""
 
+    def _recreate_cm(self) -> no_grad:
+        return no_grad()  # a fresh one per decorated call, so recursion restores correctly
+
     def __enter__(self) -> no_grad:
         self._previous = _mode.enabled
         _mode.enabled = False
@@ -90,7 +93,7 @@ def backward(root: Tensor, grad: Any = None) -> None:
     else:
         from .tensor import Tensor
 
-        seed = Tensor(grad, device=root.device)._data if not isinstance(grad, Tensor) else grad._data
+        seed = Tensor(grad, dtype=accumulation_dtype(root.dtype), device=root.device)._data
         if tuple(seed.shape) != root.shape:
             raise ShapeError(f"backward() got a gradient of shape {tuple(seed.shape)} for a "
                              f"tensor of shape {root.shape}")

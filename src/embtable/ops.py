@@ -215,7 +215,9 @@ def p_norm_grad(xp: Any, x: Any, norm: Any, p: float, axes: tuple[int, ...]) -> 
     safe = xp.where(norm > 0, norm, 1)
     if p == 2:
         return xp.where(norm > 0, x / safe, 0)
-    return xp.where(norm > 0, xp.sign(x) * (xp.abs(x) / safe) ** (p - 1), 0)
+    nonzero = x != 0  # for p < 1, |x| ** (p - 1) is infinite at 0: the gradient there is 0
+    ratio = xp.where(nonzero, xp.abs(x) / safe, 1)
+    return xp.where(nonzero & (norm > 0), xp.sign(x) * ratio ** (p - 1), 0)
 
 
 def norm(a: Tensor, p: float = 2.0, axis: Any = None, keepdims: bool = False) -> Tensor:

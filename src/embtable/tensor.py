@@ -44,6 +44,7 @@ class Tensor:
     """
 
     __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "__weakref__")
+    __array_ufunc__ = None  # `numpy_value * tensor` calls Tensor.__rmul__, keeping gradients
 
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
                  requires_grad: bool = False) -> None:
