@@ -9,9 +9,19 @@ import pytest
 import torch
 
 import embtable as et
+from embtable.backends import numpy_backend
 from embtable.optim import SGD, Adagrad, Adam, AdamW
 
 SHAPES = [(7, 4), (4,), ()]
+
+
+@pytest.fixture(params=["fused", "reference"], autouse=True)
+def update_path(request, monkeypatch):
+    """Every test runs twice: with the backend's fused kernels, and with the optimizers'
+    reference rules (the path other backends and half-precision parameters take)."""
+    if request.param == "reference":
+        monkeypatch.setattr(numpy_backend, "fused_step", lambda *args: False)
+    return request.param
 
 DENSE_CASES = [
     (SGD, dict(lr=0.1), torch.optim.SGD),

@@ -3,8 +3,8 @@
 Every backend module offers these names, over its own array type: ``xp`` (an array
 namespace with NumPy's names, for element-wise math and reductions), ``device``,
 ``to_host``, ``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``,
-``take_rows``, ``add_rows_``, ``coalesce_rows``, ``unique``, ``occurrences``, ``row_norms``,
-``renorm_rows_``, ``out_of_range``.
+``take_rows``, ``distinct``, ``group_rows``, ``sum_groups``, ``add_rows_``, ``row_norms``,
+``renorm_rows_``, ``out_of_range``, ``fused_step``.
 Arguments are already validated (dtypes, shapes, index ranges) by the caller.
 """
 
@@ -51,33 +51,65 @@ def concat(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays)
 
 
+def _kernels():
+    """The numba kernels, imported (and so numba itself) on first use only."""
+    from . import kernels_cpu
+
+    return kernels_cpu
+
+
+_KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _raw(array: np.ndarray) -> np.ndarray:
+    """A 2-D `array` viewed as the widest unsigned integers that tile its rows: numba copies
+    any dtype that way, and wide words copy faster."""
+    row_bytes = array.shape[1] * array.dtype.itemsize
+    return array.view(f"u{next(w for w in (8, 4, 2, 1) if row_bytes % w == 0)}")
+
+
 def take_rows(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """``table[indices]``: rows gathered into a new array of shape ``[*indices.shape, dim]``."""
-    return np.take(table, indices, axis=0)
+    out = np.empty((indices.size, table.shape[1]), table.dtype)
+    _kernels().gather(_raw(table), indices.reshape(-1), _raw(out))
+    return out.reshape(indices.shape + (table.shape[1],))
+
+
+def distinct(indices: np.ndarray, num_rows: int) -> np.ndarray:
+    """The distinct values of `indices` (all in ``[0, num_rows)``), in no particular order."""
+    return _kernels().distinct(indices.reshape(-1), num_rows)
+
+
+def group_rows(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Positions of the flat `indices` grouped by value: ``(rows, starts, positions)`` where
+    ``rows`` are the distinct values ascending and group s holds the positions
+    ``positions[starts[s]:starts[s + 1]]``, ascending."""
+    if indices.size == 0:
+        empty = np.empty(0, np.int64)
+        return empty, np.zeros(1, np.int64), empty
+    kernels = _kernels()
+    keys = kernels.sort_keys(indices)
+    keys.sort()
+    return kernels.split_keys(keys)
+
+
+def sum_groups(values: np.ndarray, positions: np.ndarray, starts: np.ndarray,
+               targets: np.ndarray, divide_by_count: bool, out: np.ndarray) -> None:
+    """``out[targets[s]]`` = the sum of ``values[positions]`` over group s (see `group_rows`),
+    each divided by the group's size if `divide_by_count`; a negative target skips a group.
+    Sums run in position order: the result does not depend on threads."""
+    if values.dtype in _KERNEL_FLOATS and out.dtype == values.dtype:
+        _kernels().sum_groups(values, positions, starts, targets, divide_by_count, out)
+        return
+    for s, target in enumerate(targets):  # other dtypes: rare, so plain NumPy
+        if target >= 0:
+            group = values[positions[starts[s]:starts[s + 1]]]
+            out[target] = (group / len(group) if divide_by_count else group).sum(axis=0)
 
 
 def add_rows_(table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
-    """``table[rows[i]] += values[i]`` for every i, in order (repeated rows add up)."""
-    np.add.at(table, rows, values)
-
-
-def coalesce_rows(rows: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct `rows` (ascending, int64) and, for each, the sum of its `values`."""
-    distinct, inverse = np.unique(rows, return_inverse=True)
-    sums = np.zeros((len(distinct),) + values.shape[1:], values.dtype)
-    np.add.at(sums, inverse, values)
-    return distinct.astype(np.int64, copy=False), sums
-
-
-def unique(indices: np.ndarray) -> np.ndarray:
-    """The distinct values of `indices`, ascending."""
-    return np.unique(indices)
-
-
-def occurrences(indices: np.ndarray) -> np.ndarray:
-    """For each element of the 1-D `indices`, how often its value occurs in `indices`."""
-    _, inverse, counts = np.unique(indices, return_inverse=True, return_counts=True)
-    return counts[inverse]
+    """``table[rows[i]] += values[i]`` for distinct `rows`."""
+    table[rows] += values
 
 
 def row_norms(rows: np.ndarray, norm_type: float) -> np.ndarray:
@@ -94,12 +126,15 @@ def row_norms(rows: np.ndarray, norm_type: float) -> np.ndarray:
 
 
 def renorm_rows_(table: np.ndarray, rows: np.ndarray, max_norm: float, norm_type: float) -> None:
-    """Rescale, in place, each listed row whose norm exceeds `max_norm` to norm `max_norm`."""
-    norms = row_norms(table[rows], norm_type)
+    """Rescale, in place, each listed (distinct) row whose norm exceeds `max_norm` by
+    ``max_norm / (norm + 1e-7)``."""
+    if table.dtype in _KERNEL_FLOATS:
+        _kernels().renorm(table, rows, float(max_norm), float(norm_type))
+        return
+    norms = row_norms(table[rows], norm_type)  # half precision: NumPy, norms in float32
     too_long = norms > max_norm
     rows, norms = rows[too_long], norms[too_long]
-    scale = max_norm / (norms + 1e-7)
-    table[rows] = (table[rows] * scale[:, None]).astype(table.dtype)
+    table[rows] = (table[rows] * (max_norm / (norms + 1e-7))[:, None]).astype(table.dtype)
 
 
 def out_of_range(indices: np.ndarray, limit: int) -> tuple[tuple[int, ...], int] | None:
@@ -109,3 +144,19 @@ def out_of_range(indices: np.ndarray, limit: int) -> tuple[tuple[int, ...], int]
     flat = int(np.flatnonzero((indices < 0) | (indices >= limit))[0])
     position = tuple(int(i) for i in np.unravel_index(flat, indices.shape))
     return position, int(indices.reshape(-1)[flat])
+
+
+def fused_step(kind: str, param: np.ndarray, rows: np.ndarray | None, grad: np.ndarray,
+               buffers: Sequence[np.ndarray], scalars: Sequence[float]) -> bool:
+    """Run optimizer `kind`'s fused kernel on a float32/float64 parameter in place (every
+    element, or the listed `rows` of a row-sparse gradient); False when there is none."""
+    if param.dtype not in _KERNEL_FLOATS or not param.flags.c_contiguous:
+        return False
+    kernels = _kernels()
+    grad = np.ascontiguousarray(grad)
+    if rows is None:
+        flat = [a.reshape(-1) for a in (param, grad, *buffers)]
+        getattr(kernels, f"{kind}_dense")(*flat, *scalars)
+    else:
+        getattr(kernels, f"{kind}_rows")(param, rows, grad, *buffers, *scalars)
+    return True

@@ -123,7 +123,8 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     backend, table = weight._backend, weight._data
     clip = options.max_norm is not None and options.max_norm_mode == "clip"
     if options.max_norm is not None and not clip:
-        backend.renorm_rows_(table, backend.unique(array), options.max_norm, options.norm_type)
+        backend.renorm_rows_(table, backend.distinct(array, table.shape[0]), options.max_norm,
+                              options.norm_type)
     rows = backend.take_rows(table, array)
     if not clip:
         return record(rows, weight, (weight,), lambda g: (_table_grad(g, array, weight, options),))
@@ -148,20 +149,20 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
 
 def _table_grad(g_rows: Any, indices: Any, weight: Tensor, options: EmbeddingOptions) -> Any:
     """The gradient of the table from the gradient of the looked-up rows: summed per row,
-    each position divided by its index's count if `scale_grad_by_freq`, padding positions
-    left out; dense, or a `RowSparseGrad` for sparse tables."""
-    backend = weight._backend
-    dim = weight.shape[1]
+    each position divided by its index's count if `scale_grad_by_freq` (padding positions
+    counted), the padding row left out; dense, or a `RowSparseGrad` for sparse tables."""
+    backend, xp = weight._backend, weight._backend.xp
+    num_rows, dim = weight.shape
     g = backend.astype(g_rows, accumulation_dtype(weight.dtype)).reshape(-1, dim)
-    flat = indices.reshape(-1)
-    if options.scale_grad_by_freq:
-        g = g / backend.astype(backend.occurrences(flat), backend.dtype_of(g))[:, None]
-    if options.padding_idx is not None:
-        keep = flat != options.padding_idx
-        flat, g = flat[keep], g[keep]
+    rows, starts, positions = backend.group_rows(indices.reshape(-1))
+    kept = rows != (-1 if options.padding_idx is None else options.padding_idx)
     if options.sparse:
-        rows, values = backend.coalesce_rows(flat, g)
-        return RowSparseGrad._from_arrays(rows, values, weight.shape, weight.device)
-    dense = backend.zeros(weight.shape, backend.dtype_of(g))
-    backend.add_rows_(dense, flat, g)
-    return dense
+        targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
+        out = backend.zeros((int(kept.sum()), dim), backend.dtype_of(g))
+    else:
+        targets = xp.where(kept, rows, -1)
+        out = backend.zeros((num_rows, dim), backend.dtype_of(g))
+    backend.sum_groups(g, positions, starts, targets, options.scale_grad_by_freq, out)
+    if options.sparse:
+        return RowSparseGrad._from_arrays(rows[kept], out, weight.shape, weight.device)
+    return out

@@ -17,17 +17,22 @@ class Adagrad(Optimizer):
     """
 
     hyper = ("lr", "eps", "weight_decay")
+    kernel = "adagrad"
+    buffers = ("sum",)
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr=non_negative("lr", lr), eps=non_negative("eps", eps),
                          weight_decay=non_negative("weight_decay", weight_decay))
 
-    def _update(self, p: Any, g: Any, rows: Any, state: dict[str, Any], param: Tensor) -> Any:
-        xp = param._backend.xp
+    def _scalars(self, state: dict[str, Any]) -> tuple:
         state["step"] = state.get("step", 0) + 1
-        if self.weight_decay:
-            g = g + self.weight_decay * p
-        total = self._buffer(state, "sum", param, rows) + g * g
-        self._store(state, "sum", rows, total)
-        return p + -self.lr * (g / (xp.sqrt(total) + self.eps))
+        return (self.lr, self.eps, self.weight_decay)
+
+    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+                sparse: bool) -> list[Any]:
+        lr, eps, weight_decay = scalars
+        if weight_decay:
+            g = g + weight_decay * p
+        total = buffers[0] + g * g
+        return [p + -lr * (g / (xp.sqrt(total) + eps)), total]

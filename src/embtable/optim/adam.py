@@ -20,6 +20,8 @@ class Adam(Optimizer):
     """
 
     hyper = ("lr", "betas", "eps", "weight_decay")
+    kernel = "adam"
+    buffers = ("exp_avg", "exp_avg_sq")
     decoupled = False
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
@@ -29,27 +31,28 @@ class Adam(Optimizer):
                          eps=non_negative("eps", eps),
                          weight_decay=non_negative("weight_decay", weight_decay))
 
-    def _update(self, p: Any, g: Any, rows: Any, state: dict[str, Any], param: Tensor) -> Any:
-        xp = param._backend.xp
-        beta1, beta2 = self.betas
-        state["step"] = step = state.get("step", 0) + 1
-        if self.decoupled:
-            p = p * (1 - self.lr * self.weight_decay)
-        elif self.weight_decay:
-            g = g + self.weight_decay * p
-        m = self._buffer(state, "exp_avg", param, rows)
-        v = self._buffer(state, "exp_avg_sq", param, rows)
+    def _scalars(self, state: dict[str, Any]) -> tuple:
+        state["step"] = state.get("step", 0) + 1
+        return (state["step"], self.lr, *self.betas, self.eps, self.weight_decay, self.decoupled)
+
+    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+                sparse: bool) -> list[Any]:
+        step, lr, beta1, beta2, eps, weight_decay, decoupled = scalars
+        m, v = buffers
+        if decoupled:
+            p = p * (1 - lr * weight_decay)
+        elif weight_decay:
+            g = g + weight_decay * p
         m = m + (1 - beta1) * (g - m)
-        v = v * beta2 + (1 - beta2) * (g * g) if rows is None else v + (1 - beta2) * (g * g - v)
-        self._store(state, "exp_avg", rows, m)
-        self._store(state, "exp_avg_sq", rows, v)
         correction1 = 1 - beta1**step
         correction2 = 1 - beta2**step
-        if rows is None:
-            denominator = xp.sqrt(v) / math.sqrt(correction2) + self.eps
-            return p - (self.lr / correction1) * (m / denominator)
-        step_size = self.lr * math.sqrt(correction2) / correction1
-        return p + -step_size * (m / (xp.sqrt(v) + self.eps))
+        if sparse:  # SparseAdam
+            v = v + (1 - beta2) * (g * g - v)
+            step_size = lr * math.sqrt(correction2) / correction1
+            return [p + -step_size * (m / (xp.sqrt(v) + eps)), m, v]
+        v = v * beta2 + (1 - beta2) * (g * g)
+        denominator = xp.sqrt(v) / math.sqrt(correction2) + eps
+        return [p - (lr / correction1) * (m / denominator), m, v]
 
 
 class AdamW(Adam):

@@ -51,33 +51,43 @@ class Optimizer:
                 for i, (param, state) in enumerate(zip(self.params, self.state))
                 if param.grad is not None]
         for param, state, (rows, grad) in work:
-            wide = accumulation_dtype(param.dtype)
+            scalars = self._scalars(state)
+            buffers = [self._buffer(state, name, param) for name in self.buffers]
             backend = param._backend
-            values = backend.astype(param._data if rows is None else param._data[rows], wide)
-            updated = self._update(values, backend.astype(grad, wide), rows, state, param)
-            if rows is None:
-                param._data[...] = updated
-            else:
-                param._data[rows] = updated
+            if backend.fused_step(self.kernel, param._data, rows, grad, buffers, scalars):
+                continue
+            wide = accumulation_dtype(param.dtype)
+            targets = [param._data, *buffers]
+            current = [t if rows is None else t[rows] for t in targets]
+            updated = self._update(backend.xp, backend.astype(current[0], wide),
+                                   backend.astype(grad, wide), current[1:], scalars, rows is not None)
+            for target, values in zip(targets, updated):
+                if rows is None:
+                    target[...] = values
+                else:
+                    target[rows] = values
 
-    def _update(self, p: Any, g: Any, rows: Any, state: dict[str, Any], param: Tensor) -> Any:
-        """The new values of the parameter rows `p` (all rows when `rows` is None) given their
-        gradient `g`; updates `state` in place."""
+    #: the backend's fused kernel for this optimizer (see `numpy_backend.fused_step`)
+    kernel: str = ""
+    #: state arrays shaped like each parameter, zero until first used
+    buffers: tuple[str, ...] = ()
+
+    def _scalars(self, state: dict[str, Any]) -> tuple:
+        """The scalar arguments of this step's update (advancing any step count in `state`)."""
         raise NotImplementedError
 
-    def _buffer(self, state: dict[str, Any], name: str, param: Tensor, rows: Any) -> Any:
-        """The rows of a zero-initialised state array shaped like `param`, made on first use."""
-        if name not in state:
-            backend = param._backend
-            state[name] = backend.zeros(param.shape, accumulation_dtype(param.dtype))
-        return state[name] if rows is None else state[name][rows]
+    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+                sparse: bool) -> list[Any]:
+        """The new values of the parameter rows `p` and of its `buffers`' rows (all rows, or
+        those of a row-sparse gradient when `sparse`) from their gradient `g`. This is the
+        reference rule; a backend's fused kernel computes the same."""
+        raise NotImplementedError
 
-    @staticmethod
-    def _store(state: dict[str, Any], name: str, rows: Any, values: Any) -> None:
-        if rows is None:
-            state[name][...] = values
-        else:
-            state[name][rows] = values
+    def _buffer(self, state: dict[str, Any], name: str, param: Tensor) -> Any:
+        """A zero-initialised state array shaped like `param`, made on first use."""
+        if name not in state:
+            state[name] = param._backend.zeros(param.shape, accumulation_dtype(param.dtype))
+        return state[name]
 
     # --- state dicts ----------------------------------------------------------------------
 

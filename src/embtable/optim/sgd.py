@@ -26,11 +26,22 @@ class SGD(Optimizer):
         super().__init__(params, lr=non_negative("lr", lr), momentum=non_negative("momentum", momentum),
                          weight_decay=non_negative("weight_decay", weight_decay))
 
-    def _update(self, p: Any, g: Any, rows: Any, state: dict[str, Any], param: Tensor) -> Any:
+    @property
+    def kernel(self) -> str:  # type: ignore[override]
+        return "sgd_momentum" if self.momentum else "sgd"
+
+    @property
+    def buffers(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("momentum_buffer",) if self.momentum else ()
+
+    def _scalars(self, state: dict[str, Any]) -> tuple:
+        return (self.lr, self.momentum, self.weight_decay) if self.momentum else (self.lr, self.weight_decay)
+
+    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+                sparse: bool) -> list[Any]:
         if self.weight_decay:
             g = g + self.weight_decay * p
-        if self.momentum:
-            # the buffer starts at zero, so its first value is exactly the first gradient
-            g = self.momentum * self._buffer(state, "momentum_buffer", param, rows) + g
-            self._store(state, "momentum_buffer", rows, g)
-        return p - self.lr * g
+        if not self.momentum:
+            return [p - self.lr * g]
+        buf = self.momentum * buffers[0] + g  # starts at zero: its first value is exactly g
+        return [p - self.lr * buf, buf]

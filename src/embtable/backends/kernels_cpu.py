@@ -1,0 +1,232 @@
+"""numba kernels for the CPU backend: the memory-bound hot paths of an embedding table.
+
+Compiled on first use and cached on disk (``cache=True``), never at import: this module is
+itself imported only when a kernel is first needed. Loops over rows run in parallel
+(``prange``); no two threads ever write the same row, so every result is deterministic.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+jit = nb.njit(cache=True, nogil=True)
+parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
+
+
+@parallel_jit
+def gather(table, indices, out):
+    """``out[i] = table[indices[i]]`` for a flat `indices`."""
+    dim = table.shape[1]
+    for i in nb.prange(indices.shape[0]):
+        row = indices[i]
+        for d in range(dim):
+            out[i, d] = table[row, d]
+
+
+@jit
+def distinct(indices, num_rows):
+    """The distinct values of a flat `indices` in [0, num_rows), in first-seen order."""
+    seen = np.zeros(num_rows, np.bool_)
+    rows = np.empty(indices.shape[0], np.int64)
+    count = 0
+    for i in range(indices.shape[0]):
+        row = indices[i]
+        if not seen[row]:
+            seen[row] = True
+            rows[count] = row
+            count += 1
+    return rows[:count]
+
+
+@parallel_jit
+def renorm(table, rows, max_norm, norm_type):
+    """Rescale each listed (distinct) row whose `norm_type`-norm exceeds `max_norm` by
+    ``max_norm / (norm + 1e-7)``; the norm is accumulated in float64."""
+    dim = table.shape[1]
+    for s in nb.prange(rows.shape[0]):
+        row = rows[s]
+        total = 0.0
+        for d in range(dim):
+            magnitude = abs(np.float64(table[row, d]))
+            if norm_type == np.inf:
+                total = max(total, magnitude)
+            elif norm_type == 1.0:
+                total += magnitude
+            elif norm_type == 2.0:
+                total += magnitude * magnitude
+            else:
+                total += magnitude**norm_type
+        if norm_type == 2.0:
+            total = np.sqrt(total)
+        elif norm_type != 1.0 and norm_type != np.inf:
+            total = total ** (1.0 / norm_type)
+        if total > max_norm:
+            scale = table.dtype.type(max_norm / (total + 1e-7))
+            for d in range(dim):
+                table[row, d] *= scale
+
+
+@parallel_jit
+def sort_keys(indices):
+    """``indices[i] * n + i`` for each position i: sorting these orders positions by row and,
+    within a row, by position."""
+    n = indices.shape[0]
+    keys = np.empty(n, np.int64)
+    for i in nb.prange(n):
+        keys[i] = np.int64(indices[i]) * n + i
+    return keys
+
+
+@jit
+def split_keys(keys):
+    """From sorted keys: the distinct rows, the start of each row's run (plus the end), and
+    the positions in row order."""
+    n = keys.shape[0]
+    positions = np.empty(n, np.int64)
+    rows = np.empty(n, np.int64)
+    starts = np.empty(n + 1, np.int64)
+    count = 0
+    previous = -1
+    for j in range(n):
+        row = keys[j] // n
+        positions[j] = keys[j] - row * n
+        if row != previous:
+            rows[count] = row
+            starts[count] = j
+            count += 1
+            previous = row
+    starts[count] = n
+    return rows[:count], starts[:count + 1], positions
+
+
+@parallel_jit
+def sum_groups(values, positions, starts, targets, divide_by_count, out):
+    """For each group s with ``targets[s] >= 0``: ``out[targets[s]]`` = the sum, in position
+    order, of ``values[p]`` over the group's positions p (each divided by the group's size
+    when `divide_by_count`). Groups with a negative target are skipped."""
+    dim = values.shape[1]
+    for s in nb.prange(starts.shape[0] - 1):
+        target = targets[s]
+        if target < 0:
+            continue
+        begin, end = starts[s], starts[s + 1]
+        weight = 1.0 / (end - begin) if divide_by_count else 1.0
+        for d in range(dim):
+            out[target, d] = 0
+        for j in range(begin, end):
+            p = positions[j]
+            for d in range(dim):
+                if divide_by_count:
+                    out[target, d] += values[p, d] * weight
+                else:
+                    out[target, d] += values[p, d]
+
+
+# --- fused optimizer steps ----------------------------------------------------------------
+# Each optimizer has one element rule and two loops over it: `*_dense` over every element of
+# flat arrays, `*_rows` over the listed rows of a table (a row-sparse gradient's `rows`, with
+# `grad[s]` the gradient of row `rows[s]`). Arithmetic is float64; results are stored back in
+# the parameter's dtype. Each element is read and written once per step.
+
+inline = nb.njit(cache=True, inline="always")
+
+
+@parallel_jit
+def sgd_dense(p, g, lr, weight_decay):
+    for i in nb.prange(p.shape[0]):
+        gi = np.float64(g[i]) + weight_decay * np.float64(p[i])
+        p[i] = p[i] - lr * gi
+
+
+@parallel_jit
+def sgd_rows(p, rows, g, lr, weight_decay):
+    for s in nb.prange(rows.shape[0]):
+        r = rows[s]
+        for d in range(p.shape[1]):
+            gi = np.float64(g[s, d]) + weight_decay * np.float64(p[r, d])
+            p[r, d] = p[r, d] - lr * gi
+
+
+@inline
+def _momentum(p, g, buf, lr, momentum, weight_decay):
+    g = g + weight_decay * p
+    buf = momentum * buf + g  # the buffer starts at zero: its first value is g
+    return p - lr * buf, buf
+
+
+@parallel_jit
+def sgd_momentum_dense(p, g, buf, lr, momentum, weight_decay):
+    for i in nb.prange(p.shape[0]):
+        p[i], buf[i] = _momentum(np.float64(p[i]), np.float64(g[i]), np.float64(buf[i]),
+                                 lr, momentum, weight_decay)
+
+
+@parallel_jit
+def sgd_momentum_rows(p, rows, g, buf, lr, momentum, weight_decay):
+    for s in nb.prange(rows.shape[0]):
+        r = rows[s]
+        for d in range(p.shape[1]):
+            p[r, d], buf[r, d] = _momentum(np.float64(p[r, d]), np.float64(g[s, d]),
+                                           np.float64(buf[r, d]), lr, momentum, weight_decay)
+
+
+@inline
+def _adam_moments(p, g, m, lr, beta1, weight_decay, decoupled):
+    """Weight decay, then the first moment; returns (p, m, g) as Adam's next lines need them."""
+    if decoupled:
+        p = p * (1.0 - lr * weight_decay)
+    elif weight_decay != 0.0:
+        g = g + weight_decay * p
+    return p, m + (1.0 - beta1) * (g - m), g
+
+
+@parallel_jit
+def adam_dense(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """``torch.optim.Adam`` / ``AdamW``."""
+    step_size = lr / (1.0 - beta1**step)
+    root_correction2 = np.sqrt(1.0 - beta2**step)
+    for i in nb.prange(p.shape[0]):
+        pi, mi, gi = _adam_moments(np.float64(p[i]), np.float64(g[i]), np.float64(m[i]),
+                                   lr, beta1, weight_decay, decoupled)
+        vi = np.float64(v[i]) * beta2 + (1.0 - beta2) * (gi * gi)
+        m[i], v[i] = mi, vi
+        p[i] = pi - step_size * (mi / (np.sqrt(vi) / root_correction2 + eps))
+
+
+@parallel_jit
+def adam_rows(p, rows, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """``torch.optim.SparseAdam`` on the listed rows (eps before the bias correction)."""
+    step_size = lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    for s in nb.prange(rows.shape[0]):
+        r = rows[s]
+        for d in range(p.shape[1]):
+            pi, mi, gi = _adam_moments(np.float64(p[r, d]), np.float64(g[s, d]), np.float64(m[r, d]),
+                                       lr, beta1, weight_decay, decoupled)
+            old_v = np.float64(v[r, d])
+            vi = old_v + (1.0 - beta2) * (gi * gi - old_v)
+            m[r, d], v[r, d] = mi, vi
+            p[r, d] = pi + -step_size * (mi / (np.sqrt(vi) + eps))
+
+
+@inline
+def _adagrad(p, g, total, lr, eps, weight_decay):
+    if weight_decay != 0.0:
+        g = g + weight_decay * p
+    total = total + g * g
+    return p + -lr * (g / (np.sqrt(total) + eps)), total
+
+
+@parallel_jit
+def adagrad_dense(p, g, total, lr, eps, weight_decay):
+    for i in nb.prange(p.shape[0]):
+        p[i], total[i] = _adagrad(np.float64(p[i]), np.float64(g[i]), np.float64(total[i]), lr, eps, weight_decay)
+
+
+@parallel_jit
+def adagrad_rows(p, rows, g, total, lr, eps, weight_decay):
+    for s in nb.prange(rows.shape[0]):
+        r = rows[s]
+        for d in range(p.shape[1]):
+            p[r, d], total[r, d] = _adagrad(np.float64(p[r, d]), np.float64(g[s, d]), np.float64(total[r, d]),
+                                            lr, eps, weight_decay)
