@@ -91,9 +91,9 @@ def backward(root: Tensor, grad: Any = None) -> None:
                              f"has shape {root.shape}; pass grad= of that shape")
         seed = backend.ones(root.shape, accumulation_dtype(root.dtype))
     else:
-        from .tensor import Tensor
+        from .tensor import as_array
 
-        seed = Tensor(grad, dtype=accumulation_dtype(root.dtype), device=root.device)._data
+        seed = as_array(grad, accumulation_dtype(root.dtype), root.device)
         if tuple(seed.shape) != root.shape:
             raise ShapeError(f"backward() got a gradient of shape {tuple(seed.shape)} for a "
                              f"tensor of shape {root.shape}")

@@ -33,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embtable", description=et.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("demo", help="run the seed's examples and print the shapes")
-    args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo()
+    commands.add_parser("bench", help="time embtable against PyTorch (pass --help for options)",
+                        add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from embtable.bench import main as bench
+
+        return bench(rest)
+    parser.parse_args(argv)
+    demo()
     return 0
 
 

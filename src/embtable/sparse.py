@@ -63,11 +63,10 @@ class RowSparseGrad:
     def merged(self, other: RowSparseGrad) -> RowSparseGrad:
         """The sum of two row-sparse gradients of one table, rows merged."""
         backend = self.values._backend
-        rows, starts, positions = backend.group_rows(
-            backend.concat([self.indices._data, other.indices._data]))
+        rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]))
         values = backend.concat([self.values._data, other.values._data])
         sums = backend.zeros((rows.shape[0], self.shape[1]), backend.dtype_of(values))
-        backend.sum_groups(values, positions, starts, backend.xp.arange(rows.shape[0]), False, sums)
+        backend.scatter_add_(sums, values, slots)
         return RowSparseGrad._from_arrays(rows, sums, self.shape, self.device)
 
     def astype(self, dtype: DType) -> RowSparseGrad:

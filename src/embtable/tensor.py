@@ -49,15 +49,7 @@ class Tensor:
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
                  requires_grad: bool = False) -> None:
         target = as_device(device)
-        backend = backend_for(target)
-        if isinstance(data, Tensor):
-            array = data.numpy()
-        else:
-            array = host_array(data)
-            if dtype is None and _is_python_float_data(data, array):
-                dtype = get_default_dtype()
-        resolved = DType.from_numpy(array.dtype) if dtype is None else as_dtype(dtype)
-        self._data = backend.from_host(array.astype(resolved.numpy, copy=True))
+        self._data = as_array(data, dtype, target, copy=True)
         self._device = target
         self._requires_grad = False
         self._node = None
@@ -278,6 +270,22 @@ class Tensor:
         if self._requires_grad:
             extras.append("requires_grad=True")
         return f"Tensor({body}, {', '.join(extras)})"
+
+
+def as_array(data: Any, dtype: DTypeLike, device: Device, copy: bool = False) -> Any:
+    """`data` as a backend array on `device`, following `Tensor`'s dtype rules; copied only
+    when a conversion needs it or `copy` is set."""
+    backend = backend_for(device)
+    if isinstance(data, Tensor):
+        array = data._data if data.device == device else backend.from_host(data._backend.to_host(data._data))
+        resolved = data.dtype if dtype is None else as_dtype(dtype)
+    else:
+        host = host_array(data)
+        if dtype is None and _is_python_float_data(data, host):
+            dtype = get_default_dtype()
+        resolved = DType.from_numpy(host.dtype) if dtype is None else as_dtype(dtype)
+        array = backend.from_host(host)
+    return backend.astype(array, resolved, copy=copy)
 
 
 def _target_shape(args: tuple, current: tuple[int, ...]) -> tuple[int, ...]:

@@ -39,88 +39,97 @@ def distinct(indices, num_rows):
     return rows[:count]
 
 
+@nb.njit(cache=True, inline="always")
+def _row_norm(table, row, norm_type):
+    """The `norm_type`-norm of ``table[row]``, accumulated in float64 (one loop per kind of
+    norm, so each loop vectorises)."""
+    total = 0.0
+    if norm_type == 2.0:
+        for d in range(table.shape[1]):
+            x = np.float64(table[row, d])
+            total += x * x
+        return np.sqrt(total)
+    if norm_type == 1.0:
+        for d in range(table.shape[1]):
+            total += abs(np.float64(table[row, d]))
+        return total
+    if norm_type == np.inf:
+        for d in range(table.shape[1]):
+            total = max(total, abs(np.float64(table[row, d])))
+        return total
+    for d in range(table.shape[1]):
+        total += abs(np.float64(table[row, d])) ** norm_type
+    return total ** (1.0 / norm_type)
+
+
 @parallel_jit
 def renorm(table, rows, max_norm, norm_type):
     """Rescale each listed (distinct) row whose `norm_type`-norm exceeds `max_norm` by
-    ``max_norm / (norm + 1e-7)``; the norm is accumulated in float64."""
-    dim = table.shape[1]
+    ``max_norm / (norm + 1e-7)``."""
     for s in nb.prange(rows.shape[0]):
         row = rows[s]
-        total = 0.0
-        for d in range(dim):
-            magnitude = abs(np.float64(table[row, d]))
-            if norm_type == np.inf:
-                total = max(total, magnitude)
-            elif norm_type == 1.0:
-                total += magnitude
-            elif norm_type == 2.0:
-                total += magnitude * magnitude
-            else:
-                total += magnitude**norm_type
-        if norm_type == 2.0:
-            total = np.sqrt(total)
-        elif norm_type != 1.0 and norm_type != np.inf:
-            total = total ** (1.0 / norm_type)
-        if total > max_norm:
-            scale = table.dtype.type(max_norm / (total + 1e-7))
-            for d in range(dim):
+        norm = _row_norm(table, row, norm_type)
+        if norm > max_norm:
+            scale = table.dtype.type(max_norm / (norm + 1e-7))
+            for d in range(table.shape[1]):
                 table[row, d] *= scale
 
 
 @parallel_jit
-def sort_keys(indices):
-    """``indices[i] * n + i`` for each position i: sorting these orders positions by row and,
-    within a row, by position."""
-    n = indices.shape[0]
-    keys = np.empty(n, np.int64)
-    for i in nb.prange(n):
-        keys[i] = np.int64(indices[i]) * n + i
+def sort_keys(indices, shift):
+    """``indices[i] << shift | i`` for each position i: sorted, these order the positions by
+    row and, within a row, by position."""
+    keys = np.empty(indices.shape[0], np.int64)
+    for i in nb.prange(indices.shape[0]):
+        keys[i] = (np.int64(indices[i]) << shift) | np.int64(i)
     return keys
 
 
 @jit
-def split_keys(keys):
-    """From sorted keys: the distinct rows, the start of each row's run (plus the end), and
-    the positions in row order."""
+def split_keys(keys, shift):
+    """From sorted keys: the distinct rows, how often each occurs, and for each position the
+    number of its row among the distinct rows (its slot)."""
     n = keys.shape[0]
-    positions = np.empty(n, np.int64)
+    mask = (np.int64(1) << shift) - 1
     rows = np.empty(n, np.int64)
-    starts = np.empty(n + 1, np.int64)
+    counts = np.empty(n, np.int64)
+    slots = np.empty(n, np.int64)
     count = 0
     previous = -1
     for j in range(n):
-        row = keys[j] // n
-        positions[j] = keys[j] - row * n
+        row = keys[j] >> shift
         if row != previous:
             rows[count] = row
-            starts[count] = j
+            counts[count] = 0
             count += 1
             previous = row
-    starts[count] = n
-    return rows[:count], starts[:count + 1], positions
+        counts[count - 1] += 1
+        slots[keys[j] & mask] = count - 1
+    return rows[:count], counts[:count], slots
 
 
 @parallel_jit
-def sum_groups(values, positions, starts, targets, divide_by_count, out):
-    """For each group s with ``targets[s] >= 0``: ``out[targets[s]]`` = the sum, in position
-    order, of ``values[p]`` over the group's positions p (each divided by the group's size
-    when `divide_by_count`). Groups with a negative target are skipped."""
+def scatter_add(values, slots, targets, counts, out, parts):
+    """``out[t] += values[i]`` with ``t = targets[slots[i]]`` (``t = slots[i]`` when `targets`
+    is empty; negative: skipped), then each target divided by its slot's count when `counts`
+    is not empty. Each of `parts` threads owns a range of output rows and scans every
+    position in order, so a row's sum always runs in position order: deterministic, whatever the
+    number of threads, with sequential reads of `values`."""
     dim = values.shape[1]
-    for s in nb.prange(starts.shape[0] - 1):
-        target = targets[s]
-        if target < 0:
-            continue
-        begin, end = starts[s], starts[s + 1]
-        weight = 1.0 / (end - begin) if divide_by_count else 1.0
-        for d in range(dim):
-            out[target, d] = 0
-        for j in range(begin, end):
-            p = positions[j]
+    identity = targets.shape[0] == 0
+    for part in nb.prange(parts):
+        low = part * out.shape[0] // parts
+        high = (part + 1) * out.shape[0] // parts
+        for i in range(slots.shape[0]):
+            t = slots[i] if identity else targets[slots[i]]
+            if low <= t < high:
+                for d in range(dim):
+                    out[t, d] += values[i, d]
+    for s in nb.prange(counts.shape[0]):
+        t = np.int64(s) if identity else targets[s]
+        if t >= 0 and counts[s] > 1:
             for d in range(dim):
-                if divide_by_count:
-                    out[target, d] += values[p, d] * weight
-                else:
-                    out[target, d] += values[p, d]
+                out[t, d] /= counts[s]
 
 
 # --- fused optimizer steps ----------------------------------------------------------------

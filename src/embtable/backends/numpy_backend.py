@@ -3,7 +3,8 @@
 Every backend module offers these names, over its own array type: ``xp`` (an array
 namespace with NumPy's names, for element-wise math and reductions), ``device``,
 ``to_host``, ``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``,
-``take_rows``, ``distinct``, ``group_rows``, ``sum_groups``, ``add_rows_``, ``row_norms``,
+``index_array``, ``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_add_``,
+``add_rows_``, ``row_norms``,
 ``renorm_rows_``, ``out_of_range``, ``fused_step``.
 Arguments are already validated (dtypes, shapes, index ranges) by the caller.
 """
@@ -75,36 +76,57 @@ def take_rows(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
     return out.reshape(indices.shape + (table.shape[1],))
 
 
+def index_array(indices: np.ndarray) -> np.ndarray:
+    """Validated `indices` as int64 (one kernel specialisation for every index dtype)."""
+    return indices.astype(np.int64, copy=False)
+
+
+def bincount(indices: np.ndarray, length: int) -> np.ndarray:
+    """How often each value in ``[0, length)`` occurs in the int64 `indices`."""
+    return np.bincount(indices.reshape(-1), minlength=length)
+
+
 def distinct(indices: np.ndarray, num_rows: int) -> np.ndarray:
     """The distinct values of `indices` (all in ``[0, num_rows)``), in no particular order."""
     return _kernels().distinct(indices.reshape(-1), num_rows)
 
 
 def group_rows(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Positions of the flat `indices` grouped by value: ``(rows, starts, positions)`` where
-    ``rows`` are the distinct values ascending and group s holds the positions
-    ``positions[starts[s]:starts[s + 1]]``, ascending."""
-    if indices.size == 0:
-        empty = np.empty(0, np.int64)
-        return empty, np.zeros(1, np.int64), empty
+    """The flat `indices` grouped by value: ``(rows, counts, slots)`` — the distinct values
+    ascending (int64), how often each occurs, and for each position the number of its value
+    among `rows`. Memory is O(len(indices)), whatever the values."""
+    indices = indices.reshape(-1)
+    shift = max(int(indices.size).bit_length(), 1)
+    if indices.size == 0 or int(indices.max()) >= 1 << (63 - shift):  # keys would overflow
+        rows, slots, counts = np.unique(indices, return_inverse=True, return_counts=True)
+        return rows.astype(np.int64), counts, slots.reshape(-1)
     kernels = _kernels()
-    keys = kernels.sort_keys(indices)
+    keys = kernels.sort_keys(indices, shift)
     keys.sort()
-    return kernels.split_keys(keys)
+    return kernels.split_keys(keys, shift)
 
 
-def sum_groups(values: np.ndarray, positions: np.ndarray, starts: np.ndarray,
-               targets: np.ndarray, divide_by_count: bool, out: np.ndarray) -> None:
-    """``out[targets[s]]`` = the sum of ``values[positions]`` over group s (see `group_rows`),
-    each divided by the group's size if `divide_by_count`; a negative target skips a group.
-    Sums run in position order: the result does not depend on threads."""
+def scatter_add_(out: np.ndarray, values: np.ndarray, slots: np.ndarray,
+                 targets: np.ndarray | None = None, counts: np.ndarray | None = None) -> None:
+    """``out[targets[slots[i]]] += values[i]`` for each i (identity when `targets` is None;
+    a negative target skips), in position order; then, with `counts`, each touched row is
+    divided by its slot's count. Deterministic whatever the number of threads."""
+    none = np.empty(0, np.int64)
+    targets = none if targets is None else targets
+    counts = none if counts is None else counts
     if values.dtype in _KERNEL_FLOATS and out.dtype == values.dtype:
-        _kernels().sum_groups(values, positions, starts, targets, divide_by_count, out)
+        import numba
+
+        _kernels().scatter_add(values, slots, targets, counts, out, numba.get_num_threads())
         return
-    for s, target in enumerate(targets):  # other dtypes: rare, so plain NumPy
-        if target >= 0:
-            group = values[positions[starts[s]:starts[s + 1]]]
-            out[target] = (group / len(group) if divide_by_count else group).sum(axis=0)
+    rows = slots if targets.size == 0 else targets[slots]  # other dtypes: rare, plain NumPy
+    keep = rows >= 0
+    np.add.at(out, rows[keep], values[keep])
+    if counts.size:
+        touched = np.flatnonzero(counts)
+        rows = touched if targets.size == 0 else targets[touched]
+        keep = rows >= 0
+        out[rows[keep]] /= counts[touched[keep], None]
 
 
 def add_rows_(table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:

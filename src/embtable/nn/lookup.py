@@ -114,7 +114,7 @@ def checked_indices(indices: Any, weight: Tensor) -> Any:
         position, value = bad
         raise IndexOutOfRangeError(f"index {value} at position {position} is out of range "
                                    f"for an embedding table of {rows} rows")
-    return array
+    return weight._backend.index_array(array)
 
 
 def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
@@ -149,20 +149,22 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
 
 def _table_grad(g_rows: Any, indices: Any, weight: Tensor, options: EmbeddingOptions) -> Any:
     """The gradient of the table from the gradient of the looked-up rows: summed per row,
-    each position divided by its index's count if `scale_grad_by_freq` (padding positions
+    divided by the row's count in `indices` if `scale_grad_by_freq` (padding positions
     counted), the padding row left out; dense, or a `RowSparseGrad` for sparse tables."""
     backend, xp = weight._backend, weight._backend.xp
     num_rows, dim = weight.shape
     g = backend.astype(g_rows, accumulation_dtype(weight.dtype)).reshape(-1, dim)
-    rows, starts, positions = backend.group_rows(indices.reshape(-1))
-    kept = rows != (-1 if options.padding_idx is None else options.padding_idx)
-    if options.sparse:
-        targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
-        out = backend.zeros((int(kept.sum()), dim), backend.dtype_of(g))
-    else:
-        targets = xp.where(kept, rows, -1)
+    flat = indices.reshape(-1)
+    if not options.sparse:
         out = backend.zeros((num_rows, dim), backend.dtype_of(g))
-    backend.sum_groups(g, positions, starts, targets, options.scale_grad_by_freq, out)
-    if options.sparse:
-        return RowSparseGrad._from_arrays(rows[kept], out, weight.shape, weight.device)
-    return out
+        counts = backend.bincount(flat, num_rows) if options.scale_grad_by_freq else None
+        backend.scatter_add_(out, g, flat, counts=counts)
+        if options.padding_idx is not None:
+            out[options.padding_idx] = 0
+        return out
+    rows, counts, slots = backend.group_rows(flat)
+    kept = rows != (-1 if options.padding_idx is None else options.padding_idx)
+    targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
+    values = backend.zeros((int(kept.sum()), dim), backend.dtype_of(g))
+    backend.scatter_add_(values, g, slots, targets, counts if options.scale_grad_by_freq else None)
+    return RowSparseGrad._from_arrays(rows[kept], values, weight.shape, weight.device)

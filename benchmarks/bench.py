@@ -1,0 +1,7 @@
+"""Run embtable's benchmark against PyTorch (the same as `embtable bench`)."""
+
+import sys
+
+from embtable.bench import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,280 @@
+"""Side-by-side timing of embtable and PyTorch on identical inputs, in one process.
+
+Every number is the median of repeated runs; results are reported as ratios
+``torch_time / embtable_time`` (above 1: embtable is faster). Nothing here asserts a speed:
+the output is for BENCHMARKS.md. Needs PyTorch (``pip install 'embtable[test]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+import embtable as et
+from embtable.nn import Embedding
+
+
+@dataclass(frozen=True)
+class Workload:
+    distribution: str  # "uniform" or "zipf"
+    rows: int
+    dim: int
+    batch: int
+
+    def __str__(self) -> str:
+        return f"{self.distribution:7} V={self.rows:<8.0e} D={self.dim:<3} N={self.batch:<6}"
+
+
+def indices_for(workload: Workload, rng: np.random.Generator) -> np.ndarray:
+    """Uniform rows, or Zipf(1.05) ranks mapped to randomly placed rows (hot rows scattered)."""
+    if workload.distribution == "uniform":
+        return rng.integers(0, workload.rows, workload.batch)
+    weights = 1.0 / np.arange(1, workload.rows + 1) ** 1.05
+    ranks = rng.choice(workload.rows, workload.batch, p=weights / weights.sum())
+    return rng.permutation(workload.rows)[ranks]
+
+
+def median_ms(run: Callable[[], None], setup: Callable[[], None] = lambda: None,
+              repeats: int = 7) -> float:
+    """Median wall time of `run` in milliseconds; `setup` runs untimed before each call."""
+    setup()
+    run()  # warm-up: compilation, allocator, caches
+    times = []
+    for _ in range(repeats):
+        setup()
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def copy_bandwidth(nbytes: int = 256 * 2**20) -> tuple[float, float]:
+    """GB/s (bytes read + written) of a parallel copy into a preallocated and into a fresh
+    destination, the ceilings for a gather."""
+    import numba
+
+    @numba.njit(parallel=True)
+    def copy(src, dst):
+        for i in numba.prange(src.shape[0]):
+            dst[i] = src[i]
+
+    src = np.ones(nbytes // 8, np.uint64)
+    dst = np.empty_like(src)
+    prealloc = median_ms(lambda: copy(src, dst))
+    fresh = median_ms(lambda: copy(src, np.empty_like(src)))
+    return 2 * nbytes / prealloc / 1e6, 2 * nbytes / fresh / 1e6
+
+
+class Pair:
+    """The same embedding table in embtable and in PyTorch."""
+
+    def __init__(self, weights: np.ndarray, **options):
+        import torch
+
+        torch_options = {k: v for k, v in options.items() if k != "sparse"}
+        self.ours = Embedding.from_pretrained(weights, freeze=False, **options)
+        self.theirs = torch.nn.Embedding.from_pretrained(torch.from_numpy(weights.copy()), freeze=False,
+                                                         sparse=options.get("sparse", False),
+                                                         **torch_options)
+
+
+def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeats: int) -> dict:
+    """{op: (torch ms, embtable ms)} for one workload."""
+    import torch
+
+    ti = torch.from_numpy(indices)
+    upstream = np.random.default_rng(1).standard_normal((len(indices), workload.dim)).astype(np.float32)
+    tu = torch.from_numpy(upstream)
+    results = {}
+
+    plain = Pair(weights)
+    results["forward"] = (median_ms(lambda: plain.theirs(ti), repeats=repeats),
+                          median_ms(lambda: plain.ours(indices), repeats=repeats))
+
+    renorm = Pair(weights, max_norm=1.0)
+    results["forward max_norm"] = (median_ms(lambda: renorm.theirs(ti), repeats=repeats),
+                                   median_ms(lambda: renorm.ours(indices), repeats=repeats))
+
+    def backward_times(pair: Pair) -> tuple[float, float]:
+        state = {}
+
+        def torch_setup():
+            pair.theirs.weight.grad = None
+            state["out"] = pair.theirs(ti)
+
+        def ours_setup():
+            pair.ours.weight.grad = None
+            state["out"] = pair.ours(indices)
+
+        return (median_ms(lambda: state["out"].backward(tu), torch_setup, repeats),
+                median_ms(lambda: state["out"].backward(upstream), ours_setup, repeats))
+
+    results["backward"] = backward_times(plain)
+    results["backward freq"] = backward_times(Pair(weights, scale_grad_by_freq=True))
+
+    sparse = Pair(weights, sparse=True)
+    torch_adam = torch.optim.SparseAdam(sparse.theirs.parameters(), lr=1e-3)
+    our_adam = et.optim.Adam(sparse.ours.parameters(), lr=1e-3)
+    state = {}
+
+    def torch_step():
+        state["out"].backward(tu)
+        torch_adam.step()
+
+    def our_step():
+        state["out"].backward(upstream)
+        our_adam.step()
+
+    def torch_setup():
+        torch_adam.zero_grad()
+        state["out"] = sparse.theirs(ti)
+
+    def ours_setup():
+        our_adam.zero_grad()
+        state["out"] = sparse.ours(indices)
+
+    results["sparse step"] = (median_ms(torch_step, torch_setup, repeats),
+                              median_ms(our_step, ours_setup, repeats))
+    return results
+
+
+def dense_adam(weights: np.ndarray, repeats: int) -> tuple[float, float]:
+    import torch
+
+    grad = np.random.default_rng(2).standard_normal(weights.shape).astype(np.float32)
+    theirs = torch.from_numpy(weights.copy()).requires_grad_()
+    theirs.grad = torch.from_numpy(grad)
+    ours = et.Tensor(weights, requires_grad=True)
+    ours.grad = et.Tensor(grad)
+    torch_adam, our_adam = torch.optim.Adam([theirs]), et.optim.Adam([ours])
+    return median_ms(torch_adam.step, repeats=repeats), median_ms(our_adam.step, repeats=repeats)
+
+
+def gather_bandwidth(weights: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
+    """GB/s of the gather kernel into a preallocated buffer, and of the whole forward
+    (validation, a fresh output, the gather)."""
+    from embtable.backends import numpy_backend
+
+    out = np.empty((len(indices), weights.shape[1]), weights.dtype)
+    kernel = numpy_backend._kernels().gather
+    raw_table, raw_out = numpy_backend._raw(weights), numpy_backend._raw(out)
+    moved = 2 * out.nbytes + indices.nbytes
+    emb = Embedding.from_pretrained(weights)
+    return (moved / median_ms(lambda: kernel(raw_table, indices, raw_out)) / 1e6,
+            moved / median_ms(lambda: emb(indices)) / 1e6)
+
+
+_FIRST_CALL = """
+import time, numpy as np, embtable as et
+start = time.perf_counter()
+emb = et.nn.Embedding(1000, 16, sparse=True, max_norm=1.0)
+out = emb(np.arange(100) % 7)
+out.backward(np.ones(out.shape, np.float32))
+et.optim.Adam(emb.parameters()).step()
+print(time.perf_counter() - start)
+"""
+
+
+def first_call_seconds() -> tuple[float, float]:
+    """Seconds for a first forward + backward + sparse Adam step in a new process: with an
+    empty kernel cache (compiling), then again in another process (reusing the cache)."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        run = [sys.executable, "-c", _FIRST_CALL]
+        cold = float(subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout)
+        warm = float(subprocess.run(run, env=env, capture_output=True, text=True, check=True).stdout)
+    return cold, warm
+
+
+def scaling(rows_list: list[int], dim: int, batch: int, repeats: int) -> list[tuple[int, float]]:
+    """The sparse training step (forward + backward + Adam) at growing table sizes."""
+    rng = np.random.default_rng(3)
+    results = []
+    for rows in rows_list:
+        emb = Embedding(rows, dim, sparse=True)
+        adam = et.optim.Adam(emb.parameters(), lr=1e-3)
+        indices = rng.integers(0, rows, batch)
+        upstream = np.ones((batch, dim), np.float32)
+
+        def step():
+            adam.zero_grad()
+            emb(indices).backward(upstream)
+            adam.step()
+
+        results.append((rows, median_ms(step, repeats=repeats)))
+        del emb, adam
+    return results
+
+
+def machine() -> str:
+    import numba
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
+            f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), "
+            f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="embtable bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="V=1e5 and D=64 only, fewer repeats")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the V=1e5..1e7 scaling run")
+    args = parser.parse_args(argv)
+    repeats = 3 if args.quick else args.repeats
+
+    print(f"machine: {machine()}")
+    cold, warm = first_call_seconds()
+    print(f"first call in a new process: {cold:.2f} s compiling kernels, {warm:.2f} s with the cache")
+    prealloc, fresh = copy_bandwidth()
+    print(f"parallel copy: {prealloc:.1f} GB/s into a preallocated buffer, {fresh:.1f} GB/s into a fresh one")
+    print()
+
+    rng = np.random.default_rng(0)
+    sizes = [(100_000, 64)] if args.quick else [(100_000, 64), (100_000, 300), (1_000_000, 64), (1_000_000, 300)]
+    print(f"{'workload':40} {'op':17} {'torch ms':>9} {'embtable ms':>11} {'ratio':>6}")
+    for rows, dim in sizes:
+        weights = (rng.standard_normal((rows, dim)) / np.sqrt(dim)).astype(np.float32)
+        for distribution in ("uniform", "zipf"):
+            for batch in (16_384, 262_144):
+                workload = Workload(distribution, rows, dim, batch)
+                indices = indices_for(workload, rng)
+                for op, (theirs, ours) in run_ops(workload, weights, indices, repeats).items():
+                    print(f"{str(workload):40} {op:17} {theirs:9.2f} {ours:11.2f} {theirs / ours:6.2f}", flush=True)
+                if dim == 64 and batch == 262_144:
+                    kernel, forward = gather_bandwidth(weights, indices)
+                    print(f"{str(workload):40} gather: kernel {kernel:.1f} GB/s ({100 * kernel / prealloc:.0f}% "
+                          f"of copy), forward {forward:.1f} GB/s ({100 * forward / fresh:.0f}% of a fresh copy)")
+        theirs, ours = dense_adam(weights, repeats)
+        print(f"{'dense V=%.0e D=%d' % (rows, dim):40} {'dense Adam step':17} {theirs:9.2f} {ours:11.2f} "
+              f"{theirs / ours:6.2f}", flush=True)
+        del weights
+
+    if not args.no_scaling:
+        print()
+        rows_list = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]
+        timings = scaling(rows_list, 64, 65_536, repeats)
+        for rows, ms in timings:
+            print(f"sparse step (forward + backward + Adam), V={rows:.0e} D=64 N=65536: {ms:.2f} ms")
+        print(f"largest / smallest table: {timings[-1][1] / timings[0][1]:.2f}x the time")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
