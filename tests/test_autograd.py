@@ -774,3 +774,67 @@ def test_numpy_values_on_the_left_keep_the_graph():
     assert isinstance(y, et.Tensor) and y.requires_grad
     y.sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), [3.0, 3.0])
+
+
+# --- in-place changes, failed backwards, 0-d results ----------------------------------------
+
+def test_backward_refuses_a_tensor_modified_in_place_since_the_forward():
+    emb = et.nn.Embedding(4, 2, max_norm=0.1, dtype=et.DType.F64)
+    h = et.Tensor([[1.0, 1.0]], dtype=et.DType.F64, requires_grad=True)
+    logits = h @ emb.weight.T  # matmul reads the weight in its backward
+    emb([0])  # renorms row 0 in place
+    with pytest.raises(et.ModifiedTensorError, match="modified in place"):
+        logits.sum().backward()
+    assert h.grad is None and emb.weight.grad is None
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_caught():
+    w = et.Tensor(np.ones((2, 2)), requires_grad=True)
+    x = et.Tensor(np.ones((1, 2)), requires_grad=True)
+    out = (x @ w).sum()
+    w.grad = et.Tensor(np.ones((2, 2)))
+    et.optim.SGD([w], lr=0.1).step()
+    with pytest.raises(et.ModifiedTensorError):
+        out.backward()
+
+
+def test_a_lookup_does_not_need_the_table_values_in_its_backward():
+    emb = et.nn.Embedding(4, 2, max_norm=0.1, dtype=et.DType.F64)
+    first = emb([0, 1])
+    second = emb([0, 2])  # renorms rows the first lookup returned: its backward is unaffected
+    (first.sum() + second.sum()).backward()
+    np.testing.assert_array_equal(emb.weight.grad.numpy(), [[2, 2], [1, 1], [1, 1], [0, 0]])
+
+
+def test_a_backward_that_raises_changes_no_gradient():
+    a = et.Tensor([[1.0], [2.0]], requires_grad=True)
+    b = et.Tensor([[3.0, 4.0]], requires_grad=True)
+    out = (a * b).sum()
+    with pytest.raises(et.ShapeError):
+        b.grad = et.Tensor([[1.0, 1.0, 1.0]])
+    w = et.Tensor([[1.0, 1.0]], requires_grad=True)
+    stale = (a * w).sum()
+    w._replace_data(w._data)  # as an optimizer step would
+    with pytest.raises(et.ModifiedTensorError):
+        (out + stale).backward()
+    assert a.grad is None and b.grad is None and w.grad is None
+
+
+@pytest.mark.parametrize("value, error", [
+    (et.Tensor([1.0, 2.0, 3.0]), et.ShapeError),
+    (et.Tensor([1.0, 2.0], dtype=et.DType.F64), et.DTypeError),
+    (np.ones(2, np.float32), et.InvalidArgumentError),
+])
+def test_grad_assignment_is_checked(value, error):
+    t = et.Tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(error):
+        t.grad = value
+    assert t.grad is None
+
+
+def test_zero_d_results_are_arrays_for_numpy_and_torch():
+    x = et.Tensor([1.0, 2.0], requires_grad=True)
+    for result in (x.sum(), x.mean(), x.max(), x[0], et.nn.functional.mse_loss(x, [0.0, 0.0])):
+        assert result.shape == ()
+        assert np.asarray(result).shape == ()
+        assert torch.from_dlpack(result.detach()).item() == result.item()

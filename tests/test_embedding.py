@@ -387,3 +387,11 @@ def test_a_forward_that_raises_changes_nothing(mode, rng):
     with pytest.raises(et.DTypeError):
         emb(batch.astype(np.float32))
     assert emb.weight.numpy().tobytes() == before.tobytes()
+
+
+def test_views_and_column_major_weights(rng):
+    weights = rng.standard_normal((6, 4))
+    emb = Embedding.from_pretrained(np.asfortranarray(weights), max_norm=1.0)
+    assert np.allclose(emb([5]).numpy(), weights[[5]] / np.linalg.norm(weights[5]), rtol=1e-6)
+    transposed = et.Tensor(weights.T.copy()).T  # a transposed view of a (4, 6) tensor
+    np.testing.assert_array_equal(F.embedding([2, 0], transposed).numpy(), weights[[2, 0]])

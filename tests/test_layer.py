@@ -258,3 +258,16 @@ def test_failed_save_leaves_existing_file(tmp_path):
         Tower().save(path)  # Tower has no config: nothing is written
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.safetensors"]
+
+
+def test_to_converts_gradients_and_bumps_versions():
+    emb = Embedding(5, 2, sparse=True)
+    emb([1, 3]).sum().backward()
+    dense = Linear(2, 2)
+    dense(et.Tensor(np.ones((1, 2), np.float32))).sum().backward()
+    version = emb.weight._version
+    emb.to(dtype=et.DType.F64)
+    dense.to(dtype=et.DType.F64)
+    assert emb.weight.grad.dtype is et.DType.F64 and emb.weight.grad.indices.tolist() == [1, 3]
+    assert dense.weight.grad.dtype is et.DType.F64 and dense.bias.grad.dtype is et.DType.F64
+    assert emb.weight._version == version + 1

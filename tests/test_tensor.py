@@ -682,3 +682,13 @@ def test_torch_round_trip_is_exact(a):
     t = et.Tensor(src)
     assert t.shape == a.shape
     assert same(t.numpy(), a)
+
+
+def test_lower_case_dtype_names_are_numpys():
+    assert et.Tensor([300], dtype="i8").dtype is et.DType.I64  # NumPy's "i8" is int64
+    assert et.Tensor([3], dtype="I8").dtype is et.DType.I8
+
+
+def test_python_ints_that_do_not_fit_i64_are_refused():
+    with pytest.raises(et.DTypeError, match="I64"):
+        et.Tensor([2**63])

@@ -5,7 +5,8 @@ from .autograd import no_grad
 from .device import Device, get_default_device, set_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
 from .errors import (DeviceError, DTypeError, Error, IndexOutOfRangeError,
-                     InvalidArgumentError, SerializationError, ShapeError)
+                     InvalidArgumentError, ModifiedTensorError, SerializationError,
+                     ShapeError)
 from .nn import LayerState
 from .rng import manual_seed
 from .sparse import RowSparseGrad
@@ -16,5 +17,5 @@ __all__ = [
     "get_default_device", "set_default_device", "get_default_dtype", "set_default_dtype",
     "manual_seed",
     "Error", "IndexOutOfRangeError", "DTypeError", "ShapeError", "InvalidArgumentError",
-    "DeviceError", "SerializationError",
+    "DeviceError", "SerializationError", "ModifiedTensorError",
 ]

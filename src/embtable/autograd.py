@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .dtype import DType
-from .errors import InvalidArgumentError, ShapeError
+from .errors import InvalidArgumentError, ModifiedTensorError, ShapeError
 from .sparse import RowSparseGrad
 
 if TYPE_CHECKING:
@@ -49,28 +49,39 @@ class no_grad(contextlib.ContextDecorator):
         _mode.enabled = self._previous
 
 
-def is_grad_enabled() -> bool:
-    return _mode.enabled
-
-
 @dataclass(frozen=True)
 class Node:
-    """How a tensor was made: its inputs, and the gradient of each from the output's."""
+    """How a tensor was made: its inputs, the gradient of each from the output's, and the
+    versions of the tensors whose values that backward reads (so an in-place change made
+    in between is caught instead of giving a wrong gradient)."""
 
     inputs: tuple[Tensor, ...]
     backward: Callable[[Gradient], Sequence[Gradient | None]]
+    saved: tuple[tuple[Tensor, int], ...]
+
+    def check_saved(self) -> None:
+        for tensor, version in self.saved:
+            if tensor._version != version:
+                raise ModifiedTensorError(
+                    f"a tensor of shape {tensor.shape} that this backward needs was modified in "
+                    f"place after the forward used it (version {version}, now "
+                    f"{tensor._version}); run backward() before optimizer steps, max_norm "
+                    f"renorms or load_state_dict change it")
 
 
 def record(data: Any, like: Tensor, inputs: tuple[Tensor, ...],
-           backward: Callable[[Gradient], Sequence[Gradient | None]]) -> Tensor:
+           backward: Callable[[Gradient], Sequence[Gradient | None]],
+           saves: tuple[Tensor, ...] | None = None) -> Tensor:
     """A tensor around `data` (on `like`'s device) that remembers how to pass gradients to
-    `inputs`, when gradients are enabled and any input requires them."""
+    `inputs`, when gradients are enabled and any input requires them. `saves` lists the
+    tensors whose values `backward` reads (all inputs unless said otherwise)."""
     from .tensor import Tensor
 
     tracked = _mode.enabled and any(t.requires_grad for t in inputs)
-    out = Tensor._wrap(data, like.device, requires_grad=tracked)
+    out = Tensor._wrap(like._backend.xp.asarray(data), like.device, requires_grad=tracked)
     if tracked:
-        out._node = Node(inputs, backward)
+        saved = tuple((t, t._version) for t in (inputs if saves is None else saves))
+        out._node = Node(inputs, backward, saved)
     return out
 
 
@@ -80,7 +91,9 @@ def accumulation_dtype(dtype: DType) -> DType:
 
 
 def backward(root: Tensor, grad: Any = None) -> None:
-    """Add d(root)/d(leaf) into ``leaf.grad`` for every leaf `root` depends on."""
+    """Add d(root)/d(leaf) into ``leaf.grad`` for every leaf `root` depends on. Every
+    gradient is computed before any ``.grad`` changes, so a backward that raises changes
+    nothing."""
     if not root.requires_grad:
         raise InvalidArgumentError("backward() needs a tensor that requires grad (one computed "
                                    "from a tensor with requires_grad=True, outside no_grad)")
@@ -98,16 +111,20 @@ def backward(root: Tensor, grad: Any = None) -> None:
             raise ShapeError(f"backward() got a gradient of shape {tuple(seed.shape)} for a "
                              f"tensor of shape {root.shape}")
     pending: dict[int, Gradient] = {id(root): seed}
+    totals: list[tuple[Tensor, Gradient]] = []
     for tensor in _reverse_topological(root):
         gradient = pending.pop(id(tensor), None)
         if gradient is None:
             continue
         if tensor._node is None:
-            _store(tensor, gradient)
+            totals.append((tensor, _with_existing(tensor, gradient)))
             continue
+        tensor._node.check_saved()
         for parent, contribution in zip(tensor._node.inputs, tensor._node.backward(gradient)):
             if contribution is not None and parent.requires_grad:
                 pending[id(parent)] = _add(pending.get(id(parent)), contribution)
+    for leaf, total in totals:
+        leaf.grad = _rounded(leaf, total)
 
 
 def _reverse_topological(root: Tensor) -> list[Tensor]:
@@ -141,15 +158,18 @@ def _add(total: Gradient | None, more: Gradient) -> Gradient:
     return total + more
 
 
-def _store(leaf: Tensor, gradient: Gradient) -> None:
-    """Add `gradient` into ``leaf.grad``, rounding to the leaf's dtype once."""
+def _with_existing(leaf: Tensor, gradient: Gradient) -> Gradient:
+    """`gradient` plus what ``leaf.grad`` already holds (gradients accumulate)."""
+    existing = leaf.grad
+    if existing is None:
+        return gradient
+    return _add(gradient, existing if isinstance(existing, RowSparseGrad) else existing._data)
+
+
+def _rounded(leaf: Tensor, gradient: Gradient) -> Tensor | RowSparseGrad:
+    """A leaf's total gradient in the leaf's dtype: the one rounding of half precision."""
     from .tensor import Tensor
 
-    existing = leaf.grad
-    if existing is not None:
-        widened = existing if isinstance(existing, RowSparseGrad) else existing._data
-        gradient = _add(gradient, widened)
     if isinstance(gradient, RowSparseGrad):
-        leaf.grad = gradient.astype(leaf.dtype)
-    else:
-        leaf.grad = Tensor._wrap(leaf._backend.astype(gradient, leaf.dtype), leaf.device)
+        return gradient.astype(leaf.dtype)
+    return Tensor._wrap(leaf._backend.astype(gradient, leaf.dtype), leaf.device)

@@ -99,8 +99,8 @@ def as_dtype(dtype: DTypeLike) -> DType:
         return dtype
     if isinstance(dtype, str) or type(dtype).__module__ == "torch":
         name = str(dtype).removeprefix("torch.")
-        if name.upper() in DType.__members__:
-            return DType[name.upper()]
+        if name in DType.__members__:  # "F32", "BF16"; lower-case names are NumPy's ("i8": int64)
+            return DType[name]
         dtype = name
     try:
         np_dtype = np.dtype(dtype)

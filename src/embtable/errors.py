@@ -32,3 +32,7 @@ class DeviceError(Error, RuntimeError):
 
 class SerializationError(Error, ValueError):
     """A file that cannot be read as what it claims to be."""
+
+
+class ModifiedTensorError(Error, RuntimeError):
+    """A backward needs a tensor that was modified in place after the forward used it."""

@@ -32,9 +32,9 @@ def host_array(data: Any) -> np.ndarray:
     try:
         array = host_array(np.asarray(data))
     except ValueError as error:  # ragged nested lists
-        raise ShapeError(f"cannot build a tensor from {_describe(data)}: {error}") from None
+        raise ShapeError(f"cannot build a tensor from {describe(data)}: {error}") from None
     if array.dtype == object or array.dtype.kind in "USVcmM":
-        raise DTypeError(f"cannot build a tensor from {_describe(data)}: "
+        raise DTypeError(f"cannot build a tensor from {describe(data)}: "
                          f"expected numbers or booleans, got NumPy dtype {array.dtype}")
     return array
 
@@ -49,7 +49,8 @@ def _torch_bfloat16_to_numpy(data: Any) -> np.ndarray:
     return np.from_dlpack(bits).view(ml_dtypes.bfloat16)
 
 
-def _describe(data: Any) -> str:
+def describe(data: Any) -> str:
+    """A short repr of `data` for error messages."""
     text = repr(data)
     return text if len(text) <= 60 else f"{text[:57]}..."
 

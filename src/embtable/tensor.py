@@ -15,9 +15,9 @@ import numpy as np
 from .backends import backend_for
 from .device import Device, DeviceLike, as_device
 from .dtype import DType, DTypeLike, as_dtype, get_default_dtype
-from .errors import DTypeError, InvalidArgumentError, ShapeError
+from .errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from .interop import exportable as _exportable
-from .interop import host_array
+from .interop import describe, host_array
 
 if TYPE_CHECKING:
     from .sparse import RowSparseGrad
@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 _PYTHON_DATA = (bool, int, float, list, tuple)
 
 
-def _is_python_float_data(data: Any, array: np.ndarray) -> bool:
-    """Python floats (not NumPy's float64 scalar, a float subclass) take the default dtype."""
-    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic) and array.dtype.kind == "f"
+def _is_python_data(data: Any) -> bool:
+    """Python scalars and lists (not NumPy's float64 scalar, a float subclass): their floats
+    take the default dtype and their ints I64."""
+    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic)
+
 
 
 class Tensor:
@@ -43,7 +45,7 @@ class Tensor:
         requires_grad: whether autograd records operations on this tensor (float only).
     """
 
-    __slots__ = ("_data", "_device", "_requires_grad", "_node", "grad", "__weakref__")
+    __slots__ = ("_data", "_device", "_requires_grad", "_node", "_grad", "_version", "__weakref__")
     __array_ufunc__ = None  # `numpy_value * tensor` calls Tensor.__rmul__, keeping gradients
 
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
@@ -53,8 +55,9 @@ class Tensor:
         self._device = target
         self._requires_grad = False
         self._node = None
+        self._grad = None
+        self._version = 0
         self.requires_grad = requires_grad
-        self.grad: Tensor | RowSparseGrad | None = None
 
     @classmethod
     def new(cls, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
@@ -70,7 +73,8 @@ class Tensor:
         tensor._device = device
         tensor._requires_grad = requires_grad
         tensor._node = None
-        tensor.grad = None
+        tensor._grad = None
+        tensor._version = 0
         return tensor
 
     # --- what it is ---------------------------------------------------------------------
@@ -112,6 +116,38 @@ class Tensor:
         if value and not self.dtype.is_float:
             raise DTypeError(f"only float tensors can require gradients, this one is {self.dtype.name}")
         self._requires_grad = bool(value)
+
+    @property
+    def grad(self) -> Tensor | RowSparseGrad | None:
+        """The gradient accumulated by `backward` (a `RowSparseGrad` for sparse tables), or
+        None. Assigning checks that it fits: same shape, dtype and device."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | RowSparseGrad | None) -> None:
+        from .sparse import RowSparseGrad
+
+        if value is not None:
+            if not isinstance(value, (Tensor, RowSparseGrad)):
+                raise InvalidArgumentError(f"a gradient must be a Tensor, a RowSparseGrad or None, "
+                                           f"got {type(value).__name__}")
+            if tuple(value.shape) != self.shape:
+                raise ShapeError(f"a gradient of shape {tuple(value.shape)} does not fit a tensor of "
+                                 f"shape {self.shape}")
+            if value.dtype != self.dtype:
+                raise DTypeError(f"a gradient of dtype {value.dtype.name} does not fit a tensor of "
+                                 f"dtype {self.dtype.name}")
+            if value.device != self.device:
+                raise DeviceError(f"a gradient on {value.device} does not fit a tensor on {self.device}")
+        self._grad = value
+
+    def _replace_data(self, array: Any, device: Device | None = None) -> None:
+        """Give this tensor new values in place (an optimizer step, a renorm, a load); the
+        version bump makes a pending backward that needs the old values refuse to run."""
+        self._data = array
+        if device is not None:
+            self._device = device
+        self._version += 1
 
     @property
     def is_leaf(self) -> bool:
@@ -281,7 +317,9 @@ def as_array(data: Any, dtype: DTypeLike, device: Device, copy: bool = False) ->
         resolved = data.dtype if dtype is None else as_dtype(dtype)
     else:
         host = host_array(data)
-        if dtype is None and _is_python_float_data(data, host):
+        if dtype is None and _is_python_data(data) and host.dtype.kind in "fu":
+            if host.dtype.kind == "u":
+                raise DTypeError(f"Python ints become I64, and {describe(data)} does not fit in I64")
             dtype = get_default_dtype()
         resolved = DType.from_numpy(host.dtype) if dtype is None else as_dtype(dtype)
         array = backend.from_host(host)

@@ -1,10 +1,9 @@
 """The CPU backend: NumPy arrays.
 
 Every backend module offers these names, over its own array type: ``xp`` (an array
-namespace with NumPy's names, for element-wise math and reductions), ``device``,
-``to_host``, ``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``,
-``index_array``, ``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_add_``,
-``add_rows_``, ``row_norms``,
+namespace with NumPy's names, for element-wise math and reductions), ``to_host``,
+``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``, ``index_array``,
+``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_add_``, ``add_rows_``,
 ``renorm_rows_``, ``out_of_range``, ``fused_step``.
 Arguments are already validated (dtypes, shapes, index ranges) by the caller.
 """
@@ -15,11 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..device import Device
 from ..dtype import DType
 
 xp = np
-device = Device.CPU
 
 
 def to_host(array: np.ndarray) -> np.ndarray:
@@ -37,7 +34,8 @@ def dtype_of(array: np.ndarray) -> DType:
 
 
 def astype(array: np.ndarray, dtype: DType, copy: bool = False) -> np.ndarray:
-    return array.astype(dtype.numpy, copy=copy)
+    """`array` as `dtype`, row-major (C order); a copy only when needed or asked."""
+    return array.astype(dtype.numpy, order="C", copy=copy)
 
 
 def zeros(shape: Sequence[int], dtype: DType) -> np.ndarray:
@@ -71,6 +69,8 @@ def _raw(array: np.ndarray) -> np.ndarray:
 
 def take_rows(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """``table[indices]``: rows gathered into a new array of shape ``[*indices.shape, dim]``."""
+    if not table.flags.c_contiguous:  # a view, e.g. a transposed weight: rare, plain NumPy
+        return np.take(table, indices, axis=0)
     out = np.empty((indices.size, table.shape[1]), table.dtype)
     _kernels().gather(_raw(table), indices.reshape(-1), _raw(out))
     return out.reshape(indices.shape + (table.shape[1],))

@@ -19,6 +19,7 @@ from ..device import DeviceLike, as_device
 from ..dtype import DTypeLike, as_float_dtype
 from ..errors import InvalidArgumentError, SerializationError, ShapeError
 from ..interop import host_array
+from ..sparse import RowSparseGrad
 from ..tensor import Tensor
 
 
@@ -94,9 +95,12 @@ class Layer:
         resolved = None if dtype is None else as_float_dtype(dtype)
         if target is not None:
             backend_for(target)  # refuse an unavailable device before anything moves
-        moved = [(t, t.to(target, resolved)) for t in self.parameters()]
-        for tensor, copy in moved:
-            tensor._data, tensor._device, tensor.grad = copy._data, copy._device, None
+        params = self.parameters()
+        moved = [(t.to(target, resolved), _moved_grad(t.grad, target, resolved)) for t in params]
+        for tensor, (copy, grad) in zip(params, moved):
+            tensor._grad = None
+            tensor._replace_data(copy._data, copy.device)
+            tensor.grad = grad
         return self
 
     # --- state dicts ----------------------------------------------------------------------
@@ -128,7 +132,7 @@ class Layer:
                                  f"expected {tensor.shape}")
             arrays[name] = Tensor(array, dtype=tensor.dtype, device=tensor.device)
         for name, tensor in params.items():
-            tensor._data = arrays[name]._data
+            tensor._replace_data(arrays[name]._data)
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -176,3 +180,12 @@ class Layer:
         layer = cls(**config)
         layer.load_state_dict(tensors)
         return layer
+
+
+def _moved_grad(grad: Any, device: Any, dtype: Any) -> Any:
+    """A parameter's gradient moved and cast along with it by `Layer.to`."""
+    if grad is None:
+        return None
+    if isinstance(grad, RowSparseGrad):
+        return RowSparseGrad(grad.indices.to(device), grad.values.to(device, dtype), grad.shape)
+    return grad.to(device, dtype)

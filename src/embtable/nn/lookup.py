@@ -125,9 +125,11 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     if options.max_norm is not None and not clip:
         backend.renorm_rows_(table, backend.distinct(array, table.shape[0]), options.max_norm,
                               options.norm_type)
+        weight._replace_data(table)  # modified in place: a pending backward that read it refuses
     rows = backend.take_rows(table, array)
     if not clip:
-        return record(rows, weight, (weight,), lambda g: (_table_grad(g, array, weight, options),))
+        return record(rows, weight, (weight,), lambda g: (_table_grad(g, array, weight, options),),
+                      saves=())
 
     # clip: out = rows * min(1, max_norm / (norm + eps)), differentiated through the scale
     xp, p, last = backend.xp, options.norm_type, (rows.ndim - 1,)
@@ -144,7 +146,7 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
         return (_table_grad(g_rows, array, weight, options),)
 
     out = backend.astype(wide * scale, weight.dtype)
-    return record(out, weight, (weight,), backward)
+    return record(out, weight, (weight,), backward, saves=())
 
 
 def _table_grad(g_rows: Any, indices: Any, weight: Tensor, options: EmbeddingOptions) -> Any:

@@ -54,6 +54,7 @@ class Optimizer:
             scalars = self._scalars(state)
             buffers = [self._buffer(state, name, param) for name in self.buffers]
             backend = param._backend
+            param._replace_data(param._data)  # updated in place below
             if backend.fused_step(self.kernel, param._data, rows, grad, buffers, scalars):
                 continue
             wide = accumulation_dtype(param.dtype)
