@@ -362,10 +362,13 @@ def test_norm_rejects_non_positive_p():
 TRANSPOSES = {
     "transpose()": (lambda t: t.transpose(), lambda t: t.permute(2, 1, 0)),
     ".T": (lambda t: t.T, lambda t: t.permute(2, 1, 0)),
-    "transpose((1,0,2))": (lambda t: t.transpose((1, 0, 2)), lambda t: t.permute(1, 0, 2)),
-    "transpose([2,0,1])": (lambda t: t.transpose([2, 0, 1]), lambda t: t.permute(2, 0, 1)),
-    "transpose(2,0,1)": (lambda t: t.transpose(2, 0, 1), lambda t: t.permute(2, 0, 1)),
-    "transpose(-1,0,1)": (lambda t: t.transpose(-1, 0, 1), lambda t: t.permute(2, 0, 1)),
+    "transpose(0,1)": (lambda t: t.transpose(0, 1), lambda t: t.transpose(0, 1)),
+    "transpose(1,2)": (lambda t: t.transpose(1, 2), lambda t: t.transpose(1, 2)),
+    "transpose(-1,0)": (lambda t: t.transpose(-1, 0), lambda t: t.transpose(-1, 0)),
+    "permute((1,0,2))": (lambda t: t.permute((1, 0, 2)), lambda t: t.permute(1, 0, 2)),
+    "permute([2,0,1])": (lambda t: t.permute([2, 0, 1]), lambda t: t.permute(2, 0, 1)),
+    "permute(2,0,1)": (lambda t: t.permute(2, 0, 1), lambda t: t.permute(2, 0, 1)),
+    "permute(-1,0,1)": (lambda t: t.permute(-1, 0, 1), lambda t: t.permute(2, 0, 1)),
 }
 
 
@@ -378,13 +381,17 @@ def test_transpose_matches_torch(name):
 def test_matrix_transpose_matches_torch():
     check(lambda t: t.T, lambda t: t.T, normal((3, 5), seed=30))
     check(lambda t: t.transpose(), lambda t: t.t(), normal((3, 5), seed=31))
+    check(lambda t: t.transpose(0, 1), lambda t: t.t(), normal((3, 5), seed=31))
     check(lambda a, b: a @ b.T, lambda a, b: a @ b.T, normal((2, 5), seed=32), normal((3, 5), seed=33))
 
 
-def test_transpose_with_a_bad_permutation_raises_shape_error():
+@pytest.mark.parametrize("bad", [lambda x: x.transpose(0, 0, 1), lambda x: x.transpose(0, 3),
+                                 lambda x: x.permute(0, 0, 1), lambda x: x.permute("a", 0, 1),
+                                 lambda x: x.transpose(1)])
+def test_transpose_with_bad_axes_raises_shape_error(bad):
     x = et.Tensor(normal((2, 3, 4)), requires_grad=True)
     with pytest.raises(et.ShapeError):
-        x.transpose(0, 0, 1)
+        bad(x)
 
 
 INDEXING = {
@@ -838,3 +845,59 @@ def test_zero_d_results_are_arrays_for_numpy_and_torch():
         assert result.shape == ()
         assert np.asarray(result).shape == ()
         assert torch.from_dlpack(result.detach()).item() == result.item()
+
+
+# --- dtypes of results, half precision, edge cases ------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: et.Tensor([1, 2]) * 0.5, lambda: et.Tensor([1, 2]) / 2, lambda: et.Tensor([1, 2]) / et.Tensor([2, 2]),
+    lambda: et.Tensor([1, 2]).exp(), lambda: et.Tensor([1, 2]).tanh(), lambda: et.Tensor([1, 2]).norm(),
+    lambda: et.Tensor([1, 2]).mean(), lambda: et.Tensor([1.0, 2.0]) + np.float64(1),
+    lambda: et.Tensor([1.0, 2.0]) * et.Tensor(2.0, dtype=et.DType.F64),
+])
+def test_result_dtypes_follow_torch(make):
+    assert make().dtype is et.DType.F32
+
+
+def test_integer_sigmoid_is_a_float():
+    np.testing.assert_allclose(et.Tensor([1]).sigmoid().numpy(), [0.7310586], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [et.DType.BF16, et.DType.F16])
+def test_half_precision_reductions_accumulate_in_f32(dtype):
+    x = et.Tensor(np.full(1000, 0.1), dtype=dtype)
+    exact_sum = 1000 * float(np.float32(x.numpy()[0]))
+    assert x.sum().dtype is dtype
+    assert abs(x.sum().item() - exact_sum) / exact_sum < 1e-2
+    assert abs(x.mean().item() - exact_sum / 1000) < 1e-3
+    assert abs(x.norm().item() - np.sqrt(1000) * 0.1) < 0.05
+    assert et.Tensor([300.0], dtype=dtype).norm().item() == 300.0
+    logits = et.Tensor(np.zeros((1, 1000)), dtype=dtype)
+    assert abs(et.nn.functional.cross_entropy(logits, [3]).item() - np.log(1000)) < 0.05
+
+
+def test_power_zero_has_zero_gradient_at_zero():
+    x = et.Tensor([0.0, 2.0], dtype=et.DType.F64, requires_grad=True)
+    (x**0).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 0.0])
+
+
+def test_max_of_an_empty_tensor_over_a_non_empty_axis():
+    assert et.Tensor(np.zeros((0, 3))).max(axis=1).shape == (0,)
+    with pytest.raises(et.ShapeError):
+        et.Tensor(np.zeros((0, 3))).max(axis=0)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda x: x + et.Tensor(np.ones(5)), lambda x: x.sum(axis=1.5), lambda x: x.sum(axis=2),
+    lambda x: et.nn.functional.log_softmax(x, axis=5),
+])
+def test_shape_errors_are_embtable_errors(bad):
+    with pytest.raises(et.ShapeError):
+        bad(et.Tensor(np.ones((2, 3)), requires_grad=True))
+
+
+def test_an_integer_copy_records_no_gradient():
+    x = et.Tensor([1.5, 2.5], requires_grad=True)
+    assert not x.to(dtype=et.DType.I64).requires_grad
+    assert x.to(dtype=et.DType.F64).requires_grad

@@ -71,14 +71,16 @@ class Node:
 
 def record(data: Any, like: Tensor, inputs: tuple[Tensor, ...],
            backward: Callable[[Gradient], Sequence[Gradient | None]],
-           saves: tuple[Tensor, ...] | None = None) -> Tensor:
+           saves: tuple[Tensor, ...] | None = None, view: bool = False) -> Tensor:
     """A tensor around `data` (on `like`'s device) that remembers how to pass gradients to
     `inputs`, when gradients are enabled and any input requires them. `saves` lists the
-    tensors whose values `backward` reads (all inputs unless said otherwise)."""
+    tensors whose values `backward` reads (all inputs unless said otherwise); a `view`
+    shares `like`'s data, and so its version counter."""
     from .tensor import Tensor
 
     tracked = _mode.enabled and any(t.requires_grad for t in inputs)
-    out = Tensor._wrap(like._backend.xp.asarray(data), like.device, requires_grad=tracked)
+    out = Tensor._wrap(like._backend.xp.asarray(data), like.device, requires_grad=tracked,
+                       view_of=like if view else None)
     if tracked:
         saved = tuple((t, t._version) for t in (inputs if saves is None else saves))
         out._node = Node(inputs, backward, saved)

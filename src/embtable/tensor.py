@@ -45,7 +45,7 @@ class Tensor:
         requires_grad: whether autograd records operations on this tensor (float only).
     """
 
-    __slots__ = ("_data", "_device", "_requires_grad", "_node", "_grad", "_version", "__weakref__")
+    __slots__ = ("_data", "_device", "_requires_grad", "_node", "_grad", "_versions", "__weakref__")
     __array_ufunc__ = None  # `numpy_value * tensor` calls Tensor.__rmul__, keeping gradients
 
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
@@ -56,7 +56,7 @@ class Tensor:
         self._requires_grad = False
         self._node = None
         self._grad = None
-        self._version = 0
+        self._versions = [0]
         self.requires_grad = requires_grad
 
     @classmethod
@@ -66,15 +66,17 @@ class Tensor:
         return cls(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
     @classmethod
-    def _wrap(cls, array: Any, device: Device, requires_grad: bool = False) -> Tensor:
-        """A tensor around an existing backend array, without copying or validating."""
+    def _wrap(cls, array: Any, device: Device, requires_grad: bool = False,
+              view_of: Tensor | None = None) -> Tensor:
+        """A tensor around an existing backend array, without copying or validating; a view
+        of another tensor's data shares that tensor's version counter."""
         tensor = cls.__new__(cls)
         tensor._data = array
         tensor._device = device
         tensor._requires_grad = requires_grad
         tensor._node = None
         tensor._grad = None
-        tensor._version = 0
+        tensor._versions = [0] if view_of is None else view_of._versions
         return tensor
 
     # --- what it is ---------------------------------------------------------------------
@@ -147,7 +149,12 @@ class Tensor:
         self._data = array
         if device is not None:
             self._device = device
-        self._version += 1
+        self._versions[0] += 1
+
+    @property
+    def _version(self) -> int:
+        """How often this tensor's data (or that of a tensor it is a view of) changed in place."""
+        return self._versions[0]
 
     @property
     def is_leaf(self) -> bool:
@@ -200,7 +207,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """A tensor sharing this one's data, outside any autograd graph."""
-        return Tensor._wrap(self._data, self._device)
+        return Tensor._wrap(self._data, self._device, view_of=self)
 
     def reshape(self, *shape: int | Sequence[int]) -> Tensor:
         """The same values in a new shape; one dimension may be -1 (inferred).
@@ -288,13 +295,28 @@ class Tensor:
     def relu(self) -> Tensor:
         return ops.relu(self)
 
-    def transpose(self, *axes: int) -> Tensor:
-        """The axes permuted: reversed by default, else in the order given."""
-        return ops.transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
+    def transpose(self, *dims: int) -> Tensor:
+        """``transpose(dim0, dim1)`` swaps two axes, as in PyTorch; ``transpose()`` reverses
+        all of them (``.T``). `permute` reorders axes freely."""
+        if not dims:
+            return ops.permute(self)
+        if len(dims) != 2:
+            raise ShapeError(f"transpose takes two axes to swap (or none), got {dims}; use permute")
+        order = list(range(self.ndim))
+        try:
+            order[dims[0]], order[dims[1]] = order[dims[1]], order[dims[0]]
+        except (IndexError, TypeError):
+            raise ShapeError(f"cannot swap axes {dims} of a tensor of {self.ndim} dimensions") from None
+        return ops.permute(self, tuple(order))
+
+    def permute(self, *axes: int) -> Tensor:
+        """The axes in the given order (``permute(2, 0, 1)`` or ``permute((2, 0, 1))``)."""
+        return ops.permute(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes)
 
     @property
     def T(self) -> Tensor:  # noqa: N802
-        return ops.transpose(self)
+        """All axes reversed (the transpose of a matrix)."""
+        return ops.permute(self)
 
     def __repr__(self) -> str:
         body = np.array2string(np.asarray(self._backend.to_host(self._data), dtype=np.float64)

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..dtype import DType
+from ..norms import p_norm
 
 xp = np
 
@@ -134,26 +135,13 @@ def add_rows_(table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
     table[rows] += values
 
 
-def row_norms(rows: np.ndarray, norm_type: float) -> np.ndarray:
-    """The `norm_type`-norm of each row (last axis), in at least float32."""
-    acc = np.promote_types(rows.dtype, np.float32)
-    magnitudes = np.abs(rows.astype(acc, copy=False))
-    if norm_type == np.inf:
-        return magnitudes.max(axis=-1, initial=0)
-    if norm_type == 1:
-        return magnitudes.sum(axis=-1)
-    if norm_type == 2:
-        return np.sqrt(np.einsum("...d,...d->...", magnitudes, magnitudes))
-    return (magnitudes**norm_type).sum(axis=-1) ** (1.0 / norm_type)
-
-
 def renorm_rows_(table: np.ndarray, rows: np.ndarray, max_norm: float, norm_type: float) -> None:
     """Rescale, in place, each listed (distinct) row whose norm exceeds `max_norm` by
     ``max_norm / (norm + 1e-7)``."""
     if table.dtype in _KERNEL_FLOATS:
         _kernels().renorm(table, rows, float(max_norm), float(norm_type))
         return
-    norms = row_norms(table[rows], norm_type)  # half precision: NumPy, norms in float32
+    norms = p_norm(np, table[rows].astype(np.float32), norm_type, (1,))[:, 0]  # half precision
     too_long = norms > max_norm
     rows, norms = rows[too_long], norms[too_long]
     table[rows] = (table[rows] * (max_norm / (norms + 1e-7))[:, None]).astype(table.dtype)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..autograd import record
+from ..autograd import accumulation_dtype, record
 from ..errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError
-from ..ops import operand
+from ..ops import logistic, normalized_axes, operand
 from ..tensor import Tensor
 from .lookup import EmbeddingOptions, lookup
 
@@ -40,17 +40,27 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return out if bias is None else out + bias
 
 
+def _wide(t: Tensor) -> Any:
+    """`t`'s values in the dtype losses compute in: F32 for half precision."""
+    return t._backend.astype(t._data, accumulation_dtype(t.dtype))
+
+
+def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
+    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+
+
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """``x - log(sum(exp(x), axis))``, computed without overflow."""
+    """``x - log(sum(exp(x), axis))``, computed without overflow (half precision in F32)."""
     _check_float_tensor("x", x)
+    (axis,) = normalized_axes(axis, x.ndim) if x.ndim else (axis,)
     xp = x._backend.xp
-    shifted = x._data - xp.max(x._data, axis=axis, keepdims=True)
-    out = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    out = _log_softmax(xp, _wide(x), axis)
 
     def backward(g: Any) -> tuple[Any]:
         return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
-    return record(out, x, (x,), backward)
+    return record(x._backend.astype(out, x.dtype), x, (x,), backward, saves=())
 
 
 def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
@@ -71,7 +81,7 @@ def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
         raise IndexOutOfRangeError(f"target {bad[1]} at position {bad[0]} is out of range for "
                                    f"{classes} classes")
     xp = logits._backend.xp
-    log_probs = log_softmax(logits.detach(), axis=1)._data
+    log_probs = _log_softmax(xp, _wide(logits), 1)
     rows = xp.arange(count)
     loss = -xp.mean(log_probs[rows, target._data])
 
@@ -80,7 +90,7 @@ def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
         grad[rows, target._data] -= 1
         return (grad * (g / count),)
 
-    return record(loss, logits, (logits,), backward)
+    return record(logits._backend.astype(loss, logits.dtype), logits, (logits,), backward, saves=())
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
@@ -92,15 +102,14 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
         raise ShapeError(f"binary_cross_entropy_with_logits needs targets of the logits' shape "
                          f"{logits.shape}, got {target.shape}")
     xp = logits._backend.xp
-    x, t = logits._data, target._data
+    x, t = _wide(logits), logits._backend.astype(target._data, accumulation_dtype(logits.dtype))
     count = max(logits.numel(), 1)
     loss = xp.mean(xp.maximum(x, 0) - x * t + xp.log1p(xp.exp(-xp.abs(x))))
 
     def backward(g: Any) -> tuple[Any, Any]:
-        probability = logits.detach().sigmoid()._data
-        return (probability - t) * (g / count), -x * (g / count)
+        return (logistic(xp, x) - t) * (g / count), -x * (g / count)
 
-    return record(loss, logits, (logits, target), backward)
+    return record(logits._backend.astype(loss, logits.dtype), logits, (logits, target), backward, saves=())
 
 
 def mse_loss(a: Tensor, b: Any) -> Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 from ..autograd import accumulation_dtype, record
 from ..errors import DeviceError, DTypeError, IndexOutOfRangeError, InvalidArgumentError
 from ..interop import host_array
-from ..ops import p_norm, p_norm_grad
+from ..norms import p_norm, p_norm_grad
 from ..sparse import RowSparseGrad
 from ..tensor import Tensor
 
