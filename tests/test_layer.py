@@ -271,3 +271,41 @@ def test_to_converts_gradients_and_bumps_versions():
     assert emb.weight.grad.dtype is et.DType.F64 and emb.weight.grad.indices.tolist() == [1, 3]
     assert dense.weight.grad.dtype is et.DType.F64 and dense.bias.grad.dtype is et.DType.F64
     assert emb.weight._version == version + 1
+
+
+def test_tied_and_integer_tensors():
+    class Tied(Layer):
+        def __init__(self):
+            self.embedding = Embedding(5, 3)
+            self.output = Linear(3, 5, bias=False)
+            self.output.weight = self.embedding.weight
+            self.vocabulary = et.Tensor([1, 2, 3])  # an integer constant, not a parameter
+
+    tied = Tied()
+    assert [name for name, _ in tied.named_parameters()] == ["embedding.weight"]
+    et.optim.SGD(tied.parameters(), lr=0.1)  # no duplicate
+    tied.to(dtype=et.DType.F64)
+    assert tied.vocabulary.dtype is et.DType.I64
+
+
+def test_load_does_not_consume_the_generator(tmp_path):
+    Linear(3, 2).save(tmp_path / "l.safetensors")
+    et.manual_seed(0)
+    Linear.load(tmp_path / "l.safetensors")
+    after_load = Embedding(3, 2).weight.numpy()
+    et.manual_seed(0)
+    assert np.array_equal(after_load, Embedding(3, 2).weight.numpy())
+
+
+def test_saved_files_have_ordinary_permissions(tmp_path):
+    import os
+
+    Embedding(2, 2).save(tmp_path / "e.safetensors")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "e.safetensors").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_load_state_dict_needs_a_mapping():
+    with pytest.raises(et.InvalidArgumentError):
+        Embedding(2, 2).load_state_dict([np.zeros((2, 2))])

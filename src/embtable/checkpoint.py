@@ -31,10 +31,17 @@ def write(path: str | os.PathLike, arrays: dict[str, np.ndarray], metadata: dict
     os.close(handle)
     try:
         save_file(contiguous, temporary, metadata=metadata)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 would be a surprise
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -56,7 +63,8 @@ def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
     head = file.read(8)
     length = int.from_bytes(head, "little") if len(head) == 8 else -1
     if not 0 < length <= min(_MAX_HEADER, size - 8):
-        raise SerializationError(f"{path!r} is not a safetensors file: bad header length")
+        raise SerializationError(f"{path!r} is not a safetensors file: its header length {length} "
+                                 f"does not fit a file of {size} bytes")
     try:
         header = json.loads(file.read(length).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:

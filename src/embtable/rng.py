@@ -4,7 +4,9 @@ reproducible. Values are drawn on the host, so a seed gives the same weights on 
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from typing import Iterator
 
 import numpy as np
 
@@ -28,3 +30,14 @@ def manual_seed(seed: int) -> None:
 def generator() -> np.random.Generator:
     """The current generator."""
     return _generator
+
+
+@contextlib.contextmanager
+def preserved_generator() -> Iterator[None]:
+    """Within this context draws happen as usual, but afterwards the generator is back where
+    it was (for initialisations that are about to be overwritten)."""
+    state = _generator.bit_generator.state
+    try:
+        yield
+    finally:
+        _generator.bit_generator.state = state

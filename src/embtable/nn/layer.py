@@ -19,6 +19,7 @@ from ..device import DeviceLike, as_device
 from ..dtype import DTypeLike, as_float_dtype
 from ..errors import InvalidArgumentError, SerializationError, ShapeError
 from ..interop import host_array
+from ..rng import preserved_generator
 from ..sparse import RowSparseGrad
 from ..tensor import Tensor
 
@@ -44,12 +45,20 @@ class Layer:
     # --- parameters and children ----------------------------------------------------------
 
     def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
-        """``(dotted name, tensor)`` for every trainable tensor, children included."""
+        """``(dotted name, tensor)`` for every float tensor attribute, children included; a
+        tensor shared by several layers (tied weights) is listed once, under its first name."""
+        seen: set[int] = set()
+        for name, tensor in self._all_float_tensors():
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                yield name, tensor
+
+    def _all_float_tensors(self) -> Iterator[tuple[str, Tensor]]:
         for name, value in vars(self).items():
-            if isinstance(value, Tensor):
+            if isinstance(value, Tensor) and value.dtype.is_float:
                 yield name, value
         for prefix, child in self._named_children():
-            for name, tensor in child.named_parameters():
+            for name, tensor in child._all_float_tensors():
                 yield f"{prefix}.{name}", tensor
 
     def parameters(self) -> list[Tensor]:
@@ -116,6 +125,8 @@ class Layer:
         state dict loads as it is). The keys must match exactly and each shape must equal the
         parameter's; otherwise nothing is changed.
         """
+        if not isinstance(state, Mapping):
+            raise InvalidArgumentError(f"a state dict maps names to arrays, got {type(state).__name__}")
         params = dict(self.named_parameters())
         missing = sorted(params.keys() - state.keys())
         unexpected = sorted(state.keys() - params.keys())
@@ -176,8 +187,10 @@ class Layer:
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> Layer:
-        """Build a layer from a saved config and parameter arrays."""
-        layer = cls(**config)
+        """Build a layer from a saved config and parameter arrays (the random initialisation
+        this overwrites does not advance the global generator)."""
+        with preserved_generator():
+            layer = cls(**config)
         layer.load_state_dict(tensors)
         return layer
 
