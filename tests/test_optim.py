@@ -264,3 +264,36 @@ def test_half_precision_parameters_keep_f32_state():
     assert p.dtype is et.DType.BF16
     assert opt.state[0]["exp_avg"].dtype == np.float32
     np.testing.assert_allclose(p.numpy().astype(np.float32), 0.9, rtol=1e-2)
+
+
+@pytest.mark.parametrize("change", [
+    lambda d: d["param_groups"][0].update(lr="0.1"), lambda d: d["param_groups"][0].update(lr=-5.0),
+    lambda d: d["param_groups"][0].update(momentum=(7.0, -1.0)),
+    lambda d: d["state"].update({0: {"x": np.zeros((4, 2))}}), lambda d: d["state"].update({0: [1, 2]}),
+    lambda d: d["state"][0].update(step=-1), lambda d: d["state"].update({5: {}}),
+])
+def test_load_state_dict_checks_like_the_constructor(change, rng):
+    p = et.Tensor(rng.standard_normal((4, 2)), requires_grad=True)
+    opt = SGD([p], lr=0.1, momentum=0.9)
+    p.grad = et.Tensor(np.ones((4, 2)))
+    opt.step()
+    saved = opt.state_dict()
+    change(saved)
+    before = snapshot([p], opt)
+    with pytest.raises(et.InvalidArgumentError):
+        opt.load_state_dict(saved)
+    same_state(before, snapshot([p], opt))
+    assert (opt.lr, opt.momentum) == (0.1, 0.9)
+
+
+def test_loaded_column_major_state_still_updates(rng):
+    p = et.Tensor(np.ones((3, 4)), requires_grad=True)
+    opt = SGD([p], lr=0.1, momentum=0.5)
+    saved = opt.state_dict()
+    saved["state"][0] = {"momentum_buffer": np.asfortranarray(np.ones((3, 4))), "step": 1}
+    opt.load_state_dict(saved)
+    for _ in range(2):
+        p.grad = et.Tensor(np.ones((3, 4)))
+        opt.step()
+    np.testing.assert_allclose(opt.state[0]["momentum_buffer"], 1.75)  # 0.5 * (0.5 + 1) + 1
+    np.testing.assert_allclose(p.numpy(), 1 - 0.1 * (1.5 + 1.75))

@@ -160,7 +160,7 @@ def fused_step(kind: str, param: np.ndarray, rows: np.ndarray | None, grad: np.n
                buffers: Sequence[np.ndarray], scalars: Sequence[float]) -> bool:
     """Run optimizer `kind`'s fused kernel on a float32/float64 parameter in place (every
     element, or the listed `rows` of a row-sparse gradient); False when there is none."""
-    if param.dtype not in _KERNEL_FLOATS or not param.flags.c_contiguous:
+    if param.dtype not in _KERNEL_FLOATS or not all(a.flags.c_contiguous for a in (param, *buffers)):
         return False
     kernels = _kernels()
     grad = np.ascontiguousarray(grad)

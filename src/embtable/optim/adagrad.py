@@ -16,17 +16,19 @@ class Adagrad(Optimizer):
     gradients); weight decay, which PyTorch refuses there, applies to those rows only.
     """
 
-    hyper = ("lr", "eps", "weight_decay")
-    kernel = "adagrad"
-    buffers = ("sum",)
+    hyper = {"lr": non_negative, "eps": non_negative, "weight_decay": non_negative}
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=non_negative("lr", lr), eps=non_negative("eps", eps),
-                         weight_decay=non_negative("weight_decay", weight_decay))
+        super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay)
 
-    def _scalars(self, state: dict[str, Any]) -> tuple:
-        state["step"] = state.get("step", 0) + 1
+    def _kernel(self) -> str:
+        return "adagrad"
+
+    def _buffer_names(self) -> tuple[str, ...]:
+        return ("sum",)
+
+    def _scalars(self, step: int) -> tuple:
         return (self.lr, self.eps, self.weight_decay)
 
     def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,

@@ -19,21 +19,22 @@ class Adam(Optimizer):
     correction (SparseAdam's formula). Weight decay then applies to the rows present only.
     """
 
-    hyper = ("lr", "betas", "eps", "weight_decay")
-    kernel = "adam"
-    buffers = ("exp_avg", "exp_avg_sq")
+    hyper = {"lr": non_negative, "betas": betas_pair, "eps": non_negative, "weight_decay": non_negative}
     decoupled = False
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=non_negative("lr", lr), betas=betas_pair(betas),
-                         eps=non_negative("eps", eps),
-                         weight_decay=non_negative("weight_decay", weight_decay))
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _scalars(self, state: dict[str, Any]) -> tuple:
-        state["step"] = state.get("step", 0) + 1
-        return (state["step"], self.lr, *self.betas, self.eps, self.weight_decay, self.decoupled)
+    def _kernel(self) -> str:
+        return "adam"
+
+    def _buffer_names(self) -> tuple[str, ...]:
+        return ("exp_avg", "exp_avg_sq")
+
+    def _scalars(self, step: int) -> tuple:
+        return (step, self.lr, *self.betas, self.eps, self.weight_decay, self.decoupled)
 
     def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
                 sparse: bool) -> list[Any]:

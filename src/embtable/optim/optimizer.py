@@ -9,7 +9,7 @@ computed in float32 and rounded once; their state is kept in float32.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -20,22 +20,29 @@ from ..tensor import Tensor
 
 
 class Optimizer:
-    """Base class. Subclasses set `hyper` names and implement `_update`."""
+    """Base class. Subclasses list their hyper-parameters with a validator each in `hyper`,
+    and implement `_scalars`, `_update`, and where they keep state, `_buffer_names`."""
 
-    hyper: tuple[str, ...] = ()
+    hyper: dict[str, Callable[[str, Any], Any]] = {}
 
     def __init__(self, params: Iterable[Tensor], **hyper: Any) -> None:
         self.params = list(params)
         if not self.params:
             raise InvalidArgumentError(f"{type(self).__name__} got no parameters to optimize")
+        seen: dict[int, int] = {}
         for i, param in enumerate(self.params):
             if not isinstance(param, Tensor) or not param.dtype.is_float:
                 raise InvalidArgumentError(f"parameter {i} must be a float embtable Tensor, got {param!r}")
-        if len({id(p) for p in self.params}) != len(self.params):
-            raise InvalidArgumentError("a parameter appears more than once")
-        for name, value in hyper.items():
-            setattr(self, name, value)
+            if id(param) in seen:
+                raise InvalidArgumentError(f"parameter {i} is parameter {seen[id(param)]} again")
+            seen[id(param)] = i
+        self._set_hyper(hyper)
         self.state: list[dict[str, Any]] = [{} for _ in self.params]
+
+    def _set_hyper(self, values: dict[str, Any]) -> None:
+        checked = {name: check(name, values[name]) for name, check in self.hyper.items()}
+        for name, value in checked.items():
+            setattr(self, name, value)
 
     # --- the step -------------------------------------------------------------------------
 
@@ -51,30 +58,39 @@ class Optimizer:
                 for i, (param, state) in enumerate(zip(self.params, self.state))
                 if param.grad is not None]
         for param, state, (rows, grad) in work:
-            scalars = self._scalars(state)
-            buffers = [self._buffer(state, name, param) for name in self.buffers]
+            step = state.get("step", 0) + 1
+            scalars = self._scalars(step)
+            buffers = [self._buffer(state, name, param) for name in self._buffer_names()]
             backend = param._backend
             param._replace_data(param._data)  # updated in place below
-            if backend.fused_step(self.kernel, param._data, rows, grad, buffers, scalars):
-                continue
-            wide = accumulation_dtype(param.dtype)
-            targets = [param._data, *buffers]
-            current = [t if rows is None else t[rows] for t in targets]
-            updated = self._update(backend.xp, backend.astype(current[0], wide),
-                                   backend.astype(grad, wide), current[1:], scalars, rows is not None)
-            for target, values in zip(targets, updated):
-                if rows is None:
-                    target[...] = values
-                else:
-                    target[rows] = values
+            if not backend.fused_step(self._kernel(), param._data, rows, grad, buffers, scalars):
+                self._reference_step(param, rows, grad, buffers, scalars)
+            state["step"] = step
 
-    #: the backend's fused kernel for this optimizer (see `numpy_backend.fused_step`)
-    kernel: str = ""
-    #: state arrays shaped like each parameter, zero until first used
-    buffers: tuple[str, ...] = ()
+    def _reference_step(self, param: Tensor, rows: Any, grad: Any, buffers: list[Any],
+                        scalars: tuple) -> None:
+        backend = param._backend
+        wide = accumulation_dtype(param.dtype)
+        targets = [param._data, *buffers]
+        current = [t if rows is None else t[rows] for t in targets]
+        updated = self._update(backend.xp, backend.astype(current[0], wide), backend.astype(grad, wide),
+                               current[1:], scalars, rows is not None)
+        for target, values in zip(targets, updated):
+            if rows is None:
+                target[...] = values
+            else:
+                target[rows] = values
 
-    def _scalars(self, state: dict[str, Any]) -> tuple:
-        """The scalar arguments of this step's update (advancing any step count in `state`)."""
+    def _kernel(self) -> str:
+        """The name of the backend's fused kernel for this step (see `fused_step`)."""
+        raise NotImplementedError
+
+    def _buffer_names(self) -> tuple[str, ...]:
+        """The state arrays kept per parameter, shaped like it and zero until first used."""
+        return ()
+
+    def _scalars(self, step: int) -> tuple:
+        """The scalar arguments of update number `step` (counted per parameter, from 1)."""
         raise NotImplementedError
 
     def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
@@ -104,38 +120,55 @@ class Optimizer:
         group["params"] = list(range(len(self.params)))
         return {"state": state, "param_groups": [group]}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore what `state_dict` returned; checked whole before anything changes."""
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what `state_dict` returned; checked whole (hyper-parameters as the
+        constructor checks them) before anything changes."""
         try:
             (group,) = state_dict["param_groups"]
-            entries = state_dict["state"]
+            entries = dict(state_dict["state"])
             hyper = {name: group[name] for name in self.hyper}
+            params = list(group["params"])
         except (KeyError, TypeError, ValueError) as error:
             raise InvalidArgumentError(f"not a {type(self).__name__} state dict: {error!r}") from None
-        if list(group.get("params", [])) != list(range(len(self.params))):
-            raise InvalidArgumentError(f"state dict is for {len(group.get('params', []))} "
-                                       f"parameters, this optimizer has {len(self.params)}")
-        restored: list[dict[str, Any]] = [{} for _ in self.params]
-        for i, values in entries.items():
-            if not 0 <= int(i) < len(self.params):
-                raise InvalidArgumentError(f"state dict has state for parameter {i}, which does not exist")
-            param = self.params[int(i)]
-            for name, value in values.items():
-                restored[int(i)][name] = _restored_value(name, value, param)
-        for name, value in hyper.items():
-            setattr(self, name, value)
+        if params != list(range(len(self.params))):
+            raise InvalidArgumentError(f"state dict is for parameters {params}, this optimizer has "
+                                       f"{len(self.params)}")
+        previous = {name: getattr(self, name) for name in self.hyper}
+        self._set_hyper(hyper)  # validates; undone below if the state does not fit
+        try:
+            restored = [_restored_state(i, entries.get(i, {}), param, self._buffer_names())
+                        for i, param in enumerate(self.params)]
+        except BaseException:
+            self._set_hyper(previous)
+            raise
+        unknown = set(entries) - set(range(len(self.params)))
+        if unknown:
+            self._set_hyper(previous)
+            raise InvalidArgumentError(f"state dict has state for parameters {sorted(unknown, key=str)}, "
+                                       f"which do not exist")
         self.state = restored
 
 
-def _restored_value(name: str, value: Any, param: Tensor) -> Any:
-    if isinstance(value, (numbers.Number, np.generic)):
-        return value
-    array = Tensor(value, device=param.device)
-    if array.shape[:1] != param.shape[:1] or (array.ndim > 1 and array.shape != param.shape):
-        raise ShapeError(f"optimizer state {name!r} has shape {array.shape}, the parameter {param.shape}")
-    if array.dtype.is_float:
-        array = array.to(dtype=accumulation_dtype(param.dtype))
-    return array._data
+def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str, ...]) -> dict[str, Any]:
+    """One parameter's saved state, checked and as the backend's arrays."""
+    if not isinstance(entries, Mapping):
+        raise InvalidArgumentError(f"the state of parameter {index} must be a mapping, got {entries!r}")
+    restored: dict[str, Any] = {}
+    for name, value in entries.items():
+        if name == "step":
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
+                raise InvalidArgumentError(f"parameter {index}'s step must be an int >= 0, got {value!r}")
+            restored[name] = int(value)
+        elif name in buffers:
+            array = Tensor(value, dtype=accumulation_dtype(param.dtype), device=param.device)
+            if array.shape != param.shape:
+                raise ShapeError(f"optimizer state {name!r} of parameter {index} has shape "
+                                 f"{array.shape}, the parameter {param.shape}")
+            restored[name] = array._data  # a fresh row-major copy, as the fused kernels need
+        else:
+            raise InvalidArgumentError(f"parameter {index} has unknown optimizer state {name!r}; "
+                                       f"expected 'step' or one of {list(buffers)}")
+    return restored
 
 
 def _checked_gradient(index: int, param: Tensor) -> tuple[Any, Any]:
@@ -150,9 +183,11 @@ def _checked_gradient(index: int, param: Tensor) -> tuple[Any, Any]:
             raise ShapeError(f"{where} has a row-sparse gradient with indices {indices.shape} "
                              f"{indices.dtype.name} and values {values.shape}; expected I64 [k] and [k, {param.shape[1]}]")
         rows = indices.numpy()
-        if rows.size and (rows[0] < 0 or rows[-1] >= param.shape[0] or (np.diff(rows) <= 0).any()):
-            raise ShapeError(f"{where} has a row-sparse gradient whose indices are not distinct, "
-                             f"ascending rows in [0, {param.shape[0]})")
+        bad = np.flatnonzero((rows < 0) | (rows >= param.shape[0]) | np.r_[False, np.diff(rows) <= 0])
+        if bad.size:
+            raise ShapeError(f"{where} has a row-sparse gradient whose index {rows[bad[0]]} at "
+                             f"position {bad[0]} breaks the rule: distinct rows in [0, "
+                             f"{param.shape[0]}), ascending")
         array, result = values, (indices._data, values._data)
     elif isinstance(grad, Tensor):
         if grad.shape != param.shape:
@@ -175,12 +210,13 @@ def non_negative(name: str, value: Any) -> float:
     return number
 
 
-def betas_pair(value: Any) -> tuple[float, float]:
-    """`value` as two floats in [0, 1), or `InvalidArgumentError`."""
+def betas_pair(name: str, value: Any) -> tuple[float, float]:
+    """`value` as two floats in [0, 1), or `InvalidArgumentError` naming `name`."""
     try:
-        beta1, beta2 = (non_negative("betas", b) for b in value)
+        beta1, beta2 = (non_negative(name, b) for b in value)
     except (TypeError, ValueError):
         beta1 = beta2 = -1.0
     if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
-        raise InvalidArgumentError(f"betas must be two numbers in [0, 1), got {value!r}")
+        raise InvalidArgumentError(f"{name} must be two numbers in [0, 1), got {value!r}")
     return beta1, beta2
+

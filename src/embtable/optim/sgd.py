@@ -19,22 +19,19 @@ class SGD(Optimizer):
     gradient and moves only at the steps where the row has one.
     """
 
-    hyper = ("lr", "momentum", "weight_decay")
+    hyper = {"lr": non_negative, "momentum": non_negative, "weight_decay": non_negative}
 
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
-        super().__init__(params, lr=non_negative("lr", lr), momentum=non_negative("momentum", momentum),
-                         weight_decay=non_negative("weight_decay", weight_decay))
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    @property
-    def kernel(self) -> str:  # type: ignore[override]
+    def _kernel(self) -> str:
         return "sgd_momentum" if self.momentum else "sgd"
 
-    @property
-    def buffers(self) -> tuple[str, ...]:  # type: ignore[override]
+    def _buffer_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
 
-    def _scalars(self, state: dict[str, Any]) -> tuple:
+    def _scalars(self, step: int) -> tuple:
         return (self.lr, self.momentum, self.weight_decay) if self.momentum else (self.lr, self.weight_decay)
 
     def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
