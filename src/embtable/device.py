@@ -7,11 +7,11 @@ backends' business (`embtable.backends.backend_for`), checked when a tensor is p
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import ClassVar, Union
 
 from .errors import InvalidArgumentError
+from .validate import integer
 
 _KINDS = ("cpu", "cuda", "mps")
 
@@ -29,7 +29,7 @@ class Device:
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise InvalidArgumentError(f"unknown device kind {self.kind!r}; expected one of {_KINDS}")
-        index = _ordinal(self.index)
+        index = integer("a device number", self.index, 0)
         if self.kind != "cuda" and index != 0:
             raise InvalidArgumentError(f"only CUDA devices are numbered, got {self.kind}:{index}")
         object.__setattr__(self, "index", index)
@@ -61,16 +61,6 @@ class Device:
 
     def __repr__(self) -> str:
         return f"Device.CUDA({self.index})" if self.kind == "cuda" else f"Device.{self.kind.upper()}"
-
-
-def _ordinal(index: object) -> int:
-    try:
-        value = operator.index(index)  # type: ignore[arg-type]
-    except TypeError:
-        value = -1
-    if isinstance(index, bool) or value < 0:
-        raise InvalidArgumentError(f"a device number must be an int >= 0, got {index!r}")
-    return value
 
 
 Device.CPU = Device("cpu")

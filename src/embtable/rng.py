@@ -5,12 +5,11 @@ reproducible. Values are drawn on the host, so a seed gives the same weights on 
 from __future__ import annotations
 
 import contextlib
-import operator
 from typing import Iterator
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from .validate import integer
 
 _generator = np.random.default_rng()
 
@@ -18,13 +17,7 @@ _generator = np.random.default_rng()
 def manual_seed(seed: int) -> None:
     """Reset the generator so that later random initialisations repeat exactly."""
     global _generator
-    try:
-        value = operator.index(seed)
-    except TypeError:
-        raise InvalidArgumentError(f"a seed must be an int, got {seed!r}") from None
-    if value < 0:
-        raise InvalidArgumentError(f"a seed must be >= 0, got {seed}")
-    _generator = np.random.default_rng(value)
+    _generator = np.random.default_rng(integer("seed", seed, 0))
 
 
 def generator() -> np.random.Generator:

@@ -14,7 +14,9 @@ from ..errors import DTypeError, SerializationError, ShapeError
 from ..rng import generator
 from ..tensor import Tensor
 from .layer import Layer
-from .lookup import EmbeddingOptions, lookup, positive_int
+from ..validate import positive_int
+from .lookup import lookup
+from .options import EmbeddingOptions
 
 
 class Embedding(Layer):

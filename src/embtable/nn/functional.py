@@ -8,7 +8,8 @@ from ..autograd import accumulation_dtype, record
 from ..errors import DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError
 from ..ops import logistic, normalized_axes, operand
 from ..tensor import Tensor
-from .lookup import EmbeddingOptions, lookup
+from .lookup import lookup
+from .options import EmbeddingOptions
 
 
 def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,

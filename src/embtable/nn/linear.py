@@ -12,7 +12,7 @@ from ..rng import generator
 from ..tensor import Tensor
 from .functional import linear
 from .layer import Layer
-from .lookup import positive_int
+from ..validate import positive_int
 
 
 class Linear(Layer):

@@ -1,97 +1,20 @@
-"""The embedding lookup shared by `Embedding` and `functional.embedding`: its options and
-their validation, index validation, ``max_norm`` and the gather itself.
+"""The embedding lookup shared by `Embedding` and `functional.embedding`: index validation,
+``max_norm`` (renorm or clip), the gather, and the table's gradient.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import operator
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from ..autograd import accumulation_dtype, record
-from ..errors import DeviceError, DTypeError, IndexOutOfRangeError, InvalidArgumentError
+from ..errors import DeviceError, DTypeError, IndexOutOfRangeError
 from ..interop import host_array
 from ..norms import p_norm, p_norm_grad
 from ..sparse import RowSparseGrad
 from ..tensor import Tensor
-
-MAX_NORM_MODES = ("renorm", "clip")
-
-
-@dataclass(frozen=True)
-class EmbeddingOptions:
-    """Everything that shapes a lookup besides the table. Build with `checked`."""
-
-    padding_idx: int | None = None
-    max_norm: float | None = None
-    norm_type: float = 2.0
-    scale_grad_by_freq: bool = False
-    sparse: bool = False
-    max_norm_mode: str = "renorm"
-
-    @classmethod
-    def checked(cls, num_embeddings: int, padding_idx: Any = None, max_norm: Any = None,
-                norm_type: Any = 2.0, scale_grad_by_freq: Any = False, sparse: Any = False,
-                max_norm_mode: Any = "renorm") -> EmbeddingOptions:
-        """Validated options for a table of `num_embeddings` rows; a negative `padding_idx`
-        is normalised (``-1`` -> ``num_embeddings - 1``)."""
-        if max_norm_mode not in MAX_NORM_MODES:
-            raise InvalidArgumentError(f"max_norm_mode must be one of {MAX_NORM_MODES}, got {max_norm_mode!r}")
-        return cls(
-            padding_idx=_padding_idx(padding_idx, num_embeddings),
-            max_norm=None if max_norm is None else _positive_float("max_norm", max_norm),
-            norm_type=_positive_float("norm_type", norm_type),
-            scale_grad_by_freq=_flag("scale_grad_by_freq", scale_grad_by_freq),
-            sparse=_flag("sparse", sparse),
-            max_norm_mode=max_norm_mode,
-        )
-
-    def non_defaults(self) -> dict[str, Any]:
-        """The options that differ from their defaults, in declaration order."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) != f.default}
-
-
-def positive_int(name: str, value: Any) -> int:
-    """`value` as an int >= 1, or `InvalidArgumentError` naming `name`."""
-    try:
-        number = operator.index(value)
-    except TypeError:
-        number = 0
-    if isinstance(value, bool) or number < 1:
-        raise InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
-    return number
-
-
-def _padding_idx(value: Any, num_embeddings: int) -> int | None:
-    if value is None:
-        return None
-    try:
-        index = operator.index(value)
-    except TypeError:
-        index = num_embeddings  # reported as out of range below
-    if isinstance(value, bool) or not -num_embeddings <= index < num_embeddings:
-        raise InvalidArgumentError(f"padding_idx must be an int in [{-num_embeddings}, "
-                                   f"{num_embeddings}) for {num_embeddings} rows, got {value!r}")
-    return index % num_embeddings
-
-
-def _positive_float(name: str, value: Any) -> float:
-    number = float(value) if isinstance(value, numbers.Real) else math.nan
-    if isinstance(value, bool) or not number > 0:
-        raise InvalidArgumentError(f"{name} must be a number > 0 (inf allowed), got {value!r}")
-    return number
-
-
-def _flag(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
+from .options import EmbeddingOptions
 
 def checked_indices(indices: Any, weight: Tensor) -> Any:
     """`indices` as a backend array on `weight`'s device, checked to be integers in

@@ -8,7 +8,6 @@ computed in float32 and rounded once; their state is kept in float32.
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
@@ -17,6 +16,7 @@ from ..autograd import accumulation_dtype
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from ..sparse import RowSparseGrad
 from ..tensor import Tensor
+from ..validate import integer, non_negative
 
 
 class Optimizer:
@@ -156,9 +156,7 @@ def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str,
     restored: dict[str, Any] = {}
     for name, value in entries.items():
         if name == "step":
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0:
-                raise InvalidArgumentError(f"parameter {index}'s step must be an int >= 0, got {value!r}")
-            restored[name] = int(value)
+            restored[name] = integer(f"parameter {index}'s step", value, 0)
         elif name in buffers:
             array = Tensor(value, dtype=accumulation_dtype(param.dtype), device=param.device)
             if array.shape != param.shape:
@@ -200,14 +198,6 @@ def _checked_gradient(index: int, param: Tensor) -> tuple[Any, Any]:
     if array.device != param.device:
         raise DeviceError(f"{where} is on {param.device} but its gradient is on {array.device}")
     return result
-
-
-def non_negative(name: str, value: Any) -> float:
-    """`value` as a float >= 0, or `InvalidArgumentError` naming `name`."""
-    number = float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else -1.0
-    if not number >= 0:
-        raise InvalidArgumentError(f"{name} must be a number >= 0, got {value!r}")
-    return number
 
 
 def betas_pair(name: str, value: Any) -> tuple[float, float]:
