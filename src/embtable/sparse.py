@@ -70,6 +70,7 @@ class RowSparseGrad:
         return RowSparseGrad._from_arrays(rows, sums, self.shape, self.device)
 
     def astype(self, dtype: DType) -> RowSparseGrad:
+        """The same rows with values cast to `dtype`."""
         backend = self.values._backend
         return RowSparseGrad._from_arrays(self.indices._data, backend.astype(self.values._data, dtype),
                                           self.shape, self.device)

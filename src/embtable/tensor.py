@@ -269,30 +269,39 @@ class Tensor:
         return ops.getitem(self, key)
 
     def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """The sum over `axis` (an int, ints, or None for all); integers sum to I64."""
         return ops.sum(self, axis, keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """The mean over `axis` (an int, ints, or None for all)."""
         return ops.mean(self, axis, keepdims)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """The largest value over `axis`; tied maxima share the gradient equally (``torch.amax``)."""
         return ops.max(self, axis, keepdims)
 
     def norm(self, p: float = 2.0, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """The p-norm (p > 0, inf allowed) over `axis` (None: all elements, as one vector)."""
         return ops.norm(self, p, axis, keepdims)
 
     def exp(self) -> Tensor:
+        """e to the power of each element."""
         return ops.exp(self)
 
     def log(self) -> Tensor:
+        """The natural logarithm of each element."""
         return ops.log(self)
 
     def tanh(self) -> Tensor:
+        """The hyperbolic tangent of each element."""
         return ops.tanh(self)
 
     def sigmoid(self) -> Tensor:
+        """``1 / (1 + exp(-x))`` of each element, without overflow."""
         return ops.sigmoid(self)
 
     def relu(self) -> Tensor:
+        """``max(x, 0)`` of each element."""
         return ops.relu(self)
 
     def transpose(self, *dims: int) -> Tensor:

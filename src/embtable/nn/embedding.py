@@ -113,37 +113,46 @@ class Embedding(Layer):
 
     @property
     def num_embeddings(self) -> int:
+        """The number of rows."""
         return self.weight.shape[0]
 
     @property
     def embedding_dim(self) -> int:
+        """The length of each vector."""
         return self.weight.shape[1]
 
     @property
     def padding_idx(self) -> int | None:
+        """The row that gets no gradient (normalised to >= 0), or None."""
         return self._options.padding_idx
 
     @property
     def max_norm(self) -> float | None:
+        """The largest norm a returned row may have, or None."""
         return self._options.max_norm
 
     @property
     def norm_type(self) -> float:
+        """The p of the p-norm used with `max_norm`."""
         return self._options.norm_type
 
     @property
     def scale_grad_by_freq(self) -> bool:
+        """Whether gradients are divided by each index's count in the batch."""
         return self._options.scale_grad_by_freq
 
     @property
     def sparse(self) -> bool:
+        """Whether the weight gets a `RowSparseGrad`."""
         return self._options.sparse
 
     @property
     def max_norm_mode(self) -> str:
+        """"renorm" (rescale the weight) or "clip" (scale only the output)."""
         return self._options.max_norm_mode
 
     def config(self) -> dict[str, Any]:
+        """The size, the non-default options and the dtype: what `load` rebuilds from."""
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
                 **self._options.non_defaults(), "dtype": self.weight.dtype.name}
 

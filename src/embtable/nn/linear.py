@@ -40,16 +40,20 @@ class Linear(Layer):
 
     @property
     def in_features(self) -> int:
+        """The length of each input vector."""
         return self.weight.shape[1]
 
     @property
     def out_features(self) -> int:
+        """The length of each output vector."""
         return self.weight.shape[0]
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x @ weight.T + bias`` for `x` of shape ``[..., in_features]``."""
         return linear(x, self.weight, self.bias)
 
     def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer's shape and dtype."""
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "bias": self.bias is not None, "dtype": self.weight.dtype.name}
 
