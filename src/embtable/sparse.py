@@ -65,8 +65,7 @@ class RowSparseGrad:
         backend = self.values._backend
         rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]))
         values = backend.concat([self.values._data, other.values._data])
-        sums = backend.zeros((rows.shape[0], self.shape[1]), backend.dtype_of(values))
-        backend.scatter_add_(sums, values, slots)
+        sums = backend.scatter_sum(values, slots, rows.shape[0])
         return RowSparseGrad._from_arrays(rows, sums, self.shape, self.device)
 
     def astype(self, dtype: DType) -> RowSparseGrad:

@@ -109,17 +109,20 @@ def split_keys(keys, shift):
 
 
 @parallel_jit
-def scatter_add(values, slots, targets, counts, out, parts):
-    """``out[t] += values[i]`` with ``t = targets[slots[i]]`` (``t = slots[i]`` when `targets`
-    is empty; negative: skipped), then each target divided by its slot's count when `counts`
-    is not empty. Each of `parts` threads owns a range of output rows and scans every
-    position in order, so a row's sum always runs in position order: deterministic, whatever the
+def scatter_sum(values, slots, targets, counts, out, parts):
+    """``out[t]`` = the sum of ``values[i]`` over the positions i with
+    ``t = targets[slots[i]]`` (``t = slots[i]`` when `targets` is empty; a negative target
+    drops the position), times 1 / the slot's count when `counts` is not empty; rows that
+    get nothing are zero. Each of `parts` threads owns a range of output rows: it zeroes
+    them (so fresh memory is first touched in parallel), then scans every position in
+    order. A row's sum therefore always runs in position order: deterministic whatever the
     number of threads, with sequential reads of `values`."""
     dim = values.shape[1]
     identity = targets.shape[0] == 0
     for part in nb.prange(parts):
         low = part * out.shape[0] // parts
         high = (part + 1) * out.shape[0] // parts
+        out[low:high] = 0
         for i in range(slots.shape[0]):
             t = slots[i] if identity else targets[slots[i]]
             if low <= t < high:
@@ -128,114 +131,117 @@ def scatter_add(values, slots, targets, counts, out, parts):
     for s in nb.prange(counts.shape[0]):
         t = np.int64(s) if identity else targets[s]
         if t >= 0 and counts[s] > 1:
+            reciprocal = out.dtype.type(1.0 / counts[s])
             for d in range(dim):
-                out[t, d] /= counts[s]
+                out[t, d] *= reciprocal
 
 
 # --- fused optimizer steps ----------------------------------------------------------------
 # Each optimizer has one element rule and two loops over it: `*_dense` over every element of
 # flat arrays, `*_rows` over the listed rows of a table (a row-sparse gradient's `rows`, with
-# `grad[s]` the gradient of row `rows[s]`). Arithmetic is float64; results are stored back in
-# the parameter's dtype. Each element is read and written once per step.
+# `grad[s]` the gradient of row `rows[s]`). Constants are derived in float64, then all
+# arithmetic runs in the parameter's dtype, as PyTorch's does. Each element is read and
+# written once per step.
 
 inline = nb.njit(cache=True, inline="always")
 
 
+@inline
+def _sgd(p, g, buf, lr, momentum, weight_decay):
+    g = g + weight_decay * p
+    if momentum != 0:
+        buf = momentum * buf + g  # the buffer starts at zero: its first value is g
+        g = buf
+    return p - lr * g, buf
+
+
 @parallel_jit
 def sgd_dense(p, g, lr, weight_decay):
+    t = p.dtype.type
     for i in nb.prange(p.shape[0]):
-        gi = np.float64(g[i]) + weight_decay * np.float64(p[i])
-        p[i] = p[i] - lr * gi
+        p[i] = _sgd(p[i], g[i], t(0), t(lr), t(0), t(weight_decay))[0]
 
 
 @parallel_jit
 def sgd_rows(p, rows, g, lr, weight_decay):
+    t = p.dtype.type
     for s in nb.prange(rows.shape[0]):
         r = rows[s]
         for d in range(p.shape[1]):
-            gi = np.float64(g[s, d]) + weight_decay * np.float64(p[r, d])
-            p[r, d] = p[r, d] - lr * gi
-
-
-@inline
-def _momentum(p, g, buf, lr, momentum, weight_decay):
-    g = g + weight_decay * p
-    buf = momentum * buf + g  # the buffer starts at zero: its first value is g
-    return p - lr * buf, buf
+            p[r, d] = _sgd(p[r, d], g[s, d], t(0), t(lr), t(0), t(weight_decay))[0]
 
 
 @parallel_jit
 def sgd_momentum_dense(p, g, buf, lr, momentum, weight_decay):
+    t = p.dtype.type
     for i in nb.prange(p.shape[0]):
-        p[i], buf[i] = _momentum(np.float64(p[i]), np.float64(g[i]), np.float64(buf[i]),
-                                 lr, momentum, weight_decay)
+        p[i], buf[i] = _sgd(p[i], g[i], buf[i], t(lr), t(momentum), t(weight_decay))
 
 
 @parallel_jit
 def sgd_momentum_rows(p, rows, g, buf, lr, momentum, weight_decay):
+    t = p.dtype.type
     for s in nb.prange(rows.shape[0]):
         r = rows[s]
         for d in range(p.shape[1]):
-            p[r, d], buf[r, d] = _momentum(np.float64(p[r, d]), np.float64(g[s, d]),
-                                           np.float64(buf[r, d]), lr, momentum, weight_decay)
+            p[r, d], buf[r, d] = _sgd(p[r, d], g[s, d], buf[r, d], t(lr), t(momentum), t(weight_decay))
 
 
 @inline
-def _adam_moments(p, g, m, lr, beta1, weight_decay, decoupled):
-    """Weight decay, then the first moment; returns (p, m, g) as Adam's next lines need them."""
+def _adam_decay_and_first_moment(p, g, m, keep, weight_decay, one_minus_beta1, decoupled):
     if decoupled:
-        p = p * (1.0 - lr * weight_decay)
-    elif weight_decay != 0.0:
+        p = p * keep
+    elif weight_decay != 0:
         g = g + weight_decay * p
-    return p, m + (1.0 - beta1) * (g - m), g
+    return p, g, m + one_minus_beta1 * (g - m)
 
 
 @parallel_jit
 def adam_dense(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """``torch.optim.Adam`` / ``AdamW``."""
-    step_size = lr / (1.0 - beta1**step)
-    root_correction2 = np.sqrt(1.0 - beta2**step)
+    t = p.dtype.type
+    step_size, root_correction2 = t(lr / (1.0 - beta1**step)), t(np.sqrt(1.0 - beta2**step))
+    keep, wd, a1, b2, a2, e = t(1.0 - lr * weight_decay), t(weight_decay), t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps)
     for i in nb.prange(p.shape[0]):
-        pi, mi, gi = _adam_moments(np.float64(p[i]), np.float64(g[i]), np.float64(m[i]),
-                                   lr, beta1, weight_decay, decoupled)
-        vi = np.float64(v[i]) * beta2 + (1.0 - beta2) * (gi * gi)
+        pi, gi, mi = _adam_decay_and_first_moment(p[i], g[i], m[i], keep, wd, a1, decoupled)
+        vi = v[i] * b2 + a2 * (gi * gi)
         m[i], v[i] = mi, vi
-        p[i] = pi - step_size * (mi / (np.sqrt(vi) / root_correction2 + eps))
+        p[i] = pi - step_size * (mi / (np.sqrt(vi) / root_correction2 + e))
 
 
 @parallel_jit
 def adam_rows(p, rows, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     """``torch.optim.SparseAdam`` on the listed rows (eps before the bias correction)."""
-    step_size = lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    t = p.dtype.type
+    step_size = t(lr * np.sqrt(1.0 - beta2**step) / (1.0 - beta1**step))
+    keep, wd, a1, a2, e = t(1.0 - lr * weight_decay), t(weight_decay), t(1.0 - beta1), t(1.0 - beta2), t(eps)
     for s in nb.prange(rows.shape[0]):
         r = rows[s]
         for d in range(p.shape[1]):
-            pi, mi, gi = _adam_moments(np.float64(p[r, d]), np.float64(g[s, d]), np.float64(m[r, d]),
-                                       lr, beta1, weight_decay, decoupled)
-            old_v = np.float64(v[r, d])
-            vi = old_v + (1.0 - beta2) * (gi * gi - old_v)
+            pi, gi, mi = _adam_decay_and_first_moment(p[r, d], g[s, d], m[r, d], keep, wd, a1, decoupled)
+            vi = v[r, d] + a2 * (gi * gi - v[r, d])
             m[r, d], v[r, d] = mi, vi
-            p[r, d] = pi + -step_size * (mi / (np.sqrt(vi) + eps))
+            p[r, d] = pi - step_size * (mi / (np.sqrt(vi) + e))
 
 
 @inline
 def _adagrad(p, g, total, lr, eps, weight_decay):
-    if weight_decay != 0.0:
-        g = g + weight_decay * p
+    g = g + weight_decay * p
     total = total + g * g
-    return p + -lr * (g / (np.sqrt(total) + eps)), total
+    return p - lr * (g / (np.sqrt(total) + eps)), total
 
 
 @parallel_jit
 def adagrad_dense(p, g, total, lr, eps, weight_decay):
+    t = p.dtype.type
     for i in nb.prange(p.shape[0]):
-        p[i], total[i] = _adagrad(np.float64(p[i]), np.float64(g[i]), np.float64(total[i]), lr, eps, weight_decay)
+        p[i], total[i] = _adagrad(p[i], g[i], total[i], t(lr), t(eps), t(weight_decay))
 
 
 @parallel_jit
 def adagrad_rows(p, rows, g, total, lr, eps, weight_decay):
+    t = p.dtype.type
     for s in nb.prange(rows.shape[0]):
         r = rows[s]
         for d in range(p.shape[1]):
-            p[r, d], total[r, d] = _adagrad(np.float64(p[r, d]), np.float64(g[s, d]), np.float64(total[r, d]),
-                                            lr, eps, weight_decay)
+            p[r, d], total[r, d] = _adagrad(p[r, d], g[s, d], total[r, d], t(lr), t(eps), t(weight_decay))

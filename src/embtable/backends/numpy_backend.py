@@ -3,7 +3,7 @@
 Every backend module offers these names, over its own array type: ``xp`` (an array
 namespace with NumPy's names, for element-wise math and reductions), ``to_host``,
 ``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``, ``index_array``,
-``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_add_``, ``add_rows_``,
+``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_sum``, ``add_rows_``,
 ``renorm_rows_``, ``out_of_range``, ``fused_step``.
 Arguments are already validated (dtypes, shapes, index ranges) by the caller.
 """
@@ -107,27 +107,31 @@ def group_rows(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return kernels.split_keys(keys, shift)
 
 
-def scatter_add_(out: np.ndarray, values: np.ndarray, slots: np.ndarray,
-                 targets: np.ndarray | None = None, counts: np.ndarray | None = None) -> None:
-    """``out[targets[slots[i]]] += values[i]`` for each i (identity when `targets` is None;
-    a negative target skips), in position order; then, with `counts`, each touched row is
-    divided by its slot's count. Deterministic whatever the number of threads."""
+def scatter_sum(values: np.ndarray, slots: np.ndarray, rows: int, targets: np.ndarray | None = None,
+                counts: np.ndarray | None = None) -> np.ndarray:
+    """A new ``[rows, dim]`` array whose row ``targets[slots[i]]`` sums ``values[i]`` over
+    every i (``slots[i]`` itself when `targets` is None; a negative target drops i), in
+    position order; with `counts`, each row is then divided by its slot's count. Rows that
+    get nothing are zero. Deterministic whatever the number of threads."""
     none = np.empty(0, np.int64)
     targets = none if targets is None else targets
     counts = none if counts is None else counts
-    if values.dtype in _KERNEL_FLOATS and out.dtype == values.dtype:
+    if values.dtype in _KERNEL_FLOATS:
         import numba
 
-        _kernels().scatter_add(values, slots, targets, counts, out, numba.get_num_threads())
-        return
-    rows = slots if targets.size == 0 else targets[slots]  # other dtypes: rare, plain NumPy
-    keep = rows >= 0
-    np.add.at(out, rows[keep], values[keep])
+        out = np.empty((rows, values.shape[1]), values.dtype)
+        _kernels().scatter_sum(values, slots, targets, counts, out, numba.get_num_threads())
+        return out
+    out = np.zeros((rows, values.shape[1]), values.dtype)  # other dtypes: rare, plain NumPy
+    destinations = slots if targets.size == 0 else targets[slots]
+    keep = destinations >= 0
+    np.add.at(out, destinations[keep], values[keep])
     if counts.size:
         touched = np.flatnonzero(counts)
-        rows = touched if targets.size == 0 else targets[touched]
-        keep = rows >= 0
-        out[rows[keep]] /= counts[touched[keep], None]
+        destinations = touched if targets.size == 0 else targets[touched]
+        keep = destinations >= 0
+        out[destinations[keep]] /= counts[touched[keep], None]
+    return out
 
 
 def add_rows_(table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:

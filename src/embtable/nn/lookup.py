@@ -81,15 +81,14 @@ def _table_grad(g_rows: Any, indices: Any, weight: Tensor, options: EmbeddingOpt
     g = backend.astype(g_rows, accumulation_dtype(weight.dtype)).reshape(-1, dim)
     flat = indices.reshape(-1)
     if not options.sparse:
-        out = backend.zeros((num_rows, dim), backend.dtype_of(g))
         counts = backend.bincount(flat, num_rows) if options.scale_grad_by_freq else None
-        backend.scatter_add_(out, g, flat, counts=counts)
+        out = backend.scatter_sum(g, flat, num_rows, counts=counts)
         if options.padding_idx is not None:
             out[options.padding_idx] = 0
         return out
     rows, counts, slots = backend.group_rows(flat)
     kept = rows != (-1 if options.padding_idx is None else options.padding_idx)
     targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
-    values = backend.zeros((int(kept.sum()), dim), backend.dtype_of(g))
-    backend.scatter_add_(values, g, slots, targets, counts if options.scale_grad_by_freq else None)
+    values = backend.scatter_sum(g, slots, int(kept.sum()), targets,
+                                 counts if options.scale_grad_by_freq else None)
     return RowSparseGrad._from_arrays(rows[kept], values, weight.shape, weight.device)
