@@ -47,15 +47,28 @@ def indices_for(workload: Workload, rng: np.random.Generator) -> np.ndarray:
 def median_ms(run: Callable[[], None], setup: Callable[[], None] = lambda: None,
               repeats: int = 7) -> float:
     """Median wall time of `run` in milliseconds; `setup` runs untimed before each call."""
-    setup()
-    run()  # warm-up: compilation, allocator, caches
-    times = []
-    for _ in range(repeats):
-        setup()
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return side_by_side([(run, setup)], repeats)[0]
+
+
+def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], repeats: int = 7) -> list[float]:
+    """Median ms of each ``(run, setup)`` case, the cases taking turns (run 1, run 2, run 1,
+    ...) so that both see the same machine: this one's speed drifts between seconds."""
+    times: list[list[float]] = [[] for _ in cases]
+    for turn in range(repeats + 1):  # turn 0 warms up: compilation, allocator, caches
+        for (run, setup), record in zip(cases, times):
+            setup()
+            start = time.perf_counter()
+            run()
+            if turn:
+                record.append(time.perf_counter() - start)
+    return [statistics.median(record) * 1e3 for record in times]
+
+
+def _pair(theirs: Callable[[], None], ours: Callable[[], None], repeats: int,
+          setup_theirs: Callable[[], None] = lambda: None,
+          setup_ours: Callable[[], None] = lambda: None) -> tuple[float, float]:
+    torch_ms, our_ms = side_by_side([(theirs, setup_theirs), (ours, setup_ours)], repeats)
+    return torch_ms, our_ms  # noqa: RET504 - named for the reader
 
 
 def copy_bandwidth(nbytes: int = 256 * 2**20) -> tuple[float, float]:
@@ -98,12 +111,10 @@ def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeat
     results = {}
 
     plain = Pair(weights)
-    results["forward"] = (median_ms(lambda: plain.theirs(ti), repeats=repeats),
-                          median_ms(lambda: plain.ours(indices), repeats=repeats))
+    results["forward"] = _pair(lambda: plain.theirs(ti), lambda: plain.ours(indices), repeats)
 
     renorm = Pair(weights, max_norm=1.0)
-    results["forward max_norm"] = (median_ms(lambda: renorm.theirs(ti), repeats=repeats),
-                                   median_ms(lambda: renorm.ours(indices), repeats=repeats))
+    results["forward max_norm"] = _pair(lambda: renorm.theirs(ti), lambda: renorm.ours(indices), repeats)
 
     def backward_times(pair: Pair) -> tuple[float, float]:
         state = {}
@@ -116,8 +127,8 @@ def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeat
             pair.ours.weight.grad = None
             state["out"] = pair.ours(indices)
 
-        return (median_ms(lambda: state["out"].backward(tu), torch_setup, repeats),
-                median_ms(lambda: state["out"].backward(upstream), ours_setup, repeats))
+        return _pair(lambda: state["out"].backward(tu), lambda: state["out"].backward(upstream), repeats,
+                     torch_setup, ours_setup)
 
     results["backward"] = backward_times(plain)
     results["backward freq"] = backward_times(Pair(weights, scale_grad_by_freq=True))
@@ -143,8 +154,7 @@ def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeat
         our_adam.zero_grad()
         state["out"] = sparse.ours(indices)
 
-    results["sparse step"] = (median_ms(torch_step, torch_setup, repeats),
-                              median_ms(our_step, ours_setup, repeats))
+    results["sparse step"] = _pair(torch_step, our_step, repeats, torch_setup, ours_setup)
     return results
 
 
@@ -157,7 +167,7 @@ def dense_adam(weights: np.ndarray, repeats: int) -> tuple[float, float]:
     ours = et.Tensor(weights, requires_grad=True)
     ours.grad = et.Tensor(grad)
     torch_adam, our_adam = torch.optim.Adam([theirs]), et.optim.Adam([ours])
-    return median_ms(torch_adam.step, repeats=repeats), median_ms(our_adam.step, repeats=repeats)
+    return _pair(torch_adam.step, our_adam.step, repeats)
 
 
 def gather_bandwidth(weights: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
@@ -196,17 +206,21 @@ def first_call_seconds() -> tuple[float, float]:
     return cold, warm
 
 
-def scaling(rows_list: list[int], dim: int, batch: int, active: int, repeats: int) -> list[tuple[int, float, float]]:
+def scaling(rows_list: list[int], dim: int, batch: int, active: int,
+            repeats: int) -> list[tuple[int, float, float, float]]:
     """The sparse training step (forward + backward + Adam) at growing table sizes, for a
-    fixed batch of `batch` indices: drawn from `active` rows scattered over the table (the
-    same work and working set at every size, so only costs that grow with the table can
-    show), and drawn uniformly from the whole table (more distinct rows, out of cache)."""
+    fixed batch of `batch` indices drawn three ways: from `active` rows among the first
+    ``rows_list[0]`` (the same work and memory at every size: only costs that grow with the
+    table itself can show), from `active` rows scattered over the whole table (the same
+    work, spread over more memory), and uniformly over the table (more distinct rows)."""
     rng = np.random.default_rng(3)
     results = []
     for rows in rows_list:
-        hot = rng.choice(rows, active, replace=False)
-        results.append((rows, sparse_step_ms(rows, dim, hot[rng.integers(0, active, batch)], repeats),
-                        sparse_step_ms(rows, dim, rng.integers(0, rows, batch), repeats)))
+        clustered = rng.choice(rows_list[0], active, replace=False)
+        scattered = rng.choice(rows, active, replace=False)
+        results.append((rows, *(sparse_step_ms(rows, dim, chosen, repeats) for chosen in (
+            clustered[rng.integers(0, active, batch)], scattered[rng.integers(0, active, batch)],
+            rng.integers(0, rows, batch)))))
     return results
 
 
@@ -282,11 +296,12 @@ def main(argv: list[str] | None = None) -> int:
         print()
         rows_list = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]
         timings = scaling(rows_list, 64, 65_536, 16_384, repeats)
-        print("sparse step (forward + backward + Adam), D=64, N=65536 indices:")
-        for rows, fixed, uniform in timings:
-            print(f"  V={rows:<8.0e} {fixed:7.2f} ms from 16384 active rows   {uniform:7.2f} ms uniform over V")
-        print(f"largest / smallest table: {timings[-1][1] / timings[0][1]:.2f}x the time with the same active "
-              f"rows, {timings[-1][2] / timings[0][2]:.2f}x uniform over V")
+        print("sparse step (forward + backward + Adam), D=64, N=65536 indices from:")
+        print(f"  {'':11} {'16384 rows in the first 1e5':>28} {'16384 rows anywhere':>20} {'uniform over V':>15}")
+        for rows, clustered, scattered, uniform in timings:
+            print(f"  V={rows:<8.0e} {clustered:25.2f} ms {scattered:17.2f} ms {uniform:12.2f} ms")
+        ratios = [timings[-1][i] / timings[0][i] for i in (1, 2, 3)]
+        print(f"largest / smallest table: {ratios[0]:.2f}x, {ratios[1]:.2f}x, {ratios[2]:.2f}x the time")
     return 0
 
 
