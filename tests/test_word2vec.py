@@ -1,0 +1,114 @@
+"""The main job: word2vec with two sparse embeddings learns planted structure, and the demo
+command writes its files and turns bad input into clear messages."""
+
+import os
+
+import numpy as np
+import pytest
+
+import embtable as et
+from embtable.cli import main
+from embtable.corpus import file_corpus, sentences, words
+from embtable.word2vec import Settings, Vocabulary, keep_probabilities, nearest, train, unit_rows
+
+GROUPS = [[name + letter for letter in "abcdefgh"] for name in ("red", "blue", "green", "gold")]
+
+
+def planted_corpus(rng, count=1500, length=10):
+    """Sentences whose words all come from one group: words co-occur only within a group."""
+    return [list(rng.choice(GROUPS[rng.integers(len(GROUPS))], size=length)) for _ in range(count)]
+
+
+def test_words_and_sentences():
+    assert words("Don't PANIC: it's 42 o'clock.") == ["don't", "panic", "it's", "o'clock"]
+    assert list(sentences("One two. Three!\n\nFour")) == [["one", "two"], ["three"], ["four"]]
+
+
+def test_planted_groups_are_learned():
+    rng = np.random.default_rng(0)
+    corpus = planted_corpus(rng)
+    vocabulary = Vocabulary.build(corpus, min_count=1)
+    ids, sentence_of = vocabulary.encode(corpus)
+    et.manual_seed(0)
+    model, losses, finished = train(vocabulary, ids, sentence_of,
+                                    Settings(dim=16, window=3, epochs=4, lr=0.02, batch=1024, subsample=1),
+                                    rng)
+    assert finished and np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    unit = unit_rows(model.words.weight.numpy().astype(np.float64))
+    group = np.array([[g for g, members in enumerate(GROUPS) if w in members][0] for w in vocabulary.words])
+    similarity = unit @ unit.T
+    same = group[:, None] == group[None, :]
+    np.fill_diagonal(same, False)
+    different = group[:, None] != group[None, :]
+    within, across = similarity[same].mean(), similarity[different].mean()
+    assert within > 0.8 and within - across > 0.4, (within, across)
+    neighbours = [w for w, _ in nearest(unit, vocabulary.words, "reda", k=5)]
+    assert all(w.startswith("red") for w in neighbours)
+
+
+def test_interrupted_training_keeps_what_it_learned():
+    rng = np.random.default_rng(1)
+    corpus = planted_corpus(rng, count=300)
+    vocabulary = Vocabulary.build(corpus, min_count=1)
+    ids, sentence_of = vocabulary.encode(corpus)
+    calls = []
+
+    def stop_after_three(words, loss):
+        calls.append(loss)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    model, losses, finished = train(vocabulary, ids, sentence_of, Settings(dim=8, batch=64, epochs=3), rng,
+                                    stop_after_three)
+    assert not finished and len(losses) == 3 and model.words.weight.shape == (32, 8)
+
+
+def test_subsampling_keeps_rare_words():
+    keep = keep_probabilities(np.array([1_000_000, 10, 1]), 1e-3)
+    assert keep[0] < 0.05 and keep[1] == keep[2] == 1.0
+
+
+def write_corpus(tmp_path, rng):
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n".join(" ".join(s) + "." for s in planted_corpus(rng, count=200)), encoding="utf-8")
+    return path
+
+
+def test_demo_writes_every_output_and_neighbors_reads_them(tmp_path, capsys):
+    out = tmp_path / "out"
+    corpus = write_corpus(tmp_path, np.random.default_rng(2))
+    assert main(["demo", "--corpus", str(corpus), "--out", str(out), "--epochs", "1", "--dim", "8",
+                 "--min-count", "1", "--probes", "reda", "purple"]) == 0
+    printed = capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["loss.png", "map.png", "vectors.safetensors", "vectors.txt", "vocab.txt"]
+    assert "reda:" in printed and "'purple' is not in the vocabulary of 32 words" in printed
+    lines = (out / "vectors.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "32 8" and len(lines) == 33 and len(lines[1].split()) == 9
+    table = et.nn.Embedding.load(out / "vectors.safetensors")
+    assert table.weight.shape == (32, 8)
+    assert main(["neighbors", "reda", "--vectors", str(out), "-k", "3"]) == 0
+    assert capsys.readouterr().out.startswith("reda: ")
+    assert main(["neighbors", "purple", "--vectors", str(out)]) == 2
+    assert "not in the vocabulary" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "holds no words"),
+    ("one two three. four five.", "shorter than the window"),
+])
+def test_demo_explains_bad_corpora(tmp_path, capsys, content, message):
+    path = tmp_path / "corpus.txt"
+    path.write_text(content, encoding="utf-8")
+    assert main(["demo", "--corpus", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_explains_unreadable_corpus_and_missing_vectors(tmp_path, capsys):
+    assert main(["demo", "--corpus", str(tmp_path / "missing.txt")]) == 2
+    assert "cannot read the corpus" in capsys.readouterr().out
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(et.InvalidArgumentError, match="cannot read"):
+        file_corpus(str(tmp_path / "latin1.txt"))
+    assert main(["neighbors", "x", "--vectors", str(tmp_path / "nowhere")]) == 2
+    assert "run `embtable demo` first" in capsys.readouterr().out
