@@ -42,7 +42,7 @@ def test_finite_difference_gradient_of_composed_model(options, rng):
         analytic = (grad.to_dense() if isinstance(grad, et.RowSparseGrad) else grad).numpy()
         numeric = np.zeros(param.shape)
         for position in np.ndindex(param.shape):
-            original = param._data[position]
+            original = float(param.numpy()[position])
             param._data[position] = original + 1e-6
             above = loss()
             param._data[position] = original - 1e-6

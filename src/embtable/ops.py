@@ -224,7 +224,7 @@ def sum(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     precision accumulates in F32."""
     xp, axes = a._backend.xp, normalized_axes(axis, a.ndim)
     wide, result = _reduce_dtype(a)
-    out = a._backend.astype(xp.sum(a._data, axis=axes, keepdims=keepdims, dtype=wide.numpy), result)
+    out = a._backend.astype(xp.sum(a._backend.astype(a._data, wide), axis=axes, keepdims=keepdims), result)
     return record(out, a, (a,), lambda g: (_expand(xp, g, a.shape, axes, keepdims),), saves=())
 
 
@@ -234,7 +234,7 @@ def mean(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
     xp, axes = a._backend.xp, normalized_axes(axis, a.ndim)
     result = a.dtype if a.dtype.is_float else get_default_dtype()
     count = math.prod(a.shape[i] for i in axes)
-    total = xp.sum(a._data, axis=axes, keepdims=keepdims, dtype=accumulation_dtype(result).numpy)
+    total = xp.sum(a._backend.astype(a._data, accumulation_dtype(result)), axis=axes, keepdims=keepdims)
     out = a._backend.astype(total / count if count else total * np.nan, result)
     return record(out, a, (a,), lambda g: (_expand(xp, g, a.shape, axes, keepdims) / count,), saves=())
 
@@ -249,7 +249,7 @@ def max(a: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa:
     out = kept if keepdims else xp.squeeze(kept, axis=axes)
 
     def backward(g: Any) -> tuple[Any]:
-        winners = a._data == kept
+        winners = a._backend.astype(a._data == kept, a._backend.dtype_of(g))
         share = winners / xp.sum(winners, axis=axes, keepdims=True)
         return (_expand(xp, g, a.shape, axes, keepdims) * share,)
 
@@ -299,7 +299,7 @@ def getitem(a: Tensor, key: Any) -> Tensor:
     xp = a._backend.xp
 
     def backward(g: Any) -> tuple[Any]:
-        grad = xp.zeros(a.shape, dtype=g.dtype)
+        grad = a._backend.zeros(a.shape, a._backend.dtype_of(g))
         grad[key] = g
         return (grad,)
 

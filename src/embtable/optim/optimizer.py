@@ -114,8 +114,9 @@ class Optimizer:
         state = {}
         for i, (param, entries) in enumerate(zip(self.params, self.state)):
             if entries:
-                state[i] = {k: Tensor._wrap(v.copy(), param.device) if hasattr(v, "shape") else v
-                            for k, v in entries.items()}
+                backend = param._backend
+                state[i] = {k: Tensor._wrap(backend.astype(v, backend.dtype_of(v), copy=True), param.device)
+                            if hasattr(v, "shape") else v for k, v in entries.items()}
         group = {name: getattr(self, name) for name in self.hyper}
         group["params"] = list(range(len(self.params)))
         return {"state": state, "param_groups": [group]}

@@ -1,0 +1,186 @@
+"""The PyTorch backend: CUDA and MPS devices, and the CPU when ``EMBTABLE_CPU_BACKEND=torch``
+(so that the path the accelerators take runs in CI). The same names as `numpy_backend`, over
+``torch.Tensor``s on one device; PyTorch's own index kernels do the work.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import ml_dtypes
+import numpy as np
+import torch
+
+from ..device import Device
+from ..dtype import DType
+
+_TORCH = {
+    DType.BF16: torch.bfloat16, DType.F16: torch.float16, DType.F32: torch.float32,
+    DType.F64: torch.float64, DType.BOOL: torch.bool, DType.U8: torch.uint8,
+    DType.U16: torch.uint16, DType.U32: torch.uint32, DType.U64: torch.uint64, DType.I8: torch.int8,
+    DType.I16: torch.int16, DType.I32: torch.int32, DType.I64: torch.int64,
+}
+_FROM_TORCH = {t: d for d, t in _TORCH.items()}
+
+
+def _dims(x: torch.Tensor, axis: Any) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(x.ndim))
+    return (axis,) if isinstance(axis, int) else tuple(axis)
+
+
+class Namespace:
+    """NumPy's names for the element-wise math and reductions that ops use, over torch."""
+
+    abs, exp, log, log1p, sqrt, sign, tanh = torch.abs, torch.exp, torch.log, torch.log1p, torch.sqrt, torch.sign, torch.tanh
+    matmul, swapaxes, broadcast_to = torch.matmul, torch.swapaxes, torch.broadcast_to
+
+    @staticmethod
+    def sum(x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
+        dims = _dims(x, axis)
+        return x.clone() if not dims else torch.sum(x, dim=dims, keepdim=keepdims)
+
+    @staticmethod
+    def mean(x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
+        dims = _dims(x, axis)
+        return x.clone() if not dims else torch.mean(x, dim=dims, keepdim=keepdims)
+
+    @staticmethod
+    def max(x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
+        dims = _dims(x, axis)
+        return x.clone() if not dims else torch.amax(x, dim=dims, keepdim=keepdims)
+
+    @staticmethod
+    def where(condition: Any, a: Any, b: Any) -> torch.Tensor:
+        like = next((t for t in (a, b, condition) if isinstance(t, torch.Tensor)))
+        a, b = (t if isinstance(t, torch.Tensor) else torch.tensor(t, device=like.device) for t in (a, b))
+        return torch.where(condition, a, b)
+
+    @staticmethod
+    def maximum(x: torch.Tensor, y: Any) -> torch.Tensor:
+        return torch.clamp_min(x, y) if not isinstance(y, torch.Tensor) else torch.maximum(x, y)
+
+    @staticmethod
+    def squeeze(x: torch.Tensor, axis: Any) -> torch.Tensor:
+        return torch.squeeze(x, dim=_dims(x, axis)) if _dims(x, axis) else x
+
+    @staticmethod
+    def expand_dims(x: torch.Tensor, axes: Sequence[int]) -> torch.Tensor:
+        for axis in sorted(axes):
+            x = x.unsqueeze(axis)
+        return x
+
+    @staticmethod
+    def permute_dims(x: torch.Tensor, order: Sequence[int]) -> torch.Tensor:
+        return x.permute(tuple(order))
+
+    @staticmethod
+    def cumsum(x: torch.Tensor) -> torch.Tensor:
+        return torch.cumsum(x, 0)
+
+    @staticmethod
+    def asarray(x: Any) -> torch.Tensor:
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+
+    @staticmethod
+    def zeros(shape: Sequence[int], dtype: Any) -> torch.Tensor:
+        return torch.zeros(tuple(shape), dtype=dtype)
+
+    @staticmethod
+    def arange(n: int) -> torch.Tensor:
+        return torch.arange(n)
+
+
+class TorchBackend:
+    """The backend functions (see `numpy_backend`) for one torch device."""
+
+    xp = Namespace()
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+        self.torch_device = torch.device(str(device))
+
+    def to_host(self, array: torch.Tensor) -> np.ndarray:
+        array = array.detach().to("cpu")
+        if array.dtype == torch.bfloat16:  # NumPy has no bfloat16: the bits travel as int16
+            return array.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return array.numpy()
+
+    def from_host(self, array: np.ndarray) -> torch.Tensor:
+        array = array if array.flags.c_contiguous and array.flags.writeable else array.copy(order="C")
+        if array.dtype == ml_dtypes.bfloat16:
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16).to(self.torch_device)
+        return torch.from_numpy(array).to(self.torch_device)
+
+    def dtype_of(self, array: torch.Tensor) -> DType:
+        return _FROM_TORCH[array.dtype]
+
+    def astype(self, array: torch.Tensor, dtype: DType, copy: bool = False) -> torch.Tensor:
+        out = array.to(_TORCH[dtype], copy=copy)
+        return out if out.is_contiguous() else out.contiguous()
+
+    def zeros(self, shape: Sequence[int], dtype: DType) -> torch.Tensor:
+        return torch.zeros(tuple(shape), dtype=_TORCH[dtype], device=self.torch_device)
+
+    def ones(self, shape: Sequence[int], dtype: DType) -> torch.Tensor:
+        return torch.ones(tuple(shape), dtype=_TORCH[dtype], device=self.torch_device)
+
+    def concat(self, arrays: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(list(arrays))
+
+    def index_array(self, indices: torch.Tensor) -> torch.Tensor:
+        if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # validated: they fit
+            return self.from_host(self.to_host(indices).astype(np.int64))
+        return indices.to(torch.int64)
+
+    def bincount(self, indices: torch.Tensor, length: int) -> torch.Tensor:
+        return torch.bincount(indices.reshape(-1), minlength=length)
+
+    def take_rows(self, table: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(table, 0, indices.reshape(-1)).reshape(tuple(indices.shape) + (table.shape[1],))
+
+    def distinct(self, indices: torch.Tensor, num_rows: int) -> torch.Tensor:
+        return torch.unique(indices.reshape(-1))
+
+    def group_rows(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows, slots, counts = torch.unique(indices.reshape(-1), sorted=True, return_inverse=True,
+                                           return_counts=True)
+        return rows.to(torch.int64), counts, slots
+
+    def scatter_sum(self, values: torch.Tensor, slots: torch.Tensor, rows: int, targets: Any = None,
+                    counts: Any = None) -> torch.Tensor:
+        destinations = slots if targets is None else targets[slots]
+        keep = destinations >= 0
+        out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
+        out.index_add_(0, destinations[keep], values[keep])  # sequential on the CPU: deterministic
+        if counts is not None:
+            touched = torch.nonzero(counts).reshape(-1)
+            where = touched if targets is None else targets[touched]
+            keep = where >= 0
+            out[where[keep]] /= counts[touched[keep]].to(out.dtype)[:, None]
+        return out
+
+    def add_rows_(self, table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
+        table[rows] += values
+
+    def renorm_rows_(self, table: torch.Tensor, rows: torch.Tensor, max_norm: float, norm_type: float) -> None:
+        with torch.no_grad():
+            torch.embedding_renorm_(table, rows, max_norm, norm_type if norm_type != math.inf else float("inf"))
+
+    def out_of_range(self, indices: torch.Tensor, limit: int) -> tuple[tuple[int, ...], int] | None:
+        if indices.numel() == 0:
+            return None
+        if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch cannot compare these
+            from . import numpy_backend
+
+            return numpy_backend.out_of_range(self.to_host(indices), limit)
+        bad = (indices < 0) | (indices >= limit)
+        if not bool(bad.any()):  # one synchronising check before any kernel runs
+            return None
+        flat = int(torch.nonzero(bad.reshape(-1))[0])
+        position = tuple(int(i) for i in np.unravel_index(flat, tuple(indices.shape)))
+        return position, int(indices.reshape(-1)[flat])
+
+    def fused_step(self, kind: str, param: Any, rows: Any, grad: Any, buffers: Any, scalars: Any) -> bool:
+        return False  # the optimizers' reference rules run as torch ops
