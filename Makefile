@@ -10,8 +10,11 @@ BIN := $(VENV)/bin
 demo: $(VENV)/.installed-demo
 	$(BIN)/embtable demo
 
+# The whole suite twice: CPU tensors on NumPy (the default), then on PyTorch, the code path
+# that CUDA and MPS take.
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
+	EMBTABLE_CPU_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -50,6 +50,9 @@ def median_ms(run: Callable[[], None], setup: Callable[[], None] = lambda: None,
     return side_by_side([(run, setup)], repeats)[0]
 
 
+_synchronize: Callable[[], None] = lambda: None  # torch.cuda.synchronize when timing a GPU
+
+
 def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], repeats: int = 7) -> list[float]:
     """Median ms of each ``(run, setup)`` case, the cases taking turns (run 1, run 2, run 1,
     ...) so that both see the same machine: this one's speed drifts between seconds."""
@@ -57,8 +60,10 @@ def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], rep
     for turn in range(repeats + 1):  # turn 0 warms up: compilation, allocator, caches
         for (run, setup), record in zip(cases, times):
             setup()
+            _synchronize()
             start = time.perf_counter()
             run()
+            _synchronize()
             if turn:
                 record.append(time.perf_counter() - start)
     return [statistics.median(record) * 1e3 for record in times]
@@ -89,31 +94,33 @@ def copy_bandwidth(nbytes: int = 256 * 2**20) -> tuple[float, float]:
 
 
 class Pair:
-    """The same embedding table in embtable and in PyTorch."""
+    """The same embedding table in embtable and in PyTorch, on one device."""
 
-    def __init__(self, weights: np.ndarray, **options):
+    def __init__(self, weights: np.ndarray, device: str = "cpu", **options):
         import torch
 
         torch_options = {k: v for k, v in options.items() if k != "sparse"}
-        self.ours = Embedding.from_pretrained(weights, freeze=False, **options)
-        self.theirs = torch.nn.Embedding.from_pretrained(torch.from_numpy(weights.copy()), freeze=False,
+        self.ours = Embedding.from_pretrained(weights, freeze=False, device=device, **options)
+        self.theirs = torch.nn.Embedding.from_pretrained(torch.from_numpy(weights.copy()).to(device), freeze=False,
                                                          sparse=options.get("sparse", False),
                                                          **torch_options)
 
 
-def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeats: int) -> dict:
-    """{op: (torch ms, embtable ms)} for one workload."""
+def run_ops(workload: Workload, weights: np.ndarray, host_indices: np.ndarray, repeats: int,
+            device: str = "cpu") -> dict:
+    """{op: (torch ms, embtable ms)} for one workload, on `device` for both."""
     import torch
 
-    ti = torch.from_numpy(indices)
-    upstream = np.random.default_rng(1).standard_normal((len(indices), workload.dim)).astype(np.float32)
-    tu = torch.from_numpy(upstream)
+    ti = torch.from_numpy(host_indices).to(device)
+    host_upstream = np.random.default_rng(1).standard_normal((len(host_indices), workload.dim)).astype(np.float32)
+    tu = torch.from_numpy(host_upstream).to(device)
+    indices, upstream = et.Tensor(host_indices, device=device), et.Tensor(host_upstream, device=device)
     results = {}
 
-    plain = Pair(weights)
+    plain = Pair(weights, device)
     results["forward"] = _pair(lambda: plain.theirs(ti), lambda: plain.ours(indices), repeats)
 
-    renorm = Pair(weights, max_norm=1.0)
+    renorm = Pair(weights, device, max_norm=1.0)
     results["forward max_norm"] = _pair(lambda: renorm.theirs(ti), lambda: renorm.ours(indices), repeats)
 
     def backward_times(pair: Pair) -> tuple[float, float]:
@@ -131,9 +138,9 @@ def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeat
                      torch_setup, ours_setup)
 
     results["backward"] = backward_times(plain)
-    results["backward freq"] = backward_times(Pair(weights, scale_grad_by_freq=True))
+    results["backward freq"] = backward_times(Pair(weights, device, scale_grad_by_freq=True))
 
-    sparse = Pair(weights, sparse=True)
+    sparse = Pair(weights, device, sparse=True)
     torch_adam = torch.optim.SparseAdam(sparse.theirs.parameters(), lr=1e-3)
     our_adam = et.optim.Adam(sparse.ours.parameters(), lr=1e-3)
     state = {}
@@ -158,14 +165,14 @@ def run_ops(workload: Workload, weights: np.ndarray, indices: np.ndarray, repeat
     return results
 
 
-def dense_adam(weights: np.ndarray, repeats: int) -> tuple[float, float]:
+def dense_adam(weights: np.ndarray, repeats: int, device: str = "cpu") -> tuple[float, float]:
     import torch
 
     grad = np.random.default_rng(2).standard_normal(weights.shape).astype(np.float32)
-    theirs = torch.from_numpy(weights.copy()).requires_grad_()
-    theirs.grad = torch.from_numpy(grad)
-    ours = et.Tensor(weights, requires_grad=True)
-    ours.grad = et.Tensor(grad)
+    theirs = torch.from_numpy(weights.copy()).to(device).requires_grad_()
+    theirs.grad = torch.from_numpy(grad).to(device)
+    ours = et.Tensor(weights, requires_grad=True, device=device)
+    ours.grad = et.Tensor(grad, device=device)
     torch_adam, our_adam = torch.optim.Adam([theirs]), et.optim.Adam([ours])
     return _pair(torch_adam.step, our_adam.step, repeats)
 
@@ -262,14 +269,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="V=1e5 and D=64 only, fewer repeats")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--no-scaling", action="store_true", help="skip the V=1e5..1e7 scaling run")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or a GPU such as cuda:0: both "
+                                                        "libraries run there")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
+    device = str(et.Device.parse(args.device))
+    on_cpu = device == "cpu"
+    if not on_cpu:
+        import torch
 
-    print(f"machine: {machine()}")
-    cold, warm = first_call_seconds()
-    print(f"first call in a new process: {cold:.2f} s compiling kernels, {warm:.2f} s with the cache")
-    prealloc, fresh = copy_bandwidth()
-    print(f"parallel copy: {prealloc:.1f} GB/s into a preallocated buffer, {fresh:.1f} GB/s into a fresh one")
+        global _synchronize
+        _synchronize = torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize
+
+    print(f"machine: {machine()}; device: {device}")
+    if on_cpu:
+        cold, warm = first_call_seconds()
+        print(f"first call in a new process: {cold:.2f} s compiling kernels, {warm:.2f} s with the cache")
+        prealloc, fresh = copy_bandwidth()
+        print(f"parallel copy: {prealloc:.1f} GB/s into a preallocated buffer, {fresh:.1f} GB/s into a fresh one")
     print()
 
     rng = np.random.default_rng(0)
@@ -281,18 +298,18 @@ def main(argv: list[str] | None = None) -> int:
             for batch in (16_384, 262_144):
                 workload = Workload(distribution, rows, dim, batch)
                 indices = indices_for(workload, rng)
-                for op, (theirs, ours) in run_ops(workload, weights, indices, repeats).items():
+                for op, (theirs, ours) in run_ops(workload, weights, indices, repeats, device).items():
                     print(f"{str(workload):40} {op:17} {theirs:9.2f} {ours:11.2f} {theirs / ours:6.2f}", flush=True)
-                if dim == 64 and batch == 262_144:
+                if on_cpu and dim == 64 and batch == 262_144:
                     kernel, forward = gather_bandwidth(weights, indices)
                     print(f"{str(workload):40} gather: kernel {kernel:.1f} GB/s ({100 * kernel / prealloc:.0f}% "
                           f"of copy), forward {forward:.1f} GB/s ({100 * forward / fresh:.0f}% of a fresh copy)")
-        theirs, ours = dense_adam(weights, repeats)
+        theirs, ours = dense_adam(weights, repeats, device)
         print(f"{'dense V=%.0e D=%d' % (rows, dim):40} {'dense Adam step':17} {theirs:9.2f} {ours:11.2f} "
               f"{theirs / ours:6.2f}", flush=True)
         del weights
 
-    if not args.no_scaling:
+    if on_cpu and not args.no_scaling:
         print()
         rows_list = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]
         timings = scaling(rows_list, 64, 65_536, 16_384, repeats)

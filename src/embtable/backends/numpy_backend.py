@@ -1,7 +1,7 @@
 """The CPU backend: NumPy arrays.
 
 Every backend module offers these names, over its own array type: ``xp`` (an array
-namespace with NumPy's names, for element-wise math and reductions), ``to_host``,
+namespace with NumPy's names, for element-wise math and reductions), ``owns``, ``to_host``,
 ``from_host``, ``dtype_of``, ``astype``, ``zeros``, ``ones``, ``concat``, ``index_array``,
 ``bincount``, ``take_rows``, ``distinct``, ``group_rows``, ``scatter_sum``, ``add_rows_``,
 ``renorm_rows_``, ``out_of_range``, ``fused_step``.
@@ -28,6 +28,11 @@ def to_host(array: np.ndarray) -> np.ndarray:
 def from_host(array: np.ndarray) -> np.ndarray:
     """`array` as this backend's array, without copying when possible."""
     return array
+
+
+def owns(array: object) -> bool:
+    """Whether `array` is this backend's (a NumPy array)."""
+    return isinstance(array, np.ndarray)
 
 
 def dtype_of(array: np.ndarray) -> DType:

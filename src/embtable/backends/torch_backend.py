@@ -101,6 +101,9 @@ class TorchBackend:
         self.device = device
         self.torch_device = torch.device(str(device))
 
+    def owns(self, array: object) -> bool:
+        return isinstance(array, torch.Tensor) and array.device == self.torch_device
+
     def to_host(self, array: torch.Tensor) -> np.ndarray:
         array = array.detach().to("cpu")
         if array.dtype == torch.bfloat16:  # NumPy has no bfloat16: the bits travel as int16

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd import accumulation_dtype
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
+from ..interop import host_array
 from ..sparse import RowSparseGrad
 from ..tensor import Tensor
 from ..validate import integer, non_negative
@@ -101,9 +102,14 @@ class Optimizer:
         raise NotImplementedError
 
     def _buffer(self, state: dict[str, Any], name: str, param: Tensor) -> Any:
-        """A zero-initialised state array shaped like `param`, made on first use."""
+        """A state array shaped like `param`: zeros when first used, moved to the parameter's
+        device when the parameter moved (``Layer.to``) since."""
+        backend = param._backend
         if name not in state:
-            state[name] = param._backend.zeros(param.shape, accumulation_dtype(param.dtype))
+            state[name] = backend.zeros(param.shape, accumulation_dtype(param.dtype))
+        elif not backend.owns(state[name]):
+            state[name] = Tensor(host_array(state[name]), dtype=accumulation_dtype(param.dtype),
+                                 device=param.device)._data
         return state[name]
 
     # --- state dicts ----------------------------------------------------------------------
