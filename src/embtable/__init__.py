@@ -1,6 +1,6 @@
 """embtable: a trainable Embedding layer system — integer indices in, dense vectors out."""
 
-from . import nn, optim
+from . import io, nn, optim
 from .autograd import no_grad
 from .device import Device, get_default_device, set_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
@@ -12,8 +12,10 @@ from .rng import manual_seed
 from .sparse import RowSparseGrad
 from .tensor import Tensor
 
+from_dlpack = Tensor.from_dlpack
+
 __all__ = [
-    "Device", "DType", "Tensor", "RowSparseGrad", "LayerState", "nn", "optim", "no_grad",
+    "Device", "DType", "Tensor", "RowSparseGrad", "LayerState", "nn", "optim", "io", "no_grad", "from_dlpack",
     "get_default_device", "set_default_device", "get_default_dtype", "set_default_dtype",
     "manual_seed",
     "Error", "IndexOutOfRangeError", "DTypeError", "ShapeError", "InvalidArgumentError",

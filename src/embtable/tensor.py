@@ -66,6 +66,15 @@ class Tensor:
         return cls(data, dtype=dtype, device=device, requires_grad=requires_grad)
 
     @classmethod
+    def from_dlpack(cls, data: Any, device: DeviceLike = None) -> Tensor:
+        """A tensor sharing memory with `data` (any object offering ``__dlpack__``: NumPy, PyTorch,
+        JAX, CuPy arrays) wherever the devices allow: changes to one show in the other.
+        Unlike ``Tensor(data)``, which always copies."""
+        target = as_device(device)
+        backend = backend_for(target)
+        return cls._wrap(backend.from_host(host_array(data)), target)
+
+    @classmethod
     def _wrap(cls, array: Any, device: Device, requires_grad: bool = False,
               view_of: Tensor | None = None) -> Tensor:
         """A tensor around an existing backend array, without copying or validating; a view
