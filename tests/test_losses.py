@@ -40,6 +40,15 @@ def backward_both(out, expected, seed=99):
     expected.backward(torch.from_numpy(upstream))
 
 
+def same_loss_and_grads(out, expected, *pairs):
+    """The same loss value, then after a plain backward the same gradient for each pair."""
+    close(out.item(), expected.item())
+    out.backward()
+    expected.backward()
+    for e, t in pairs:
+        assert_grad(e, t)
+
+
 def assert_grad(e, t):
     assert isinstance(e.grad, et.Tensor)
     assert e.grad.shape == e.shape
@@ -140,10 +149,7 @@ def test_cross_entropy_accepts_integer_targets_in_several_forms(form):
     ex, tx = pair(normal((5, 4), seed=9))
     out = F.cross_entropy(ex, given)
     expected = TF.cross_entropy(tx, torch.tensor(targets))
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ex, tx)
+    same_loss_and_grads(out, expected, (ex, tx))
 
 
 def test_cross_entropy_is_stable_for_large_logits():
@@ -167,11 +173,7 @@ def test_cross_entropy_inside_a_graph_accumulates():
     out = F.cross_entropy((ex @ ew).tanh() * 3.0, targets) + F.cross_entropy(ex @ ew, targets) * 0.5
     expected = (TF.cross_entropy((tx @ tw).tanh() * 3.0, torch.tensor(targets))
                 + TF.cross_entropy(tx @ tw, torch.tensor(targets)) * 0.5)
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ex, tx)
-    assert_grad(ew, tw)
+    same_loss_and_grads(out, expected, (ex, tx), (ew, tw))
     # a second backward adds up, as in PyTorch
     F.cross_entropy(ex @ ew, targets).backward()
     TF.cross_entropy(tx @ tw, torch.tensor(targets)).backward()
@@ -333,10 +335,7 @@ def test_bce_with_logits_accepts_array_targets(form):
     ex, tx = pair(np.array([0.3, -1.2, 2.0]))
     out = F.binary_cross_entropy_with_logits(ex, targets if form == "numpy" else targets.tolist())
     expected = TF.binary_cross_entropy_with_logits(tx, torch.from_numpy(targets))
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ex, tx)
+    same_loss_and_grads(out, expected, (ex, tx))
 
 
 def test_bce_with_logits_mismatched_shapes_raise_shape_error():
@@ -377,10 +376,7 @@ def test_mse_loss_accepts_array_target():
     ea, ta = pair(normal((2, 3), seed=28))
     out = F.mse_loss(ea, target)
     expected = TF.mse_loss(ta, torch.from_numpy(target))
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ea, ta)
+    same_loss_and_grads(out, expected, (ea, ta))
 
 
 def test_mse_loss_mismatched_shapes_raise_shape_error():
@@ -459,10 +455,7 @@ def test_nn_linear_gradients_match_torch(bias, x_shape):
     target = normal(x_shape[:-1] + (4,), seed=39)
     out = F.mse_loss(layer(ex).tanh(), target)
     expected = TF.mse_loss(torch_layer(tx).tanh(), torch.from_numpy(target))
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ex, tx)
+    same_loss_and_grads(out, expected, (ex, tx))
     assert_grad(layer.weight, torch_layer.weight)
     if bias:
         assert_grad(layer.bias, torch_layer.bias)
@@ -477,10 +470,7 @@ def test_nn_linear_classifier_with_cross_entropy_matches_torch():
     targets = [0, 2, 1, 1, 0, 2, 2]
     out = F.cross_entropy(l2(l1(ex).relu()), targets)
     expected = TF.cross_entropy(t2(t1(tx).relu()), torch.tensor(targets))
-    close(out.item(), expected.item())
-    out.backward()
-    expected.backward()
-    assert_grad(ex, tx)
+    same_loss_and_grads(out, expected, (ex, tx))
     for mine, theirs in [(l1.weight, t1.weight), (l1.bias, t1.bias),
                          (l2.weight, t2.weight), (l2.bias, t2.bias)]:
         assert_grad(mine, theirs)
