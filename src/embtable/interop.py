@@ -20,6 +20,11 @@ def host_array(data: Any) -> np.ndarray:
     """
     if isinstance(data, np.ndarray):
         return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
+    if isinstance(data, (list, tuple)) and data and all(hasattr(x, "__array__") for x in data):
+        parts = [host_array(x) for x in data]  # a list of tensors or arrays, as torch.tensor takes
+        if len({p.shape for p in parts}) != 1:
+            raise ShapeError(f"cannot stack arrays of shapes {[p.shape for p in parts]} into one tensor")
+        return np.stack(parts)
     if getattr(data, "requires_grad", False) and hasattr(data, "detach"):
         data = data.detach()  # a PyTorch tensor that records gradients refuses export
     if _is_torch_bfloat16(data):
