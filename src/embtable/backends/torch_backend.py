@@ -5,8 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import ml_dtypes
 import numpy as np
@@ -92,6 +93,17 @@ class Namespace:
         return torch.arange(n)
 
 
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """PyTorch's deterministic algorithms for the duration (sorted, not atomic, accumulation)."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 class TorchBackend:
     """The backend functions (see `numpy_backend`) for one torch device."""
 
@@ -156,7 +168,8 @@ class TorchBackend:
         destinations = slots if targets is None else targets[slots]
         keep = destinations >= 0
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
-        out.index_add_(0, destinations[keep], values[keep])  # sequential on the CPU: deterministic
+        with _deterministic():  # GPUs would otherwise add with atomics, in no fixed order
+            out.index_put_((destinations[keep],), values[keep], accumulate=True)
         if counts is not None:
             touched = torch.nonzero(counts).reshape(-1)
             where = touched if targets is None else targets[touched]
