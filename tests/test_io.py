@@ -117,3 +117,48 @@ def test_dlpack_both_ways_share_memory():
     copied = et.Tensor(array)
     array[0] = 4.0
     assert copied.tolist() == [1.0, 1.0, 5.0]
+
+
+@pytest.mark.parametrize("content, line", [
+    ("3 2\na 1 2\nb 1 2 3\nc 4\n", 3),   # a long and a short line would cancel out in a total
+    ("a 1 2\nb 1 2 3\nc 4\n", 2),
+])
+def test_every_line_is_counted(tmp_path, content, line):
+    path = tmp_path / "bad.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(et.SerializationError, match=rf"line {line}: expected a word and 2 numbers"):
+        et.io.load_word_vectors(path)
+
+
+def test_text_variants_that_gensim_and_the_c_tool_accept(tmp_path):
+    long_word = "w" * 300
+    path = tmp_path / "long.txt"
+    path.write_text(f"3 2\n{long_word} 1 2\nx 3 4\ny 5 6\n", encoding="utf-8")
+    assert et.io.load_word_vectors(path, limit=2)[0] == [long_word, "x"]
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(b"2 2\r\na\t1\t2\r\nb 3  4\r\n\r\n")
+    words, emb = et.io.load_word_vectors(crlf)
+    assert words == ["a", "b"] and emb.weight.numpy().tolist() == [[1, 2], [3, 4]]
+    glove = tmp_path / "glove.txt"
+    glove.write_text("a\u00a0b 1 2\nc 3 4\n\n", encoding="utf-8")  # a non-breaking space stays in the word
+    assert et.io.load_word_vectors(glove)[0] == ["a\u00a0b", "c"]
+    empty_header = tmp_path / "zero.txt"
+    empty_header.write_text("0 2\n", encoding="utf-8")
+    with pytest.raises(et.SerializationError, match="no vectors"):
+        et.io.load_word_vectors(empty_header)
+
+
+def test_c_tool_binary_with_newlines(tmp_path):
+    vectors = np.arange(6, dtype="<f4").reshape(2, 3)
+    path = tmp_path / "c.bin"
+    path.write_bytes(b"2 3\n" + b"".join(w + b" " + v.tobytes() + b"\n" for w, v in zip([b"x", b"y"], vectors)))
+    words, emb = et.io.load_word_vectors(path)
+    assert words == ["x", "y"] and emb.weight.numpy().tolist() == vectors.tolist()
+
+
+def test_sparse_half_precision_optimizer_step_on_every_backend():
+    emb = et.nn.Embedding.from_pretrained(np.ones((4, 2)), freeze=False, sparse=True, dtype="float16")
+    opt = et.optim.SGD(emb.parameters(), lr=0.5)
+    emb([1]).sum().backward()
+    opt.step()
+    assert emb.weight.numpy().astype(np.float32).tolist() == [[1, 1], [0.5, 0.5], [1, 1], [1, 1]]

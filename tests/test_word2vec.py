@@ -94,12 +94,13 @@ def test_demo_writes_every_output_and_neighbors_reads_them(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     ("", "holds no words"),
-    ("one two three. four five.", "shorter than the window"),
+    ("one two three. four five.", "no more than the window (5)"),
+    ("one. two. three. four. five. six. seven.", "no two words of the corpus share a sentence"),
 ])
 def test_demo_explains_bad_corpora(tmp_path, capsys, content, message):
     path = tmp_path / "corpus.txt"
     path.write_text(content, encoding="utf-8")
-    assert main(["demo", "--corpus", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert main(["demo", "--corpus", str(path), "--out", str(tmp_path / "out"), "--min-count", "1"]) == 2
     assert message in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
 

@@ -13,6 +13,7 @@ import embtable as et
 
 from .corpus import file_corpus, stdlib_corpus
 from .errors import Error, InvalidArgumentError
+from .validate import integer
 from .word2vec import Settings, Vocabulary, nearest, train
 
 PROBES = ("list", "file", "thread", "error", "string", "socket")
@@ -47,11 +48,13 @@ def run(args: argparse.Namespace) -> None:
     total = sum(map(len, corpus))
     if total == 0:
         raise InvalidArgumentError(f"the corpus {args.corpus or 'of the standard library'} holds no words")
-    if max(map(len, corpus)) <= args.window:
-        raise InvalidArgumentError(f"every sentence of the corpus is shorter than the window "
-                                   f"({args.window} words): nothing to learn; lower --window")
     vocabulary = Vocabulary.build(corpus, args.min_count)
     ids, sentence_of = vocabulary.encode(corpus)
+    if len(ids) <= args.window:
+        raise InvalidArgumentError(f"the corpus has {len(ids)} words seen {args.min_count}+ times, "
+                                   f"no more than the window ({args.window}): nothing to learn")
+    if not (sentence_of[1:] == sentence_of[:-1]).any():
+        raise InvalidArgumentError("no two words of the corpus share a sentence: nothing to learn")
     print(f"corpus: {total} words in {len(corpus)} sentences; vocabulary: {len(vocabulary)} words "
           f"seen {args.min_count}+ times ({time.perf_counter() - started:.1f} s)")
 
@@ -131,6 +134,7 @@ def plot(folder: str, words: list[str], vectors: np.ndarray, losses: list[float]
 
 def neighbors(words: list[str], folder: str, k: int = 10) -> None:
     """Print the nearest neighbours of `words` in the vectors a demo run wrote to `folder`."""
+    k = integer("-k", k, 1)
     try:
         table = et.nn.Embedding.load(os.path.join(folder, "vectors.safetensors"))
         with open(os.path.join(folder, "vocab.txt"), encoding="utf-8") as file:

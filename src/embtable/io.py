@@ -88,27 +88,33 @@ def _header(line: bytes) -> tuple[int, int] | None:
 
 
 def _detect(file: BinaryIO, header: tuple[int, int] | None) -> str:
-    """Text or binary, from the record after the header."""
+    """Text or binary, from the record after the header: text if it decodes as a word and
+    numbers (a wrong count is then a text error, found by the text reader)."""
     if header is None:
         return "glove"
     start = file.tell()
-    sample = file.read(64 + header[1] * 32)
+    line = file.readline()
     file.seek(start)
-    line = sample.split(b"\n", 1)[0]
     try:
-        fields = line.decode("utf-8").split()
+        fields = _fields(line.decode("utf-8"))
         [float(f) for f in fields[1:]]
-        return "word2vec" if len(fields) == header[1] + 1 else "word2vec-binary"
     except (UnicodeDecodeError, ValueError):
         return "word2vec-binary"
+    return "word2vec" if len(fields) >= 2 else "word2vec-binary"
+
+
+def _fields(line: str) -> list[str]:
+    """A text record's fields: separated by ASCII spaces or tabs, as gensim and the word2vec C
+    tool read them (a word may hold any other character)."""
+    return [f for f in line.rstrip("\r").replace("\t", " ").split(" ") if f]
 
 
 def _read_text(file: BinaryIO, path: str, header: tuple[int, int] | None, limit: int | None,
                first_line: int) -> tuple[list[str], np.ndarray]:
-    """Parse text records in large chunks: words split off in Python, numbers by NumPy's C
-    parser; a chunk that does not parse cleanly is re-read line by line to name the bad line."""
+    """Parse text records in large chunks: each line split in Python (every field count
+    checked), all of a chunk's numbers by NumPy's C parser at once; blank lines skipped."""
     count = header[0] if header else None
-    wanted = min(x for x in (count, limit) if x is not None) if (count or limit) else None
+    wanted = min(x for x in (count, limit) if x is not None) if count is not None or limit else None
     dim = header[1] if header else None
     words: list[str] = []
     blocks: list[np.ndarray] = []
@@ -131,23 +137,32 @@ def _read_text(file: BinaryIO, path: str, header: tuple[int, int] | None, limit:
             data, leftover = data[:cut], data[cut:]
         else:
             leftover = b""
-        lines = data.decode("utf-8", errors="strict").splitlines() if _utf8(data) else _bad_utf8(data, path, line_number)
-        if wanted is not None:
-            lines = lines[:wanted - len(words)]
-        if dim is None and lines:
-            dim = len(lines[0].split()) - 1
-            if dim < 1:
-                raise SerializationError(f"{path}: line {line_number}: expected a word and its vector, got {_show(lines[0])}")
-        chunk_words, rest = [], []
-        for line in lines:
-            word, _, numbers = line.strip().partition(" ")
-            chunk_words.append(word)
-            rest.append(numbers)
-        values = _parse_floats(" ".join(rest))
-        if values is None or values.size != len(lines) * dim or any(len(n.split()) != dim for n in rest[:1]):
-            _raise_bad_line(lines, dim, path, line_number)
-        words.extend(chunk_words)
-        blocks.append(values.reshape(len(lines), dim))
+        lines = (data.decode("utf-8") if _utf8(data) else _bad_utf8(data, path, line_number)).split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        numbers: list[str] = []
+        where: list[int] = []
+        for offset, line in enumerate(lines):
+            fields = _fields(line)
+            if not fields:
+                continue
+            if dim is None:
+                dim = len(fields) - 1
+                if dim < 1:
+                    raise SerializationError(f"{path}: line {line_number + offset}: expected a word and "
+                                             f"its vector, got {_show(line)}")
+            if len(fields) != dim + 1:
+                raise SerializationError(f"{path}: line {line_number + offset}: expected a word and {dim} "
+                                         f"numbers, got {len(fields)} fields: {_show(line)}")
+            words.append(fields[0])
+            numbers.extend(fields[1:])
+            where.append(line_number + offset)
+            if wanted is not None and len(words) == wanted:
+                break
+        values = _parse_floats(" ".join(numbers))
+        if values is None or values.size != len(where) * dim:
+            _raise_bad_number(numbers, where, dim, path)
+        blocks.append(values.reshape(len(where), dim))
         line_number += len(lines)
         if not chunk:
             break
@@ -185,16 +200,13 @@ def _bad_utf8(data: bytes, path: str, line_number: int) -> Any:
     raise AssertionError("unreachable")
 
 
-def _raise_bad_line(lines: list[str], dim: int, path: str, line_number: int) -> None:
-    for offset, line in enumerate(lines):
-        fields = line.split()
+def _raise_bad_number(numbers: list[str], where: list[int], dim: int, path: str) -> None:
+    for position, text in enumerate(numbers):
         try:
-            if len(fields) != dim + 1:
-                raise ValueError(f"expected a word and {dim} numbers, got {len(fields)} fields")
-            [float(f) for f in fields[1:]]
-        except ValueError as error:
-            raise SerializationError(f"{path}: line {line_number + offset}: {error}: {_show(line)}") from None
-    raise SerializationError(f"{path}: line {line_number}: numbers that do not parse")
+            float(text)
+        except ValueError:
+            raise SerializationError(f"{path}: line {where[position // dim]}: {text!r} is not a number") from None
+    raise SerializationError(f"{path}: line {where[0]}: numbers that do not parse")
 
 
 def _read_binary(file: BinaryIO, path: str, header: tuple[int, int], limit: int | None) -> tuple[list[str], np.ndarray]:

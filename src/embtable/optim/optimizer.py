@@ -77,6 +77,7 @@ class Optimizer:
         updated = self._update(backend.xp, backend.astype(current[0], wide), backend.astype(grad, wide),
                                current[1:], scalars, rows is not None)
         for target, values in zip(targets, updated):
+            values = backend.astype(values, backend.dtype_of(target))  # half precision: rounded once
             if rows is None:
                 target[...] = values
             else:
