@@ -143,7 +143,9 @@ def _read_text(file: BinaryIO, path: str, header: tuple[int, int] | None, limit:
         numbers: list[str] = []
         where: list[int] = []
         for offset, line in enumerate(lines):
-            fields = _fields(line)
+            fields = line.split(" ")  # the common case, checked; anything unusual takes _fields
+            if len(fields) != (dim or 0) + 1 or "" in fields or "\t" in line or "\r" in line:
+                fields = _fields(line)
             if not fields:
                 continue
             if dim is None:
