@@ -296,7 +296,6 @@ def getitem(a: Tensor, key: Any) -> Tensor:
     parts = key if isinstance(key, tuple) else (key,)
     if not all(isinstance(k, (numbers.Integral, slice)) or k is None or k is Ellipsis for k in parts):
         raise InvalidArgumentError(f"only basic indexing (ints, slices, None, ...) is supported, got {key!r}")
-    xp = a._backend.xp
 
     def backward(g: Any) -> tuple[Any]:
         grad = a._backend.zeros(a.shape, a._backend.dtype_of(g))
