@@ -697,6 +697,7 @@ def test_python_ints_that_do_not_fit_i64_are_refused():
 def test_a_list_of_tensors_stacks():
     stacked = et.Tensor([et.Tensor(1.0), et.Tensor(2.0)])
     assert stacked.tolist() == [1.0, 2.0] and stacked.dtype is et.DType.F32
-    assert et.Tensor([np.zeros(2), et.Tensor([1.0, 2.0], dtype="F64")]).shape == (2, 2)
+    mixed = et.Tensor([np.zeros(2), et.Tensor([1.0, 2.0], dtype="F64")])
+    assert mixed.shape == (2, 2) and mixed.dtype is et.DType.F64  # the arrays' dtype, as torch
     with pytest.raises(et.ShapeError, match="shapes"):
         et.Tensor([et.Tensor([1.0]), et.Tensor([1.0, 2.0])])

@@ -26,8 +26,10 @@ _PYTHON_DATA = (bool, int, float, list, tuple)
 
 
 def _is_python_data(data: Any) -> bool:
-    """Python scalars and lists (not NumPy's float64 scalar, a float subclass): their floats
-    take the default dtype and their ints I64."""
+    """Python scalars and lists of them (not NumPy's float64 scalar, a float subclass, nor a
+    list of arrays, which keeps their dtype): their floats take the default dtype, ints I64."""
+    if isinstance(data, (list, tuple)) and data and all(hasattr(x, "__array__") for x in data):
+        return False
     return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic)
 
 
