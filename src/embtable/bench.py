@@ -73,7 +73,7 @@ def _pair(theirs: Callable[[], None], ours: Callable[[], None], repeats: int,
           setup_theirs: Callable[[], None] = lambda: None,
           setup_ours: Callable[[], None] = lambda: None) -> tuple[float, float]:
     torch_ms, our_ms = side_by_side([(theirs, setup_theirs), (ours, setup_ours)], repeats)
-    return torch_ms, our_ms  # noqa: RET504 - named for the reader
+    return torch_ms, our_ms
 
 
 def copy_bandwidth(nbytes: int = 256 * 2**20) -> tuple[float, float]:

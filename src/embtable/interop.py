@@ -20,7 +20,7 @@ def host_array(data: Any) -> np.ndarray:
     """
     if isinstance(data, np.ndarray):
         return data if data.dtype.isnative else data.astype(data.dtype.newbyteorder("="))
-    if isinstance(data, (list, tuple)) and data and all(hasattr(x, "__array__") for x in data):
+    if is_array_list(data):
         parts = [host_array(x) for x in data]  # a list of tensors or arrays, as torch.tensor takes
         if len({p.shape for p in parts}) != 1:
             raise ShapeError(f"cannot stack arrays of shapes {[p.shape for p in parts]} into one tensor")
@@ -58,6 +58,11 @@ def describe(data: Any) -> str:
     """A short repr of `data` for error messages."""
     text = repr(data)
     return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def is_array_list(data: Any) -> bool:
+    """Whether `data` is a non-empty list or tuple of array objects (stacked, keeping their dtype)."""
+    return isinstance(data, (list, tuple)) and bool(data) and all(hasattr(x, "__array__") for x in data)
 
 
 def exportable(array: Any) -> Any:

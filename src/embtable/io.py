@@ -137,7 +137,7 @@ def _read_text(file: BinaryIO, path: str, header: tuple[int, int] | None, limit:
             data, leftover = data[:cut], data[cut:]
         else:
             leftover = b""
-        lines = (data.decode("utf-8") if _utf8(data) else _bad_utf8(data, path, line_number)).split("\n")
+        lines = _decoded(data, path, line_number).split("\n")
         if lines[-1] == "":
             lines.pop()
         numbers: list[str] = []
@@ -185,21 +185,18 @@ def _parse_floats(text: str) -> np.ndarray | None:
             return None
 
 
-def _utf8(data: bytes) -> bool:
+def _decoded(data: bytes, path: str, line_number: int) -> str:
+    """`data` as UTF-8 text; otherwise `SerializationError` naming the first bad line."""
     try:
-        data.decode("utf-8")
-        return True
+        return data.decode("utf-8")
     except UnicodeDecodeError:
-        return False
-
-
-def _bad_utf8(data: bytes, path: str, line_number: int) -> Any:
+        pass
     for offset, line in enumerate(data.split(b"\n")):
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as error:
             raise SerializationError(f"{path}: line {line_number + offset}: not UTF-8 ({error.reason})") from None
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: some line failed to decode")
 
 
 def _raise_bad_number(numbers: list[str], where: list[int], dim: int, path: str) -> None:

@@ -17,7 +17,7 @@ from .device import Device, DeviceLike, as_device
 from .dtype import DType, DTypeLike, as_dtype, get_default_dtype
 from .errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from .interop import exportable as _exportable
-from .interop import describe, host_array
+from .interop import describe, host_array, is_array_list
 
 if TYPE_CHECKING:
     from .sparse import RowSparseGrad
@@ -28,9 +28,7 @@ _PYTHON_DATA = (bool, int, float, list, tuple)
 def _is_python_data(data: Any) -> bool:
     """Python scalars and lists of them (not NumPy's float64 scalar, a float subclass, nor a
     list of arrays, which keeps their dtype): their floats take the default dtype, ints I64."""
-    if isinstance(data, (list, tuple)) and data and all(hasattr(x, "__array__") for x in data):
-        return False
-    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic)
+    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic) and not is_array_list(data)
 
 
 
@@ -155,11 +153,15 @@ class Tensor:
         self._grad = value
 
     def _replace_data(self, array: Any, device: Device | None = None) -> None:
-        """Give this tensor new values in place (an optimizer step, a renorm, a load); the
-        version bump makes a pending backward that needs the old values refuse to run."""
+        """Give this tensor new values (a load, a move); counts as an in-place change."""
         self._data = array
         if device is not None:
             self._device = device
+        self._modified_in_place()
+
+    def _modified_in_place(self) -> None:
+        """Record that the values changed in place (an optimizer step, a renorm): a pending
+        backward that needs the old values then refuses to run."""
         self._versions[0] += 1
 
     @property

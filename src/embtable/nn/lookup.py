@@ -48,7 +48,7 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     if options.max_norm is not None and not clip:
         backend.renorm_rows_(table, backend.distinct(array, table.shape[0]), options.max_norm,
                               options.norm_type)
-        weight._replace_data(table)  # modified in place: a pending backward that read it refuses
+        weight._modified_in_place()
     rows = backend.take_rows(table, array)
     if not clip:
         return record(rows, weight, (weight,), lambda g: (_table_grad(g, array, weight, options),),

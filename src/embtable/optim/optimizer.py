@@ -63,7 +63,7 @@ class Optimizer:
             scalars = self._scalars(step)
             buffers = [self._buffer(state, name, param) for name in self._buffer_names()]
             backend = param._backend
-            param._replace_data(param._data)  # updated in place below
+            param._modified_in_place()  # updated in place below
             if not backend.fused_step(self._kernel(), param._data, rows, grad, buffers, scalars):
                 self._reference_step(param, rows, grad, buffers, scalars)
             state["step"] = step
