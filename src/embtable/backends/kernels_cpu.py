@@ -145,6 +145,12 @@ def split_keys(keys, shift):
     return rows[:count], counts[:count], slots
 
 
+@nb.njit(cache=True, inline="always")
+def _target(slots, targets, i):
+    """The output row of position `i` in `scatter_sum`."""
+    return slots[i] if targets.shape[0] == 0 else targets[slots[i]]
+
+
 @parallel_jit
 def scatter_sum(values, slots, targets, counts, out, parts):
     """``out[t]`` = the sum of ``values[i]`` over the positions i with
@@ -154,19 +160,21 @@ def scatter_sum(values, slots, targets, counts, out, parts):
     them (so fresh memory is first touched in parallel), then scans every position in
     order. A row's sum therefore always runs in position order: deterministic whatever the
     number of threads, with sequential reads of `values`."""
-    dim = values.shape[1]
-    identity = targets.shape[0] == 0
+    dim, n = values.shape[1], slots.shape[0]
     for part in nb.prange(parts):
         low = part * out.shape[0] // parts
         high = (part + 1) * out.shape[0] // parts
         out[low:high] = 0
-        for i in range(slots.shape[0]):
-            t = slots[i] if identity else targets[slots[i]]
+        for i in range(n):
+            ahead = _target(slots, targets, min(i + AHEAD, n - 1))
+            if low <= ahead < high:
+                _prefetch_row(out, ahead)
+            t = _target(slots, targets, i)
             if low <= t < high:
                 for d in range(dim):
                     out[t, d] += values[i, d]
     for s in nb.prange(counts.shape[0]):
-        t = np.int64(s) if identity else targets[s]
+        t = np.int64(s) if targets.shape[0] == 0 else targets[s]
         if t >= 0 and counts[s] > 1:
             reciprocal = out.dtype.type(1.0 / counts[s])
             for d in range(dim):
