@@ -17,4 +17,19 @@ def test_every_op_runs_on_both_libraries():
     assert all(theirs > 0 and ours > 0 for theirs, ours in results.values())
     assert all(t > 0 for t in bench.dense_adam(weights, repeats=1))
     timings = bench.scaling([500, 5000], 8, 64, 32, repeats=1)
-    assert [row[0] for row in timings] == [500, 5000] and all(len(row) == 4 for row in timings)
+    assert [row[0] for row in timings] == [500, 5000]
+    assert all(len(row) == 5 and 0 < row[4] <= 64 for row in timings)  # distinct rows of 64 indices
+
+
+def test_medians_take_each_number_over_runs_and_keep_labels():
+    runs = [[("w", "forward", 1.0, 4.0), ("w", "backward", 9.0, 3.0)],
+            [("w", "forward", 3.0, 2.0), ("w", "backward", 7.0, 5.0)],
+            [("w", "forward", 2.0, 8.0), ("w", "backward", 8.0, 1.0)]]
+    assert bench.medians(runs) == [("w", "forward", 2.0, 4.0), ("w", "backward", 8.0, 3.0)]
+    assert bench.medians([[(500, 1.0, 7)], [(500, 3.0, 7)]]) == [(500, 2.0, 7)]  # counts kept
+
+
+def test_row_line_prints_a_ratio_or_a_bandwidth():
+    assert bench.row_line(("w", "forward", 3.0, 1.5), 20.0, 10.0).split()[-1] == "2.00"
+    line = bench.row_line(("w", "gather", 10.0, 5.0), 20.0, 10.0)
+    assert "(50% of copy)" in line and "(50% of a fresh copy)" in line

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -214,20 +214,23 @@ def first_call_seconds() -> tuple[float, float]:
 
 
 def scaling(rows_list: list[int], dim: int, batch: int, active: int,
-            repeats: int) -> list[tuple[int, float, float, float]]:
+            repeats: int) -> list[tuple[int, float, float, float, int]]:
     """The sparse training step (forward + backward + Adam) at growing table sizes, for a
     fixed batch of `batch` indices drawn three ways: from `active` rows among the first
     ``rows_list[0]`` (the same work and memory at every size: only costs that grow with the
     table itself can show), from `active` rows scattered over the whole table (the same
-    work, spread over more memory), and uniformly over the table (more distinct rows)."""
+    work, spread over more memory), and uniformly over the table (more distinct rows as the
+    table grows). Each result: rows, the three times in ms, and the uniform batch's number
+    of distinct rows."""
     rng = np.random.default_rng(3)
     results = []
     for rows in rows_list:
         clustered = rng.choice(rows_list[0], active, replace=False)
         scattered = rng.choice(rows, active, replace=False)
+        uniform = rng.integers(0, rows, batch)
         results.append((rows, *(sparse_step_ms(rows, dim, chosen, repeats) for chosen in (
             clustered[rng.integers(0, active, batch)], scattered[rng.integers(0, active, batch)],
-            rng.integers(0, rows, batch)))))
+            uniform)), np.unique(uniform).size))
     return results
 
 
@@ -249,6 +252,44 @@ def sparse_step_ms(rows: int, dim: int, indices: np.ndarray, repeats: int) -> fl
     return median_ms(step, repeats=repeats)
 
 
+#: One line of the table: workload, op, then torch ms and embtable ms — or, for the op
+#: "gather", the gather kernel's and the whole forward's GB/s.
+Row = tuple[str, str, float, float]
+
+
+def table_rows(sizes: list[tuple[int, int]], repeats: int, device: str) -> Iterator[Row]:
+    """Every op on every workload of `sizes` (rows, dim), uniform and Zipf, N = 16384 and
+    262144, then the dense Adam step; on the CPU, gather bandwidth where D=64, N=262144."""
+    rng = np.random.default_rng(0)
+    for rows, dim in sizes:
+        weights = (rng.standard_normal((rows, dim)) / np.sqrt(dim)).astype(np.float32)
+        for distribution in ("uniform", "zipf"):
+            for batch in (16_384, 262_144):
+                workload = Workload(distribution, rows, dim, batch)
+                indices = indices_for(workload, rng)
+                for op, (theirs, ours) in run_ops(workload, weights, indices, repeats, device).items():
+                    yield str(workload), op, theirs, ours
+                if device == "cpu" and dim == 64 and batch == 262_144:
+                    yield (str(workload), "gather", *gather_bandwidth(weights, indices))
+        yield (f"dense V={rows:.0e} D={dim}", "dense Adam step", *dense_adam(weights, repeats, device))
+        del weights
+
+
+def medians(runs: list[list[tuple]]) -> list[tuple]:
+    """Per line, the median of each float over the runs (which all measured the same lines,
+    in the same order); other fields (labels, counts) from the first run."""
+    return [tuple(statistics.median(values) if isinstance(values[0], float) else values[0]
+                  for values in zip(*lines)) for lines in zip(*runs)]
+
+
+def row_line(row: Row, prealloc: float, fresh: float) -> str:
+    label, op, a, b = row
+    if op == "gather":
+        return (f"{label:40} gather: kernel {a:.1f} GB/s ({100 * a / prealloc:.0f}% of copy), "
+                f"forward {b:.1f} GB/s ({100 * b / fresh:.0f}% of a fresh copy)")
+    return f"{label:40} {op:17} {a:9.2f} {b:11.2f} {a / b:6.2f}"
+
+
 def machine() -> str:
     import numba
     import torch
@@ -267,7 +308,10 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embtable bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="V=1e5 and D=64 only, fewer repeats")
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per op (median)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="measure the whole table this many times and report per-op medians "
+                             "(on a machine whose speed drifts)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the V=1e5..1e7 scaling run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or a GPU such as cuda:0: both "
                                                         "libraries run there")
@@ -282,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         _synchronize = torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize
 
     print(f"machine: {machine()}; device: {device}")
+    prealloc = fresh = float("nan")
     if on_cpu:
         cold, warm = first_call_seconds()
         print(f"first call in a new process: {cold:.2f} s compiling kernels, {warm:.2f} s with the cache")
@@ -289,36 +334,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parallel copy: {prealloc:.1f} GB/s into a preallocated buffer, {fresh:.1f} GB/s into a fresh one")
     print()
 
-    rng = np.random.default_rng(0)
     sizes = [(100_000, 64)] if args.quick else [(100_000, 64), (100_000, 300), (1_000_000, 64), (1_000_000, 300)]
-    print(f"{'workload':40} {'op':17} {'torch ms':>9} {'embtable ms':>11} {'ratio':>6}")
-    for rows, dim in sizes:
-        weights = (rng.standard_normal((rows, dim)) / np.sqrt(dim)).astype(np.float32)
-        for distribution in ("uniform", "zipf"):
-            for batch in (16_384, 262_144):
-                workload = Workload(distribution, rows, dim, batch)
-                indices = indices_for(workload, rng)
-                for op, (theirs, ours) in run_ops(workload, weights, indices, repeats, device).items():
-                    print(f"{str(workload):40} {op:17} {theirs:9.2f} {ours:11.2f} {theirs / ours:6.2f}", flush=True)
-                if on_cpu and dim == 64 and batch == 262_144:
-                    kernel, forward = gather_bandwidth(weights, indices)
-                    print(f"{str(workload):40} gather: kernel {kernel:.1f} GB/s ({100 * kernel / prealloc:.0f}% "
-                          f"of copy), forward {forward:.1f} GB/s ({100 * forward / fresh:.0f}% of a fresh copy)")
-        theirs, ours = dense_adam(weights, repeats, device)
-        print(f"{'dense V=%.0e D=%d' % (rows, dim):40} {'dense Adam step':17} {theirs:9.2f} {ours:11.2f} "
-              f"{theirs / ours:6.2f}", flush=True)
-        del weights
-
+    header = f"{'workload':40} {'op':17} {'torch ms':>9} {'embtable ms':>11} {'ratio':>6}"
+    print(header)
+    runs: list[list[Row]] = []
+    for run in range(args.runs):
+        if args.runs > 1:
+            print(f"run {run + 1} of {args.runs}:" if run else f"run 1 of {args.runs} (medians follow):", file=sys.stderr)
+        stream = sys.stdout if args.runs == 1 else sys.stderr
+        runs.append([])
+        for row in table_rows(sizes, repeats, device):
+            runs[-1].append(row)
+            print(row_line(row, prealloc, fresh), file=stream, flush=True)
+    if args.runs > 1:
+        for row in medians(runs):
+            print(row_line(row, prealloc, fresh))
     if on_cpu and not args.no_scaling:
         print()
         rows_list = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]
-        timings = scaling(rows_list, 64, 65_536, 16_384, repeats)
+        timings = medians([scaling(rows_list, 64, 65_536, 16_384, repeats) for _ in range(args.runs)])
         print("sparse step (forward + backward + Adam), D=64, N=65536 indices from:")
-        print(f"  {'':11} {'16384 rows in the first 1e5':>28} {'16384 rows anywhere':>20} {'uniform over V':>15}")
-        for rows, clustered, scattered, uniform in timings:
-            print(f"  V={rows:<8.0e} {clustered:25.2f} ms {scattered:17.2f} ms {uniform:12.2f} ms")
-        ratios = [timings[-1][i] / timings[0][i] for i in (1, 2, 3)]
-        print(f"largest / smallest table: {ratios[0]:.2f}x, {ratios[1]:.2f}x, {ratios[2]:.2f}x the time")
+        print(f"  {'':11} {'16384 rows in the first 1e5':>28} {'16384 rows anywhere':>20} "
+              f"{'uniform over V (distinct rows)':>31}")
+        for rows, clustered, scattered, uniform, distinct in timings:
+            print(f"  V={rows:<8.0e} {clustered:25.2f} ms {scattered:17.2f} ms {uniform:12.2f} ms ({distinct})")
+        (_, *first, first_distinct), (_, *last, last_distinct) = timings[0], timings[-1]
+        ratios = [b / a for a, b in zip(first, last)]
+        per_row = ratios[2] * first_distinct / last_distinct
+        print(f"largest / smallest table: {ratios[0]:.2f}x, {ratios[1]:.2f}x, {ratios[2]:.2f}x the time "
+              f"(uniform: {per_row:.2f}x per distinct row)")
     return 0
 
 
