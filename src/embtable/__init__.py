@@ -2,6 +2,7 @@
 
 from . import io, nn, optim
 from .autograd import no_grad
+from .backends.host_cache import empty_host_cache, set_host_cache_limit
 from .device import Device, get_default_device, set_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
 from .errors import (DeviceError, DTypeError, Error, IndexOutOfRangeError,
@@ -17,7 +18,7 @@ from_dlpack = Tensor.from_dlpack
 __all__ = [
     "Device", "DType", "Tensor", "RowSparseGrad", "LayerState", "nn", "optim", "io", "no_grad", "from_dlpack",
     "get_default_device", "set_default_device", "get_default_dtype", "set_default_dtype",
-    "manual_seed",
+    "manual_seed", "empty_host_cache", "set_host_cache_limit",
     "Error", "IndexOutOfRangeError", "DTypeError", "ShapeError", "InvalidArgumentError",
     "DeviceError", "SerializationError", "ModifiedTensorError",
 ]

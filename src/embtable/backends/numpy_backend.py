@@ -16,6 +16,7 @@ import numpy as np
 
 from ..dtype import DType
 from ..norms import p_norm
+from .host_cache import host_cache
 
 xp = np
 
@@ -77,7 +78,7 @@ def take_rows(table: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """``table[indices]``: rows gathered into a new array of shape ``[*indices.shape, dim]``."""
     if not table.flags.c_contiguous:  # a view, e.g. a transposed weight: rare, plain NumPy
         return np.take(table, indices, axis=0)
-    out = np.empty((indices.size, table.shape[1]), table.dtype)
+    out = host_cache.empty((indices.size, table.shape[1]), table.dtype)
     _kernels().gather(_raw(table), indices.reshape(-1), _raw(out))
     return out.reshape(indices.shape + (table.shape[1],))
 
@@ -124,7 +125,7 @@ def scatter_sum(values: np.ndarray, slots: np.ndarray, rows: int, targets: np.nd
     if values.dtype in _KERNEL_FLOATS:
         import numba
 
-        out = np.empty((rows, values.shape[1]), values.dtype)
+        out = host_cache.empty((rows, values.shape[1]), values.dtype)
         _kernels().scatter_sum(values, slots, targets, counts, out, numba.get_num_threads())
         return out
     out = np.zeros((rows, values.shape[1]), values.dtype)  # other dtypes: rare, plain NumPy
