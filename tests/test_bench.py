@@ -2,6 +2,7 @@
 reported in BENCHMARKS.md, never asserted)."""
 
 import numpy as np
+import pytest
 
 from embtable import bench
 
@@ -33,3 +34,10 @@ def test_row_line_prints_a_ratio_or_a_bandwidth():
     assert bench.row_line(("w", "forward", 3.0, 1.5), 20.0, 10.0).split()[-1] == "2.00"
     line = bench.row_line(("w", "gather", 10.0, 5.0), 20.0, 10.0)
     assert "(50% of copy)" in line and "(50% of a fresh copy)" in line
+
+
+def test_runs_and_repeats_must_be_positive(capsys):
+    for flag in ("--runs", "--repeats"):
+        with pytest.raises(SystemExit):
+            bench.main([flag, "0"])
+        assert "must be at least 1, got 0" in capsys.readouterr().err

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import embtable as et
-from embtable.backends.host_cache import MIN_BYTES, BufferCache
+from embtable.backends import numpy_backend
+from embtable.backends.host_cache import MIN_BYTES, BufferCache, host_cache
 from embtable.nn import Embedding
 
 ROWS = MIN_BYTES // (64 * 4)  # a [ROWS, 64] float32 array is exactly MIN_BYTES
@@ -66,7 +67,7 @@ def test_idle_memory_is_trimmed_to_the_limit_least_recently_used_first():
     held = cache.empty((ROWS, 128), np.float32)  # new size: allocates, then trims the idle ones
     assert cache.idle_bytes() <= 2 * MIN_BYTES and held.nbytes == 2 * MIN_BYTES
     assert address(cache.empty((ROWS, 96), np.float32)) == newest  # the most recent survived
-    cache.release()
+    cache.trim(0)
     assert cache.idle_bytes() == 0
 
 
@@ -90,13 +91,17 @@ def test_threads_never_share_a_buffer():
     assert not clashes and cache.idle_bytes() >= MIN_BYTES  # every thread finished; reuse happened
 
 
+@pytest.mark.skipif(et.Tensor([1.0])._backend is not numpy_backend,
+                    reason="the host cache serves the NumPy backend; PyTorch allocates its own tensors")
 def test_training_reuses_outputs_and_gradients_and_matches_fresh_memory():
-    """Two identical training runs, one with reuse off: bit-identical weights."""
-    indices = np.random.default_rng(0).integers(0, ROWS // 4, ROWS // 2)
+    """Two identical training runs, the first reusing memory, the second with reuse off:
+    bit-identical weights. The output and the gradient are each MIN_BYTES."""
+    indices = np.random.default_rng(0).integers(0, ROWS, ROWS)
+    previous = host_cache.limit
 
     def train() -> np.ndarray:
         et.manual_seed(0)
-        emb = Embedding(ROWS // 4, 64)
+        emb = Embedding(ROWS, 64)
         opt = et.optim.SGD(emb.parameters(), lr=0.1)
         for _ in range(3):
             opt.zero_grad()
@@ -106,12 +111,47 @@ def test_training_reuses_outputs_and_gradients_and_matches_fresh_memory():
         return emb.weight.numpy().copy()
 
     try:
-        reused = train()
-        et.set_host_cache_limit(0)
-        fresh = train()
-    finally:
         et.set_host_cache_limit(2**30)
+        et.empty_host_cache()
+        reused = train()
+        assert host_cache.idle_bytes() >= 2 * MIN_BYTES  # an output and a gradient went through it
+        et.set_host_cache_limit(0)
+        assert host_cache.idle_bytes() == 0
+        fresh = train()
+        assert host_cache.idle_bytes() == 0
+    finally:
+        et.set_host_cache_limit(previous)
     np.testing.assert_array_equal(reused, fresh)
+
+
+def test_a_somewhat_larger_idle_buffer_serves_a_smaller_request():
+    cache = BufferCache()
+    big = cache.empty((ROWS * 2 - 1, 64), np.float32)
+    where = address(big)
+    del big
+    smaller = cache.empty((ROWS, 64), np.float32)  # at least half the buffer: reused
+    assert address(smaller) == where and smaller.shape == (ROWS, 64)
+    another = cache.empty((ROWS, 64), np.float32)  # the only cached buffer is in use
+    assert address(another) != where
+
+
+def test_limit_zero_releases_buffers_dropped_after_it_was_set():
+    cache = BufferCache()
+    held = cache.empty((ROWS, 64), np.float32)
+    cache.limit = 0
+    cache.trim(0)
+    del held
+    cache.empty((ROWS, 64), np.float32)  # the next large request trims to the limit
+    assert cache.idle_bytes() == 0
+
+
+def test_a_reusing_request_also_trims_to_the_limit():
+    cache = BufferCache(limit=MIN_BYTES)
+    arrays = [cache.empty((ROWS, 64), np.float32) for _ in range(4)]
+    del arrays
+    assert cache.idle_bytes() == 4 * MIN_BYTES  # dropped since the last request
+    kept = cache.empty((ROWS, 64), np.float32)  # reuses one, trims the rest to the limit
+    assert cache.idle_bytes() <= MIN_BYTES and kept.nbytes == MIN_BYTES
 
 
 def test_limit_is_validated():

@@ -305,11 +305,18 @@ def machine() -> str:
             f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embtable bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="V=1e5 and D=64 only, fewer repeats")
-    parser.add_argument("--repeats", type=int, default=7, help="timed calls per op (median)")
-    parser.add_argument("--runs", type=int, default=1,
+    parser.add_argument("--repeats", type=_at_least_one, default=7, help="timed calls per op (median)")
+    parser.add_argument("--runs", type=_at_least_one, default=1,
                         help="measure the whole table this many times and report per-op medians "
                              "(on a machine whose speed drifts)")
     parser.add_argument("--no-scaling", action="store_true", help="skip the V=1e5..1e7 scaling run")

@@ -7,12 +7,14 @@ least `MIN_BYTES` (lookup results, table gradients) come from a `BufferCache`: a
 handed out again once nothing but the cache references it — the array, and every view of
 it, has been dropped. Values are never shared: a buffer in use is never handed out.
 
-Idle buffers are kept up to a limit (`set_host_cache_limit`; 0 turns reuse off) and released
-by `empty_host_cache`, as PyTorch's ``torch.cuda.empty_cache`` does for its GPU cache.
+Idle buffers are kept up to a limit (`set_host_cache_limit`; 0 turns reuse off), enforced at
+each large request and when the limit is set, and released by `empty_host_cache`, as
+PyTorch's ``torch.cuda.empty_cache`` does for its GPU cache.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Sequence
@@ -35,7 +37,7 @@ _UNREFERENCED = _references([np.empty(0)], 0)
 
 
 class BufferCache:
-    """Hands out uninitialised arrays, reusing the memory of dropped ones of the same size."""
+    """Hands out uninitialised arrays, reusing the memory of dropped ones of about the size."""
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
         self.limit = limit
@@ -43,23 +45,25 @@ class BufferCache:
         self._lock = threading.Lock()
 
     def empty(self, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
-        """Like ``np.empty(shape, dtype)``, from a cached buffer when one of this size is idle."""
+        """Like ``np.empty(shape, dtype)``, in an idle cached buffer of this size or up to
+        twice it when there is one. Idle buffers beyond the limit are released first."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if nbytes < MIN_BYTES or self.limit == 0:
+        if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)
         with self._lock:
-            buffer = self._take_idle(nbytes)
+            buffer = self._take_idle(nbytes) if self.limit else None
+            self._trim(self.limit)
             if buffer is None:
                 buffer = np.empty(nbytes, np.uint8)
-                self._trim(self.limit)
-            self._buffers.append(buffer)
-        return buffer.view(dtype).reshape(shape)
+            if self.limit:
+                self._buffers.append(buffer)
+        return buffer[:nbytes].view(dtype).reshape(shape)
 
-    def release(self) -> None:
-        """Drop every idle buffer (its memory goes back to the system)."""
+    def trim(self, limit: int) -> None:
+        """Release the least recently used idle buffers until at most `limit` bytes are idle."""
         with self._lock:
-            self._trim(0)
+            self._trim(limit)
 
     def idle_bytes(self) -> int:
         """The bytes held by buffers nothing else references."""
@@ -71,12 +75,11 @@ class BufferCache:
 
     def _take_idle(self, nbytes: int) -> np.ndarray | None:
         for i in reversed(self._idle()):
-            if self._buffers[i].nbytes == nbytes:
+            if nbytes <= self._buffers[i].nbytes <= 2 * nbytes:
                 return self._buffers.pop(i)
         return None
 
     def _trim(self, limit: int) -> None:
-        """Drop the least recently used idle buffers until at most `limit` bytes are idle."""
         idle = self._idle()
         excess = sum(self._buffers[i].nbytes for i in idle) - limit
         dropped = set()
@@ -87,18 +90,24 @@ class BufferCache:
             dropped.add(i)
         self._buffers = [b for i, b in enumerate(self._buffers) if i not in dropped]
 
+    def _forked(self) -> None:
+        """In a child process: a lock another thread held at the fork would never be released."""
+        self._lock = threading.Lock()
+
 
 host_cache = BufferCache()
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=host_cache._forked)
 
 
 def set_host_cache_limit(nbytes: int) -> None:
-    """Keep at most `nbytes` of idle host buffers for reuse (default 1 GiB); 0 turns reuse off
-    and releases them. Buffers in use never count: the limit bounds memory kept for later."""
+    """Keep at most `nbytes` of idle host buffers for reuse (default 1 GiB); 0 turns reuse
+    off. Idle buffers beyond it are released now; buffers in use never count. Arrays dropped
+    later may stay idle beyond the limit until the next large allocation trims them."""
     host_cache.limit = integer("nbytes", nbytes, 0)
-    if host_cache.limit == 0:
-        host_cache.release()
+    host_cache.trim(host_cache.limit)
 
 
 def empty_host_cache() -> None:
     """Release every idle cached host buffer to the system (arrays in use are untouched)."""
-    host_cache.release()
+    host_cache.trim(0)

@@ -31,13 +31,19 @@ def _prefetch_row(typingctx, table, row):
         table_type = signature.args[0]
         array = context.make_array(table_type)(context, builder, args[0])
         row_bytes = cgutils.unpack_tuple(builder, array.strides, 2)[0]
-        start = builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [builder.mul(args[1], row_bytes)])
+        row = context.cast(builder, args[1], signature.args[1], nb.types.intp)
+        start = builder.gep(builder.bitcast(array.data, cgutils.voidptr_t), [builder.mul(row, row_bytes)])
         i32 = ir.IntType(32)
-        hint = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32]), "llvm.prefetch.p0")
+        hint = builder.module.declare_intrinsic(
+            "llvm.prefetch", [cgutils.voidptr_t], ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32]))
+
+        def prefetch(offset):
+            builder.call(hint, [builder.gep(start, [offset]), i32(0), i32(3), i32(1)])  # read, keep cached
+
         intp = context.get_value_type(nb.types.intp)
         with cgutils.for_range_slice(builder, intp(0), row_bytes, intp(CACHE_LINE)) as (offset, _):
-            builder.call(hint, [builder.gep(start, [offset]), i32(0), i32(3), i32(1)])  # read, keep cached
+            prefetch(offset)
+        prefetch(builder.sub(row_bytes, intp(1)))  # the last line, where the row straddles one more
         return context.get_dummy_value()
 
     return nb.types.void(table, row), codegen
