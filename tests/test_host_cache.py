@@ -135,6 +135,19 @@ def test_a_somewhat_larger_idle_buffer_serves_a_smaller_request():
     assert address(another) != where
 
 
+def test_each_request_takes_the_smallest_idle_buffer_that_fits():
+    """A step's output (smaller) must not take the gradient's buffer (larger, more recent),
+    or every gradient would need fresh memory."""
+    cache = BufferCache()
+    output, gradient = cache.empty((ROWS, 64), np.float32), cache.empty((ROWS, 96), np.float32)
+    places = address(output), address(gradient)
+    del output, gradient
+    for _ in range(3):
+        output, gradient = cache.empty((ROWS, 64), np.float32), cache.empty((ROWS, 96), np.float32)
+        assert (address(output), address(gradient)) == places
+        del output, gradient
+
+
 def test_limit_zero_releases_buffers_dropped_after_it_was_set():
     cache = BufferCache()
     held = cache.empty((ROWS, 64), np.float32)

@@ -46,7 +46,7 @@ class BufferCache:
 
     def empty(self, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
         """Like ``np.empty(shape, dtype)``, in an idle cached buffer of this size or up to
-        twice it when there is one. Idle buffers beyond the limit are released first."""
+        twice it when there is one. Idle buffers beyond the limit are released."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if nbytes < MIN_BYTES:
@@ -74,10 +74,12 @@ class BufferCache:
         return [i for i in range(len(self._buffers)) if _references(self._buffers, i) == _UNREFERENCED]
 
     def _take_idle(self, nbytes: int) -> np.ndarray | None:
-        for i in reversed(self._idle()):
-            if nbytes <= self._buffers[i].nbytes <= 2 * nbytes:
-                return self._buffers.pop(i)
-        return None
+        """The smallest idle buffer of `nbytes` to twice that (the most recent of equals), so
+        that a training loop's outputs and gradients each find their own buffer again."""
+        fits = [i for i in self._idle() if nbytes <= self._buffers[i].nbytes <= 2 * nbytes]
+        if not fits:
+            return None
+        return self._buffers.pop(min(fits, key=lambda i: (self._buffers[i].nbytes, -i)))
 
     def _trim(self, limit: int) -> None:
         idle = self._idle()
