@@ -17,6 +17,8 @@ def test_every_op_runs_on_both_libraries():
     assert set(results) == {"forward", "forward max_norm", "backward", "backward freq", "sparse step"}
     assert all(theirs > 0 and ours > 0 for theirs, ours in results.values())
     assert all(t > 0 for t in bench.dense_adam(weights, repeats=1))
+    small = bench.small_batches(weights, sizes=(1, 7))
+    assert [n for n, *_ in small] == [1, 7] and all(theirs > 0 and ours > 0 for _, theirs, ours in small)
     timings = bench.scaling([500, 5000], 8, 64, 32, repeats=1)
     assert [row[0] for row in timings] == [500, 5000]
     assert all(len(row) == 5 and 0 < row[4] <= 64 for row in timings)  # distinct rows of 64 indices

@@ -177,6 +177,24 @@ def dense_adam(weights: np.ndarray, repeats: int, device: str = "cpu") -> tuple[
     return _pair(torch_adam.step, our_adam.step, repeats)
 
 
+def small_batches(weights: np.ndarray, sizes: tuple[int, ...] = (1, 32, 1024, 4096),
+                  device: str = "cpu") -> list[tuple[int, float, float]]:
+    """(N, torch us, embtable us) of an inference lookup (no autograd) of N uniform indices:
+    serving latency, where per-call costs rather than bandwidth decide."""
+    import torch
+
+    plain = Pair(weights, device)
+    rng = np.random.default_rng(4)
+    results = []
+    for n in sizes:
+        host = rng.integers(0, weights.shape[0], n)
+        ti, indices = torch.from_numpy(host).to(device), et.Tensor(host, device=device)
+        with torch.no_grad(), et.no_grad():
+            theirs, ours = _pair(lambda: plain.theirs(ti), lambda: plain.ours(indices), repeats=301)
+        results.append((n, theirs * 1e3, ours * 1e3))
+    return results
+
+
 def gather_bandwidth(weights: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
     """GB/s of the gather kernel into a preallocated buffer, and of the whole forward
     (validation, a fresh output, the gather)."""
@@ -356,6 +374,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs > 1:
         for row in medians(runs):
             print(row_line(row, prealloc, fresh))
+    print()
+    print(f"inference lookup (no autograd), V=1e5 D=64: {'N':>6} {'torch us':>9} {'embtable us':>11} {'ratio':>6}")
+    weights = (np.random.default_rng(5).standard_normal((100_000, 64)) / 8).astype(np.float32)
+    for n, theirs, ours in small_batches(weights, device=device):
+        print(f"{'':43}{n:6} {theirs:9.1f} {ours:11.1f} {theirs / ours:6.2f}")
     if on_cpu and not args.no_scaling:
         print()
         rows_list = [100_000, 1_000_000] if args.quick else [100_000, 1_000_000, 10_000_000]

@@ -14,6 +14,7 @@ PyTorch's ``torch.cuda.empty_cache`` does for its GPU cache.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -48,7 +49,7 @@ class BufferCache:
         """Like ``np.empty(shape, dtype)``, in an idle cached buffer of this size or up to
         twice it when there is one. Idle buffers beyond the limit are released."""
         dtype = np.dtype(dtype)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize
         if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)
         with self._lock:
