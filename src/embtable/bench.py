@@ -360,13 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     print()
 
     sizes = [(100_000, 64)] if args.quick else [(100_000, 64), (100_000, 300), (1_000_000, 64), (1_000_000, 300)]
-    header = f"{'workload':40} {'op':17} {'torch ms':>9} {'embtable ms':>11} {'ratio':>6}"
-    print(header)
+    print(f"{'workload':40} {'op':17} {'torch ms':>9} {'embtable ms':>11} {'ratio':>6}")
     runs: list[list[Row]] = []
+    stream = sys.stdout if args.runs == 1 else sys.stderr  # with several runs, only medians on stdout
     for run in range(args.runs):
         if args.runs > 1:
-            print(f"run {run + 1} of {args.runs}:" if run else f"run 1 of {args.runs} (medians follow):", file=sys.stderr)
-        stream = sys.stdout if args.runs == 1 else sys.stderr
+            print(f"run {run + 1} of {args.runs}:", file=sys.stderr)
         runs.append([])
         for row in table_rows(sizes, repeats, device):
             runs[-1].append(row)
@@ -377,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"inference lookup (no autograd), V=1e5 D=64: {'N':>6} {'torch us':>9} {'embtable us':>11} {'ratio':>6}")
     weights = (np.random.default_rng(5).standard_normal((100_000, 64)) / 8).astype(np.float32)
-    for n, theirs, ours in small_batches(weights, device=device):
+    for n, theirs, ours in medians([small_batches(weights, device=device) for _ in range(args.runs)]):
         print(f"{'':43}{n:6} {theirs:9.1f} {ours:11.1f} {theirs / ours:6.2f}")
     if on_cpu and not args.no_scaling:
         print()
