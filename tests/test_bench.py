@@ -4,7 +4,7 @@ reported in BENCHMARKS.md, never asserted)."""
 import numpy as np
 import pytest
 
-from embtable import bench
+from embtable.apps import bench
 
 
 def test_every_op_runs_on_both_libraries():

@@ -121,15 +121,3 @@ def test_bad_index_is_caught_before_any_kernel(device, data):
     with pytest.raises(et.IndexOutOfRangeError, match=rf"index {ROWS} at position \(3, 4\)"):
         emb(indices)
     np.testing.assert_array_equal(emb.weight.numpy(), weights)
-
-
-def test_optimizer_state_follows_its_parameter():
-    """State made on another device (or loaded as NumPy arrays) moves to the parameter's."""
-    p = et.Tensor(np.ones((3, 2)), requires_grad=True)
-    opt = et.optim.SGD([p], lr=0.1, momentum=0.5)
-    opt.state[0]["momentum_buffer"] = np.full((3, 2), 2.0)  # a host array, whatever p's backend
-    p.grad = et.Tensor(np.ones((3, 2)))
-    opt.step()
-    np.testing.assert_allclose(p.numpy(), 1 - 0.1 * (0.5 * 2 + 1))
-    assert et.Tensor(opt.state[0]["momentum_buffer"]).tolist() == [[2.0, 2.0]] * 3
-    assert type(opt.state[0]["momentum_buffer"]) is type(p._data)

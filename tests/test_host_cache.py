@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import embtable as et
-from embtable.backends import numpy_backend
+from embtable.backends.numpy_backend import NUMPY
+from embtable.core import backend_of
 from embtable.backends.host_cache import MIN_BYTES, BufferCache, host_cache
 from embtable.nn import Embedding
 
@@ -91,7 +92,7 @@ def test_threads_never_share_a_buffer():
     assert not clashes and cache.idle_bytes() >= MIN_BYTES  # every thread finished; reuse happened
 
 
-@pytest.mark.skipif(et.Tensor([1.0])._backend is not numpy_backend,
+@pytest.mark.skipif(backend_of(et.Tensor([1.0])) is not NUMPY,
                     reason="the host cache serves the NumPy backend; PyTorch allocates its own tensors")
 def test_training_reuses_outputs_and_gradients_and_matches_fresh_memory():
     """Two identical training runs, the first reusing memory, the second with reuse off:

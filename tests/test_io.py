@@ -7,6 +7,7 @@ import torch
 from gensim.models import KeyedVectors
 
 import embtable as et
+from embtable.core import data_of
 
 WORDS = ["the", "naïve", "日本語", "C++", "e=mc²", "émoji🙂", "don't"]
 
@@ -104,7 +105,7 @@ def test_dlpack_both_ways_share_memory():
     t = et.Tensor([1.0, 2.0, 3.0])
     from_ours = np.from_dlpack(t)
     as_torch = torch.from_dlpack(t)
-    t._data[0] = 9.0  # the same memory
+    data_of(t)[0] = 9.0  # the same memory
     assert from_ours[0] == 9.0 and as_torch[0].item() == 9.0
     source = torch.arange(4, dtype=torch.float64)
     shared = et.from_dlpack(source)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import embtable as et
-from embtable.backends import numpy_backend
+from embtable.backends.numpy_backend import NumpyBackend
 from embtable.optim import SGD, Adagrad, Adam, AdamW
 
 SHAPES = [(7, 4), (4,), ()]
@@ -20,7 +20,7 @@ def update_path(request, monkeypatch):
     """Every test runs twice: with the backend's fused kernels, and with the optimizers'
     reference rules (the path other backends and half-precision parameters take)."""
     if request.param == "reference":
-        monkeypatch.setattr(numpy_backend, "fused_step", lambda *args: False)
+        monkeypatch.setattr(NumpyBackend, "fused_step", lambda *args: False)
     return request.param
 
 DENSE_CASES = [

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import embtable as et
+from embtable.core import data_of
 from embtable.nn import Embedding, Layer, Linear
 from embtable.nn import functional as F
 
@@ -43,11 +44,11 @@ def test_finite_difference_gradient_of_composed_model(options, rng):
         numeric = np.zeros(param.shape)
         for position in np.ndindex(param.shape):
             original = float(param.numpy()[position])
-            param._data[position] = original + 1e-6
+            data_of(param)[position] = original + 1e-6
             above = loss()
-            param._data[position] = original - 1e-6
+            data_of(param)[position] = original - 1e-6
             below = loss()
-            param._data[position] = original
+            data_of(param)[position] = original
             numeric[position] = (above - below) / 2e-6
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9, err_msg=name)
 

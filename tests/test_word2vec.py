@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import embtable as et
-from embtable.cli import main
-from embtable.corpus import file_corpus, sentences, words
-from embtable.word2vec import Settings, Vocabulary, keep_probabilities, nearest, train, unit_rows
+from embtable.apps.cli import main
+from embtable.apps.corpus import file_corpus, sentences, words
+from embtable.apps.word2vec import Settings, Vocabulary, keep_probabilities, nearest, train, unit_rows
 
 GROUPS = [[name + letter for letter in "abcdefgh"] for name in ("red", "blue", "green", "gold")]
 

@@ -1,17 +1,16 @@
 """embtable: a trainable Embedding layer system — integer indices in, dense vectors out."""
 
 from . import io, nn, optim
-from .autograd import no_grad
+from .backends import set_default_device
 from .backends.host_cache import empty_host_cache, set_host_cache_limit
-from .device import Device, get_default_device, set_default_device
+from .core import RowSparseGrad, Tensor, no_grad
+from .device import Device, get_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
 from .errors import (DeviceError, DTypeError, Error, IndexOutOfRangeError,
                      InvalidArgumentError, ModifiedTensorError, SerializationError,
                      ShapeError)
 from .nn import LayerState
 from .rng import manual_seed
-from .sparse import RowSparseGrad
-from .tensor import Tensor
 
 from_dlpack = Tensor.from_dlpack
 

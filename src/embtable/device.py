@@ -2,7 +2,9 @@
 
 A `Device` is a plain value (``Device.CPU``, ``Device.CUDA(0)``, ``Device.MPS``); building one
 never fails and never touches hardware. Whether a device can actually hold data is the
-backends' business (`embtable.backends.backend_for`), checked when a tensor is placed there.
+backends' business (`embtable.backends.backend_for`), checked when a tensor is placed there
+and by `embtable.set_default_device` (`embtable.backends.set_default_device`), which checks,
+then records the default here.
 """
 
 from __future__ import annotations
@@ -84,14 +86,10 @@ def as_device(device: DeviceLike) -> Device:
     )
 
 
-def set_default_device(device: DeviceLike) -> None:
-    """Make `device` the device that new tensors and layers use when given ``device=None``."""
+def use_as_default_device(device: Device) -> None:
+    """Record `device` (already checked to hold data) as the default device."""
     global _default_device
-    from .backends import backend_for
-
-    resolved = as_device(device)
-    backend_for(resolved)  # refuse a device that cannot hold data
-    _default_device = resolved
+    _default_device = device
 
 
 def get_default_device() -> Device:

@@ -118,6 +118,12 @@ def as_float_dtype(dtype: DTypeLike) -> DType:
     return resolved
 
 
+def accumulation_dtype(dtype: DType) -> DType:
+    """The dtype that sums over `dtype` values run in (gradients, reductions, optimizer
+    state): F32 for the half types, `dtype` itself otherwise."""
+    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
+
+
 def set_default_dtype(dtype: DTypeLike) -> None:
     """Make `dtype` (a float dtype) the dtype of new float tensors and layers."""
     global _default_dtype

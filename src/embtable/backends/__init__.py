@@ -1,35 +1,46 @@
-"""Backends: one per array library. A backend offers the same small set of array functions
-and kernels (see `numpy_backend` for the list); `backend_for` picks the one that holds a
-device's data: NumPy (with numba kernels) on the CPU, PyTorch on CUDA and MPS, and PyTorch
-on the CPU too when the environment variable ``EMBTABLE_CPU_BACKEND=torch`` is set (read at
-import), so that the accelerators' code path runs everywhere.
+"""Backends: one per array library, each a `Backend` (see `base`). `backend_for` picks the
+one that holds a device's data: NumPy (with numba kernels) on the CPU, PyTorch on CUDA and
+MPS, and PyTorch on the CPU too when the environment variable ``EMBTABLE_CPU_BACKEND=torch``
+is set (read at import), so that the accelerators' code path runs everywhere.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
-from typing import Any
 
-from ..device import Device
+from ..device import Device, DeviceLike, as_device, use_as_default_device
 from ..errors import DeviceError, InvalidArgumentError
-from . import numpy_backend
+from .base import Backend, FusedStep
+from .numpy_backend import NUMPY
+
+__all__ = ["Backend", "FusedStep", "backend_for", "set_default_device"]
 
 _CPU_BACKEND = os.environ.get("EMBTABLE_CPU_BACKEND", "numpy").strip().lower() or "numpy"
 if _CPU_BACKEND not in ("numpy", "torch"):
     raise InvalidArgumentError(f"EMBTABLE_CPU_BACKEND must be 'numpy' or 'torch', got {_CPU_BACKEND!r}")
 
+#: The backend of each device asked for so far (PyTorch's are made on first use).
+_backends: dict[Device, Backend] = {Device.CPU: NUMPY} if _CPU_BACKEND == "numpy" else {}
 
-def backend_for(device: Device) -> Any:
+
+def backend_for(device: Device) -> Backend:
     """The backend that holds data on `device`; `DeviceError` if none can."""
-    if device.kind == "cpu" and _CPU_BACKEND == "numpy":
-        return numpy_backend
-    return _torch_backend(device)
+    backend = _backends.get(device)
+    if backend is None:
+        backend = _backends[device] = _torch_backend(device)
+    return backend
 
 
-@functools.lru_cache(maxsize=None)
-def _torch_backend(device: Device) -> Any:
+def set_default_device(device: DeviceLike) -> None:
+    """Make `device` the device that new tensors and layers use when given ``device=None``;
+    `DeviceError` (and no change) if it cannot hold data."""
+    resolved = as_device(device)
+    backend_for(resolved)
+    use_as_default_device(resolved)
+
+
+def _torch_backend(device: Device) -> Backend:
     if importlib.util.find_spec("torch") is None:
         raise DeviceError(f"device {device} is not available: embtable runs {device.kind.upper()} "
                           f"through PyTorch, which is not installed: pip install 'embtable[torch]'")

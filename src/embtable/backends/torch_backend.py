@@ -1,6 +1,6 @@
 """The PyTorch backend: CUDA and MPS devices, and the CPU when ``EMBTABLE_CPU_BACKEND=torch``
-(so that the path the accelerators take runs in CI). The same names as `numpy_backend`, over
-``torch.Tensor``s on one device; PyTorch's own index kernels do the work.
+(so that the path the accelerators take runs in CI). `Backend` over ``torch.Tensor``s on one
+device; PyTorch's own index kernels do the work.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 
 from ..device import Device
 from ..dtype import DType
+from .base import FusedStep
 
 _TORCH = {
     DType.BF16: torch.bfloat16, DType.F16: torch.float16, DType.F32: torch.float32,
@@ -105,13 +106,15 @@ def _deterministic() -> Iterator[None]:
 
 
 class TorchBackend:
-    """The backend functions (see `numpy_backend`) for one torch device."""
+    """`Backend` for one torch device: `device` is the embtable device that tensors here are
+    labelled with, `torch_device` where PyTorch keeps their data (the same device, except in
+    tests that stand a torch CPU backend in for a second device)."""
 
     xp = Namespace()
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: Device, torch_device: str | None = None) -> None:
         self.device = device
-        self.torch_device = torch.device(str(device))
+        self.torch_device = torch.device(torch_device or str(device))
 
     def owns(self, array: object) -> bool:
         return isinstance(array, torch.Tensor) and array.device == self.torch_device
@@ -144,6 +147,18 @@ class TorchBackend:
     def concat(self, arrays: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(arrays))
 
+    def first_out_of_range(self, indices: torch.Tensor, limit: int) -> int:
+        if indices.numel() == 0:
+            return -1
+        if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch cannot compare these
+            from .numpy_backend import NUMPY
+
+            return NUMPY.first_out_of_range(self.to_host(indices), limit)
+        bad = ((indices < 0) | (indices >= limit)).reshape(-1)
+        if not bool(bad.any()):  # one synchronising check before any kernel runs
+            return -1
+        return int(torch.nonzero(bad)[0])
+
     def index_array(self, indices: torch.Tensor) -> torch.Tensor:
         if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # validated: they fit
             return self.from_host(self.to_host(indices).astype(np.int64))
@@ -163,8 +178,8 @@ class TorchBackend:
                                            return_counts=True)
         return rows.to(torch.int64), counts, slots
 
-    def scatter_sum(self, values: torch.Tensor, slots: torch.Tensor, rows: int, targets: Any = None,
-                    counts: Any = None) -> torch.Tensor:
+    def scatter_sum(self, values: torch.Tensor, slots: torch.Tensor, rows: int,
+                    targets: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
         destinations = slots if targets is None else targets[slots]
         keep = destinations >= 0
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
@@ -184,19 +199,6 @@ class TorchBackend:
         with torch.no_grad():
             torch.embedding_renorm_(table, rows, max_norm, norm_type if norm_type != math.inf else float("inf"))
 
-    def out_of_range(self, indices: torch.Tensor, limit: int) -> tuple[tuple[int, ...], int] | None:
-        if indices.numel() == 0:
-            return None
-        if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch cannot compare these
-            from . import numpy_backend
-
-            return numpy_backend.out_of_range(self.to_host(indices), limit)
-        bad = (indices < 0) | (indices >= limit)
-        if not bool(bad.any()):  # one synchronising check before any kernel runs
-            return None
-        flat = int(torch.nonzero(bad.reshape(-1))[0])
-        position = tuple(int(i) for i in np.unravel_index(flat, tuple(indices.shape)))
-        return position, int(indices.reshape(-1)[flat])
-
-    def fused_step(self, kind: str, param: Any, rows: Any, grad: Any, buffers: Any, scalars: Any) -> bool:
+    def fused_step(self, step: FusedStep, param: torch.Tensor, rows: torch.Tensor | None, grad: torch.Tensor,
+                   buffers: Sequence[torch.Tensor], scalars: Sequence[float]) -> bool:
         return False  # the optimizers' reference rules run as torch ops

@@ -7,14 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import backend_for
-from ..device import DeviceLike, as_device
-from ..dtype import DType, DTypeLike, as_float_dtype
+from ..core import Tensor
+from ..device import DeviceLike
+from ..dtype import DType, DTypeLike
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..rng import generator
-from ..tensor import Tensor
-from .layer import Layer
+from ..tables import DenseTable
 from ..validate import positive_int
+from .init import parameter, placement
+from .layer import Layer
 from .lookup import lookup
 from .options import EmbeddingOptions
 
@@ -57,15 +58,13 @@ class Embedding(Layer):
         dim = positive_int("embedding_dim", embedding_dim)
         options = EmbeddingOptions.checked(rows, padding_idx, max_norm, norm_type,
                                            scale_grad_by_freq, sparse, max_norm_mode)
-        resolved_dtype = as_float_dtype(dtype)
-        resolved_device = as_device(device)
-        backend = backend_for(resolved_device)
-        table = _seed_initialisation(rows, dim, options.padding_idx, resolved_dtype)
-        self._adopt(Tensor._wrap(backend.from_host(table), resolved_device), options)
+        device, dtype = placement(device, dtype)
+        self._adopt(parameter(_seed_initialisation(rows, dim, options.padding_idx, dtype), device), options)
 
     def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
         weight.requires_grad = True
         self.weight = weight
+        self._storage = DenseTable(weight)
         self._options = options
 
     @classmethod
@@ -109,7 +108,7 @@ class Embedding(Layer):
     def forward(self, indices: Any) -> Tensor:
         """The rows of `indices` (integers of any dtype and shape, each in
         ``[0, num_embeddings)``): a tensor of shape ``[*indices.shape, embedding_dim]``."""
-        return lookup(self.weight, indices, self._options)
+        return lookup(self._storage, self.weight, indices, self._options)
 
     @property
     def num_embeddings(self) -> int:

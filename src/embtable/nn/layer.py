@@ -1,9 +1,17 @@
-"""`Layer`: the protocol every layer follows — a forward, its trainable tensors, its training
-state, and its persistence (state dicts and safetensors checkpoints).
+"""`Layer`: the protocol every layer follows — a forward, its parameters and buffers, its
+children, its training state, and its persistence (state dicts and safetensors checkpoints).
 
-Parameters and children are found by looking at attributes: every `Tensor` attribute is a
-parameter, every `Layer` attribute (or list/tuple of layers) a child, in the order they were
-assigned. Nothing needs registering.
+A layer says what its tensors are by assigning them, as in PyTorch:
+
+- a **parameter** is a trainable tensor: a leaf tensor that requires grad when it is
+  assigned to an attribute, or one given to `register_parameter`. It stays a parameter when
+  frozen later (``requires_grad = False``) or replaced by another tensor; assigning None
+  leaves the name a parameter slot that holds nothing (``Linear(..., bias=False)``).
+- a **buffer** is state that is saved and moved but not trained (a running statistic,
+  integer codes of a quantized table): a tensor given to `register_buffer`.
+- a **child** is a `Layer` attribute, or a layer inside a list, tuple or dict attribute.
+
+Any other tensor attribute (a cached result, a constant) is none of these.
 """
 
 from __future__ import annotations
@@ -13,15 +21,18 @@ import json
 import os
 from typing import Any, Iterator, Mapping
 
-from .. import checkpoint
 from ..backends import backend_for
+from ..core import RowSparseGrad, Tensor
 from ..device import DeviceLike, as_device
 from ..dtype import DTypeLike, as_float_dtype
 from ..errors import InvalidArgumentError, SerializationError, ShapeError
 from ..interop import host_array
+from .. import checkpoint
 from ..rng import preserved_generator
-from ..sparse import RowSparseGrad
-from ..tensor import Tensor
+from ..tables import storage_of
+
+_PARAMETERS = "_parameter_names"  # the instance's own registries, kept in its __dict__
+_BUFFERS = "_buffer_names"
 
 
 class LayerState(enum.Enum):
@@ -39,33 +50,59 @@ class Layer:
     def forward(self, *args: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
 
-    def __call__(self, *args: Any) -> Any:
-        return self.forward(*args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
 
-    # --- parameters and children ----------------------------------------------------------
+    # --- what the layer holds -------------------------------------------------------------
 
-    def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
-        """``(dotted name, tensor)`` for every float tensor attribute, children included; a
-        tensor shared by several layers (tied weights) is listed once, under its first name."""
-        seen: set[int] = set()
-        for name, tensor in self._all_float_tensors():
-            if id(tensor) not in seen:
-                seen.add(id(tensor))
-                yield name, tensor
+    def __setattr__(self, name: str, value: Any) -> None:
+        parameters, buffers = self._registry(_PARAMETERS), self._registry(_BUFFERS)
+        if name in buffers:
+            if value is not None and not isinstance(value, Tensor):
+                raise InvalidArgumentError(f"buffer {name!r} must be a Tensor or None, got {type(value).__name__}")
+        elif isinstance(value, Tensor) and (name in parameters or (value.is_leaf and value.requires_grad)):
+            parameters[name] = None
+        elif value is not None:
+            parameters.pop(name, None)
+        object.__setattr__(self, name, value)
 
-    def _all_float_tensors(self) -> Iterator[tuple[str, Tensor]]:
+    def __delattr__(self, name: str) -> None:
+        self._registry(_PARAMETERS).pop(name, None)
+        self._registry(_BUFFERS).pop(name, None)
+        object.__delattr__(self, name)
+
+    def _registry(self, key: str) -> dict[str, None]:
+        """This layer's ordered set of parameter (or buffer) names, made on first use, so
+        that subclasses need not call ``Layer.__init__``."""
+        return self.__dict__.setdefault(key, {})
+
+    def register_parameter(self, name: str, tensor: Tensor | None) -> None:
+        """Make `tensor` the parameter `name` (trainable, in `parameters` and `state_dict`),
+        whether or not it requires grad now."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise InvalidArgumentError(f"parameter {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+        self._registry(_BUFFERS).pop(name, None)
+        self._registry(_PARAMETERS)[name] = None
+        object.__setattr__(self, name, tensor)
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """Make `tensor` (any dtype) the buffer `name`: saved, loaded and moved with the layer,
+        never trained, as ``torch.nn.Module.register_buffer``."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise InvalidArgumentError(f"buffer {name!r} must be a Tensor or None, got {type(tensor).__name__}")
+        self._registry(_PARAMETERS).pop(name, None)
+        self._registry(_BUFFERS)[name] = None
+        object.__setattr__(self, name, tensor)
+
+    def _own(self, key: str) -> Iterator[tuple[str, Tensor]]:
+        names = self.__dict__.get(key, {})
         for name, value in vars(self).items():
-            if isinstance(value, Tensor) and value.dtype.is_float:
+            if name in names and value is not None:
                 yield name, value
-        for prefix, child in self._named_children():
-            for name, tensor in child._all_float_tensors():
-                yield f"{prefix}.{name}", tensor
 
-    def parameters(self) -> list[Tensor]:
-        """Every trainable tensor, children included."""
-        return [tensor for _, tensor in self.named_parameters()]
-
-    def _named_children(self) -> Iterator[tuple[str, Layer]]:
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """``(name, layer)`` for every direct child: layer attributes, and layers held in
+        lists, tuples and dicts (``"stack.0"``, ``"towers.user"``)."""
         for name, value in vars(self).items():
             if isinstance(value, Layer):
                 yield name, value
@@ -73,6 +110,42 @@ class Layer:
                 for i, item in enumerate(value):
                     if isinstance(item, Layer):
                         yield f"{name}.{i}", item
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    if isinstance(item, Layer):
+                        yield f"{name}.{key}", item
+
+    def _named(self, key: str) -> Iterator[tuple[str, Tensor]]:
+        """This layer's own parameters (or buffers), then its children's, by dotted name; a
+        tensor held twice (tied weights) is listed once, under its first name."""
+        seen: set[int] = set()
+        for name, tensor in self._walk(key):
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                yield name, tensor
+
+    def _walk(self, key: str) -> Iterator[tuple[str, Tensor]]:
+        yield from self._own(key)
+        for prefix, child in self.named_children():
+            for name, tensor in child._walk(key):
+                yield f"{prefix}.{name}", tensor
+
+    def named_parameters(self) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every parameter, this layer's first, then its
+        children's; a tensor shared by several layers (tied weights) is listed once."""
+        return self._named(_PARAMETERS)
+
+    def parameters(self) -> list[Tensor]:
+        """Every parameter, children included."""
+        return [tensor for _, tensor in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, tensor)`` for every buffer, as `named_parameters` lists parameters."""
+        return self._named(_BUFFERS)
+
+    def buffers(self) -> list[Tensor]:
+        """Every buffer, children included."""
+        return [tensor for _, tensor in self.named_buffers()]
 
     # --- training state -------------------------------------------------------------------
 
@@ -83,7 +156,7 @@ class Layer:
     def train(self, mode: bool = True) -> Layer:
         """Put this layer and its children in training mode (or eval mode if `mode` is False)."""
         self.training = bool(mode)
-        for _, child in self._named_children():
+        for _, child in self.named_children():
             child.train(mode)
         return self
 
@@ -97,53 +170,61 @@ class Layer:
             tensor.grad = None
 
     def to(self, device: DeviceLike = None, dtype: DTypeLike = None) -> Layer:
-        """Move every parameter to `device` and cast it to the float `dtype`, in place (the
-        parameter objects stay the same, so optimizers holding them keep working).
-        ``None`` leaves the device / dtype as it is."""
+        """Move every parameter and buffer (with any gradient) to `device`, and cast the float
+        ones to the float `dtype`, in place: the tensor objects stay the same, so optimizers
+        holding them keep working. ``None`` leaves the device / dtype as it is. Every copy
+        is made before any tensor changes, so a move that fails changes nothing."""
         target = None if device is None else as_device(device)
         resolved = None if dtype is None else as_float_dtype(dtype)
         if target is not None:
             backend_for(target)  # refuse an unavailable device before anything moves
-        params = self.parameters()
-        moved = [(t.to(target, resolved), _moved_grad(t.grad, target, resolved)) for t in params]
-        for tensor, (copy, grad) in zip(params, moved):
-            tensor._grad = None
-            tensor._replace_data(copy._data, copy.device)
+        tensors = self.parameters() + self.buffers()
+        moved = []
+        for tensor in tensors:
+            cast = resolved if tensor.dtype.is_float else None
+            moved.append((tensor.to(target, cast), _moved_grad(tensor.grad, target, cast)))
+        for tensor, (copy, grad) in zip(tensors, moved):
+            tensor.grad = None
+            storage_of(tensor).load_(copy)
             tensor.grad = grad
         return self
 
     # --- state dicts ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Every parameter by dotted name, sharing the parameters' data."""
-        return {name: tensor.detach() for name, tensor in self.named_parameters()}
+        """Every parameter, then every buffer, by dotted name, sharing their data."""
+        return {name: storage_of(tensor).values() for name, tensor in self._state_tensors().items()}
+
+    def _state_tensors(self) -> dict[str, Tensor]:
+        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Copy values into the parameters of the same names, cast to each parameter's dtype.
+        """Copy values into the parameters and buffers of the same names, cast to each one's
+        dtype.
 
         Values may be embtable Tensors, NumPy arrays or any DLPack / array object (a PyTorch
         state dict loads as it is). The keys must match exactly and each shape must equal the
-        parameter's; otherwise nothing is changed.
+        tensor's; otherwise nothing is changed.
         """
         if not isinstance(state, Mapping):
             raise InvalidArgumentError(f"a state dict maps names to arrays, got {type(state).__name__}")
-        params = dict(self.named_parameters())
-        missing = sorted(params.keys() - state.keys())
-        unexpected = sorted(state.keys() - params.keys())
+        tensors = self._state_tensors()
+        missing = sorted(tensors.keys() - state.keys())
+        unexpected = sorted(state.keys() - tensors.keys())
         if missing or unexpected:
             raise InvalidArgumentError(
                 f"state dict does not fit {type(self).__name__}: missing keys {missing}, "
                 f"unexpected keys {unexpected}")
-        arrays = {}
-        for name, tensor in params.items():
+        values = {}
+        for name, tensor in tensors.items():
             value = state[name]
             array = value.numpy() if isinstance(value, Tensor) else host_array(value)
             if tuple(array.shape) != tensor.shape:
                 raise ShapeError(f"state dict entry {name!r} has shape {tuple(array.shape)}, "
                                  f"expected {tensor.shape}")
-            arrays[name] = Tensor(array, dtype=tensor.dtype, device=tensor.device)
-        for name, tensor in params.items():
-            tensor._replace_data(arrays[name]._data)
+            values[name] = Tensor(array, dtype=tensor.dtype, device=tensor.device)
+        for name, tensor in tensors.items():
+            storage_of(tensor).load_(values[name])
 
     # --- checkpoints ----------------------------------------------------------------------
 
@@ -152,14 +233,13 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement config")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the parameters and the config to a safetensors file."""
-        params = dict(self.named_parameters())
+        """Write the parameters, the buffers and the config to a safetensors file."""
         metadata = {
             "embtable.layer": type(self).__name__,
             "embtable.config": json.dumps(self.config()),
-            "embtable.frozen": json.dumps([n for n, t in params.items() if not t.requires_grad]),
+            "embtable.frozen": json.dumps([n for n, t in self.named_parameters() if not t.requires_grad]),
         }
-        checkpoint.write(path, {name: t.numpy() for name, t in params.items()}, metadata)
+        checkpoint.write(path, {name: t.numpy() for name, t in self.state_dict().items()}, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Layer:
@@ -187,18 +267,14 @@ class Layer:
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> Layer:
-        """Build a layer from a saved config and parameter arrays (the random initialisation
-        this overwrites does not advance the global generator)."""
+        """Build a layer from a saved config and its arrays (the random initialisation this
+        overwrites does not advance the global generator)."""
         with preserved_generator():
             layer = cls(**config)
         layer.load_state_dict(tensors)
         return layer
 
 
-def _moved_grad(grad: Any, device: Any, dtype: Any) -> Any:
-    """A parameter's gradient moved and cast along with it by `Layer.to`."""
-    if grad is None:
-        return None
-    if isinstance(grad, RowSparseGrad):
-        return RowSparseGrad(grad.indices.to(device), grad.values.to(device, dtype), grad.shape)
-    return grad.to(device, dtype)
+def _moved_grad(grad: Tensor | RowSparseGrad | None, device: Any, dtype: Any) -> Tensor | RowSparseGrad | None:
+    """A gradient moved and cast along with its tensor by `Layer.to`."""
+    return None if grad is None else grad.to(device, dtype)

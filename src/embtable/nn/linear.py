@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import backend_for
-from ..device import DeviceLike, as_device
-from ..dtype import DTypeLike, as_float_dtype
+from ..core import Tensor
+from ..device import DeviceLike
+from ..dtype import DTypeLike
 from ..rng import generator
-from ..tensor import Tensor
-from .functional import linear
-from .layer import Layer
 from ..validate import positive_int
+from .functional import linear
+from .init import parameter, placement
+from .layer import Layer
 
 
 class Linear(Layer):
@@ -26,14 +26,11 @@ class Linear(Layer):
                  device: DeviceLike = None, dtype: DTypeLike = None) -> None:
         fan_in = positive_int("in_features", in_features)
         fan_out = positive_int("out_features", out_features)
-        resolved_dtype = as_float_dtype(dtype)
-        resolved_device = as_device(device)
-        backend = backend_for(resolved_device)
+        device, dtype = placement(device, dtype)
         bound = 1.0 / math.sqrt(fan_in)
 
         def uniform(*shape: int) -> Tensor:
-            values = generator().uniform(-bound, bound, shape).astype(resolved_dtype.numpy)
-            return Tensor._wrap(backend.from_host(values), resolved_device, requires_grad=True)
+            return parameter(generator().uniform(-bound, bound, shape).astype(dtype.numpy), device)
 
         self.weight = uniform(fan_out, fan_in)
         self.bias = uniform(fan_out) if bias else None

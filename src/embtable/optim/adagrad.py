@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..tensor import Tensor
+from ..backends import FusedStep
+from ..core import Tensor
 from .optimizer import Optimizer, non_negative
 
 
@@ -17,22 +18,20 @@ class Adagrad(Optimizer):
     """
 
     hyper = {"lr": non_negative, "eps": non_negative, "weight_decay": non_negative}
+    fused_step = FusedStep.ADAGRAD
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, eps: float = 1e-10,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr=lr, eps=eps, weight_decay=weight_decay)
 
-    def _kernel(self) -> str:
-        return "adagrad"
-
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("sum",)
 
-    def _scalars(self, step: int) -> tuple:
+    def scalars(self, step: int) -> tuple:
         return (self.lr, self.eps, self.weight_decay)
 
-    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
-                sparse: bool) -> list[Any]:
+    def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+               sparse: bool) -> list[Any]:
         lr, eps, weight_decay = scalars
         if weight_decay:
             g = g + weight_decay * p

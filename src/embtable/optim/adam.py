@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from ..tensor import Tensor
+from ..backends import FusedStep
+from ..core import Tensor
 from .optimizer import Optimizer, betas_pair, non_negative
 
 
@@ -20,6 +21,7 @@ class Adam(Optimizer):
     """
 
     hyper = {"lr": non_negative, "betas": betas_pair, "eps": non_negative, "weight_decay": non_negative}
+    fused_step = FusedStep.ADAM
     decoupled = False
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
@@ -27,17 +29,14 @@ class Adam(Optimizer):
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
 
-    def _kernel(self) -> str:
-        return "adam"
-
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("exp_avg", "exp_avg_sq")
 
-    def _scalars(self, step: int) -> tuple:
+    def scalars(self, step: int) -> tuple:
         return (step, self.lr, *self.betas, self.eps, self.weight_decay, self.decoupled)
 
-    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
-                sparse: bool) -> list[Any]:
+    def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+               sparse: bool) -> list[Any]:
         step, lr, beta1, beta2, eps, weight_decay, decoupled = scalars
         m, v = buffers
         if decoupled:

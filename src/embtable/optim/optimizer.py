@@ -1,9 +1,11 @@
 """`Optimizer`: what SGD, Adam, AdamW and Adagrad share — the parameters, hyper-parameters
 and per-parameter state, validation of every gradient before any update, and state dicts.
 
-Each optimizer updates a parameter from a dense gradient, or from a `RowSparseGrad` by
-updating only the rows present ("lazy" updates). Updates of half-precision parameters are
-computed in float32 and rounded once; their state is kept in float32.
+Each optimizer is a `RowRule`: the math of one update, once. The storage that holds a
+parameter's values (`embtable.tables.storage_of`) applies it, from a dense gradient, or
+from a `RowSparseGrad` by updating only the rows present ("lazy" updates). Updates of
+half-precision parameters are computed in float32 and rounded once; their state is kept in
+float32.
 """
 
 from __future__ import annotations
@@ -12,19 +14,21 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from ..autograd import accumulation_dtype
+from ..backends import FusedStep
+from ..core import RowSparseGrad, Tensor
+from ..dtype import accumulation_dtype
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
-from ..interop import host_array
-from ..sparse import RowSparseGrad
-from ..tensor import Tensor
+from ..tables import storage_of
 from ..validate import integer, non_negative
 
 
 class Optimizer:
     """Base class. Subclasses list their hyper-parameters with a validator each in `hyper`,
-    and implement `_scalars`, `_update`, and where they keep state, `_buffer_names`."""
+    name their backends' kernel in `fused_step`, and implement `scalars`, `update`, and where
+    they keep state, `buffer_names`."""
 
     hyper: dict[str, Callable[[str, Any], Any]] = {}
+    fused_step: FusedStep
 
     def __init__(self, params: Iterable[Tensor], **hyper: Any) -> None:
         self.params = list(params)
@@ -58,72 +62,35 @@ class Optimizer:
         work = [(param, state, _checked_gradient(i, param))
                 for i, (param, state) in enumerate(zip(self.params, self.state))
                 if param.grad is not None]
-        for param, state, (rows, grad) in work:
+        for param, state, grad in work:
             step = state.get("step", 0) + 1
-            scalars = self._scalars(step)
-            buffers = [self._buffer(state, name, param) for name in self._buffer_names()]
-            backend = param._backend
-            param._modified_in_place()  # updated in place below
-            if not backend.fused_step(self._kernel(), param._data, rows, grad, buffers, scalars):
-                self._reference_step(param, rows, grad, buffers, scalars)
+            storage_of(param).apply_update(self, grad, state, self.scalars(step))
             state["step"] = step
 
-    def _reference_step(self, param: Tensor, rows: Any, grad: Any, buffers: list[Any],
-                        scalars: tuple) -> None:
-        backend = param._backend
-        wide = accumulation_dtype(param.dtype)
-        targets = [param._data, *buffers]
-        current = [t if rows is None else t[rows] for t in targets]
-        updated = self._update(backend.xp, backend.astype(current[0], wide), backend.astype(grad, wide),
-                               current[1:], scalars, rows is not None)
-        for target, values in zip(targets, updated):
-            values = backend.astype(values, backend.dtype_of(target))  # half precision: rounded once
-            if rows is None:
-                target[...] = values
-            else:
-                target[rows] = values
-
-    def _kernel(self) -> str:
-        """The name of the backend's fused kernel for this step (see `fused_step`)."""
-        raise NotImplementedError
-
-    def _buffer_names(self) -> tuple[str, ...]:
-        """The state arrays kept per parameter, shaped like it and zero until first used."""
+    def buffer_names(self) -> tuple[str, ...]:
+        """The state tensors kept per parameter, shaped like it and zero until first used."""
         return ()
 
-    def _scalars(self, step: int) -> tuple:
-        """The scalar arguments of update number `step` (counted per parameter, from 1)."""
+    def scalars(self, step: int) -> tuple:
+        """The scalar arguments of update number `step` (counted per parameter, from 1), in
+        the order of the fused kernel's."""
         raise NotImplementedError
 
-    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
-                sparse: bool) -> list[Any]:
+    def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+               sparse: bool) -> list[Any]:
         """The new values of the parameter rows `p` and of its `buffers`' rows (all rows, or
-        those of a row-sparse gradient when `sparse`) from their gradient `g`. This is the
-        reference rule; a backend's fused kernel computes the same."""
+        those of a row-sparse gradient when `sparse`) from their gradient `g`, as arrays of
+        namespace `xp`. This is the reference rule; a backend's fused kernel computes the
+        same."""
         raise NotImplementedError
-
-    def _buffer(self, state: dict[str, Any], name: str, param: Tensor) -> Any:
-        """A state array shaped like `param`: zeros when first used, moved to the parameter's
-        device when the parameter moved (``Layer.to``) since."""
-        backend = param._backend
-        if name not in state:
-            state[name] = backend.zeros(param.shape, accumulation_dtype(param.dtype))
-        elif not backend.owns(state[name]):
-            state[name] = Tensor(host_array(state[name]), dtype=accumulation_dtype(param.dtype),
-                                 device=param.device)._data
-        return state[name]
 
     # --- state dicts ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {i: {name: value}}, "param_groups": [{hyper..., "params": [i...]}]}``,
         as in PyTorch; arrays are copied into Tensors."""
-        state = {}
-        for i, (param, entries) in enumerate(zip(self.params, self.state)):
-            if entries:
-                backend = param._backend
-                state[i] = {k: Tensor._wrap(backend.astype(v, backend.dtype_of(v), copy=True), param.device)
-                            if hasattr(v, "shape") else v for k, v in entries.items()}
+        state = {i: {k: Tensor(v, device=v.device) if isinstance(v, Tensor) else v for k, v in entries.items()}
+                 for i, entries in enumerate(self.state) if entries}
         group = {name: getattr(self, name) for name in self.hyper}
         group["params"] = list(range(len(self.params)))
         return {"state": state, "param_groups": [group]}
@@ -144,7 +111,7 @@ class Optimizer:
         previous = {name: getattr(self, name) for name in self.hyper}
         self._set_hyper(hyper)  # validates; undone below if the state does not fit
         try:
-            restored = [_restored_state(i, entries.get(i, {}), param, self._buffer_names())
+            restored = [_restored_state(i, entries.get(i, {}), param, self.buffer_names())
                         for i, param in enumerate(self.params)]
         except BaseException:
             self._set_hyper(previous)
@@ -158,7 +125,7 @@ class Optimizer:
 
 
 def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str, ...]) -> dict[str, Any]:
-    """One parameter's saved state, checked and as the backend's arrays."""
+    """One parameter's saved state, checked, as fresh tensors on the parameter's device."""
     if not isinstance(entries, Mapping):
         raise InvalidArgumentError(f"the state of parameter {index} must be a mapping, got {entries!r}")
     restored: dict[str, Any] = {}
@@ -170,15 +137,16 @@ def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str,
             if array.shape != param.shape:
                 raise ShapeError(f"optimizer state {name!r} of parameter {index} has shape "
                                  f"{array.shape}, the parameter {param.shape}")
-            restored[name] = array._data  # a fresh row-major copy, as the fused kernels need
+            restored[name] = array  # a fresh row-major copy, as the fused kernels need
         else:
             raise InvalidArgumentError(f"parameter {index} has unknown optimizer state {name!r}; "
                                        f"expected 'step' or one of {list(buffers)}")
     return restored
 
 
-def _checked_gradient(index: int, param: Tensor) -> tuple[Any, Any]:
-    """``(rows, values)`` of a row-sparse gradient, or ``(None, array)`` of a dense one."""
+def _checked_gradient(index: int, param: Tensor) -> Tensor | RowSparseGrad:
+    """``param.grad``, checked to fit `param`: a dense tensor of its shape, or a
+    `RowSparseGrad` of distinct ascending rows in range."""
     grad = param.grad
     where = f"parameter {index} (shape {param.shape}, {param.dtype.name})"
     if isinstance(grad, RowSparseGrad):
@@ -194,18 +162,20 @@ def _checked_gradient(index: int, param: Tensor) -> tuple[Any, Any]:
             raise ShapeError(f"{where} has a row-sparse gradient whose index {rows[bad[0]]} at "
                              f"position {bad[0]} breaks the rule: distinct rows in [0, "
                              f"{param.shape[0]}), ascending")
-        array, result = values, (indices._data, values._data)
+        if indices.device != param.device:
+            raise DeviceError(f"{where} is on {param.device} but its gradient's rows are on {indices.device}")
+        dense = values
     elif isinstance(grad, Tensor):
         if grad.shape != param.shape:
             raise ShapeError(f"{where} has a gradient of shape {grad.shape}")
-        array, result = grad, (None, grad._data)
+        dense = grad
     else:
         raise DTypeError(f"{where} has a gradient that is neither a Tensor nor a RowSparseGrad: {grad!r}")
-    if array.dtype != param.dtype:
-        raise DTypeError(f"{where} has a gradient of dtype {array.dtype.name}")
-    if array.device != param.device:
-        raise DeviceError(f"{where} is on {param.device} but its gradient is on {array.device}")
-    return result
+    if dense.dtype != param.dtype:
+        raise DTypeError(f"{where} has a gradient of dtype {dense.dtype.name}")
+    if dense.device != param.device:
+        raise DeviceError(f"{where} is on {param.device} but its gradient is on {dense.device}")
+    return grad
 
 
 def betas_pair(name: str, value: Any) -> tuple[float, float]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..tensor import Tensor
+from ..backends import FusedStep
+from ..core import Tensor
 from .optimizer import Optimizer, non_negative
 
 
@@ -20,25 +21,24 @@ class SGD(Optimizer):
     """
 
     hyper = {"lr": non_negative, "momentum": non_negative, "weight_decay": non_negative}
+    fused_step = FusedStep.SGD
 
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
                  weight_decay: float = 0.0) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
-    def _kernel(self) -> str:
-        return "sgd_momentum" if self.momentum else "sgd"
-
-    def _buffer_names(self) -> tuple[str, ...]:
+    def buffer_names(self) -> tuple[str, ...]:
         return ("momentum_buffer",) if self.momentum else ()
 
-    def _scalars(self, step: int) -> tuple:
-        return (self.lr, self.momentum, self.weight_decay) if self.momentum else (self.lr, self.weight_decay)
+    def scalars(self, step: int) -> tuple:
+        return (self.lr, self.momentum, self.weight_decay)
 
-    def _update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
-                sparse: bool) -> list[Any]:
-        if self.weight_decay:
-            g = g + self.weight_decay * p
-        if not self.momentum:
-            return [p - self.lr * g]
-        buf = self.momentum * buffers[0] + g  # starts at zero: its first value is exactly g
-        return [p - self.lr * buf, buf]
+    def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
+               sparse: bool) -> list[Any]:
+        lr, momentum, weight_decay = scalars
+        if weight_decay:
+            g = g + weight_decay * p
+        if not momentum:
+            return [p - lr * g]
+        buf = momentum * buffers[0] + g  # starts at zero: its first value is exactly g
+        return [p - lr * buf, buf]

@@ -12,13 +12,12 @@ import warnings
 from typing import Any, BinaryIO, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from .device import DeviceLike
-from .dtype import DTypeLike
-from .errors import InvalidArgumentError, SerializationError
-from .nn import Embedding
-from .validate import integer
+from ..device import DeviceLike
+from ..dtype import DTypeLike
+from ..errors import InvalidArgumentError, SerializationError
+from ..nn import Embedding
+from ..validate import integer
 
 FORMATS = ("auto", "word2vec", "word2vec-binary", "glove", "fasttext")
 _CHUNK = 1 << 24  # bytes of text parsed at a time
@@ -120,6 +119,8 @@ def _read_text(file: BinaryIO, path: str, header: tuple[int, int] | None, limit:
     blocks: list[np.ndarray] = []
     line_number = first_line
     leftover = b""
+    from tqdm import tqdm  # imported when a file is read, not with embtable
+
     size = os.fstat(file.fileno()).st_size
     bar = tqdm(total=size, initial=file.tell(), unit="B", unit_scale=True, desc="loading vectors",
                disable=size < _PROGRESS_FROM, leave=False)

@@ -198,14 +198,14 @@ def small_batches(weights: np.ndarray, sizes: tuple[int, ...] = (1, 32, 1024, 40
 def gather_bandwidth(weights: np.ndarray, indices: np.ndarray) -> tuple[float, float]:
     """GB/s of the gather kernel into a preallocated buffer, and of the whole forward
     (validation, a fresh output, the gather)."""
-    from embtable.backends import numpy_backend
+    from embtable.backends.numpy_backend import as_row_words
+    from embtable.kernels.cpu.rows import gather
 
     out = np.empty((len(indices), weights.shape[1]), weights.dtype)
-    kernel = numpy_backend._kernels().gather
-    raw_table, raw_out = numpy_backend._raw(weights), numpy_backend._raw(out)
+    raw_table, raw_out = as_row_words(weights), as_row_words(out)
     moved = 2 * out.nbytes + indices.nbytes
     emb = Embedding.from_pretrained(weights)
-    return (moved / median_ms(lambda: kernel(raw_table, indices, raw_out)) / 1e6,
+    return (moved / median_ms(lambda: gather(raw_table, indices, raw_out)) / 1e6,
             moved / median_ms(lambda: emb(indices)) / 1e6)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .dtype import DType
+from ..backends import Backend
+from ..device import Device
+from ..dtype import DType, accumulation_dtype
+from .tensor import SparseGradient, Tensor, wrap
 
-if TYPE_CHECKING:
-    from .device import Device
-    from .tensor import Tensor
 
-
-class RowSparseGrad:
+class RowSparseGrad(SparseGradient):
     """A ``[num_rows, dim]`` gradient stored as the rows that are not zero.
 
     Attributes:
@@ -31,10 +30,9 @@ class RowSparseGrad:
         self.shape = tuple(shape)
 
     @classmethod
-    def _from_arrays(cls, rows: Any, values: Any, shape: tuple[int, int], device: Device) -> RowSparseGrad:
-        from .tensor import Tensor
-
-        return cls(Tensor._wrap(rows, device), Tensor._wrap(values, device), shape)
+    def from_arrays(cls, rows: Any, values: Any, shape: tuple[int, int], backend: Backend) -> RowSparseGrad:
+        """A gradient around arrays of `backend` (int64 `rows`, `values` ``[k, dim]``)."""
+        return cls(wrap(rows, backend), wrap(values, backend), shape)
 
     @property
     def dtype(self) -> DType:
@@ -46,11 +44,12 @@ class RowSparseGrad:
 
     def to_dense(self) -> Tensor:
         """The dense ``[num_rows, dim]`` gradient."""
-        from .tensor import Tensor
-
         backend = self.values._backend
-        dense = backend.zeros(self.shape, self.dtype)
-        return Tensor._wrap(self.added_to(dense), self.device)
+        return wrap(self.added_to(backend.zeros(self.shape, self.dtype)), backend)
+
+    def to(self, device: Device, dtype: DType | None = None) -> RowSparseGrad:
+        """The same rows on `device`, values cast to `dtype` (None keeps theirs)."""
+        return RowSparseGrad(self.indices.to(device), self.values.to(device, dtype), self.shape)
 
     def added_to(self, dense: Any) -> Any:
         """``dense`` (a backend array of `shape`) plus this gradient, as a new array."""
@@ -61,18 +60,20 @@ class RowSparseGrad:
         return total
 
     def merged(self, other: RowSparseGrad) -> RowSparseGrad:
-        """The sum of two row-sparse gradients of one table, rows merged."""
+        """The sum of two row-sparse gradients of one table, rows merged, summed in the
+        accumulation dtype (F32 for half precision)."""
         backend = self.values._backend
+        wide = accumulation_dtype(self.dtype)
         rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]))
-        values = backend.concat([self.values._data, other.values._data])
-        sums = backend.scatter_sum(values, slots, rows.shape[0])
-        return RowSparseGrad._from_arrays(rows, sums, self.shape, self.device)
+        values = backend.concat([backend.astype(g.values._data, wide) for g in (self, other)])
+        return RowSparseGrad.from_arrays(rows, backend.scatter_sum(values, slots, rows.shape[0]),
+                                         self.shape, backend)
 
     def astype(self, dtype: DType) -> RowSparseGrad:
         """The same rows with values cast to `dtype`."""
         backend = self.values._backend
-        return RowSparseGrad._from_arrays(self.indices._data, backend.astype(self.values._data, dtype),
-                                          self.shape, self.device)
+        return RowSparseGrad.from_arrays(self.indices._data, backend.astype(self.values._data, dtype),
+                                         self.shape, backend)
 
     def __repr__(self) -> str:
         return (f"RowSparseGrad(shape={self.shape}, rows={self.indices.numel()}, "

@@ -15,10 +15,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import nn, optim
-from .errors import InvalidArgumentError
-from .nn import functional as F
-from .tensor import Tensor
+from .. import nn, optim
+from ..core import Tensor
+from ..errors import InvalidArgumentError
+from ..nn import functional as F
 
 
 @dataclass(frozen=True)

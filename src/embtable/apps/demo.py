@@ -11,9 +11,9 @@ import numpy as np
 
 import embtable as et
 
+from ..errors import Error, InvalidArgumentError
+from ..validate import integer
 from .corpus import file_corpus, stdlib_corpus
-from .errors import Error, InvalidArgumentError
-from .validate import integer
 from .word2vec import Settings, Vocabulary, nearest, train
 
 PROBES = ("list", "file", "thread", "error", "string", "socket")
@@ -93,10 +93,7 @@ def save(folder: str, vocabulary: Vocabulary, table: et.nn.Embedding, vectors: n
     table.save(os.path.join(folder, "vectors.safetensors"))
     with open(os.path.join(folder, "vocab.txt"), "w", encoding="utf-8") as file:
         file.writelines(f"{w} {c}\n" for w, c in zip(vocabulary.words, vocabulary.counts))
-    with open(os.path.join(folder, "vectors.txt"), "w", encoding="utf-8") as file:
-        file.write(f"{vectors.shape[0]} {vectors.shape[1]}\n")
-        for word, row in zip(vocabulary.words, vectors):
-            file.write(word + " " + " ".join(f"{x:.6f}" for x in row) + "\n")
+    et.io.save_word_vectors(os.path.join(folder, "vectors.txt"), vocabulary.words, table)
     plot(folder, vocabulary.words, vectors, losses)
 
 

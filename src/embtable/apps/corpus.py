@@ -12,7 +12,7 @@ import sysconfig
 import tokenize
 from typing import Iterator
 
-from .errors import InvalidArgumentError
+from ..errors import InvalidArgumentError
 
 _WORD = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?:;]\s+|\n\s*\n")

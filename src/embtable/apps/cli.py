@@ -7,12 +7,12 @@ import sys
 
 import embtable as et
 
+from . import demo
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="embtable", description=et.__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    from . import demo
-
     demo.add_arguments(commands.add_parser(
         "demo", help="train word vectors on the standard library's docs and show them"))
     near = commands.add_parser("neighbors", help="nearest neighbours in vectors a demo wrote")
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                         add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from embtable.bench import main as bench
+        from .bench import main as bench
 
         return bench(rest)
     args = parser.parse_args(argv)

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from .dtype import DType
-from .errors import InvalidArgumentError, ModifiedTensorError, ShapeError
-from .sparse import RowSparseGrad
-
-if TYPE_CHECKING:
-    from .tensor import Tensor
+from ..backends import Backend
+from ..dtype import accumulation_dtype
+from ..errors import InvalidArgumentError, ModifiedTensorError, ShapeError
+from .sparse_grad import RowSparseGrad
+from .tensor import Tensor, as_array, wrap
 
 Gradient = Any  # a backend array or a RowSparseGrad
+Backward = Callable[[Gradient], Sequence[Gradient]]
 
 
 class _GradMode(threading.local):
@@ -49,15 +48,23 @@ class no_grad(contextlib.ContextDecorator):
         _mode.enabled = self._previous
 
 
-@dataclass(frozen=True)
+def is_grad_enabled() -> bool:
+    """False inside `no_grad`: operations then record nothing."""
+    return _mode.enabled
+
+
 class Node:
     """How a tensor was made: its inputs, the gradient of each from the output's, and the
     versions of the tensors whose values that backward reads (so an in-place change made
     in between is caught instead of giving a wrong gradient)."""
 
-    inputs: tuple[Tensor, ...]
-    backward: Callable[[Gradient], Sequence[Gradient | None]]
-    saved: tuple[tuple[Tensor, int], ...]
+    __slots__ = ("inputs", "backward", "saved")
+
+    def __init__(self, inputs: tuple[Tensor, ...], backward: Backward,
+                 saved: tuple[tuple[Tensor, int], ...]) -> None:
+        self.inputs = inputs
+        self.backward = backward
+        self.saved = saved
 
     def check_saved(self) -> None:
         for tensor, version in self.saved:
@@ -69,27 +76,19 @@ class Node:
                     f"renorms or load_state_dict change it")
 
 
-def record(data: Any, like: Tensor, inputs: tuple[Tensor, ...],
-           backward: Callable[[Gradient], Sequence[Gradient | None]],
-           saves: tuple[Tensor, ...] | None = None, view: bool = False) -> Tensor:
-    """A tensor around `data` (on `like`'s device) that remembers how to pass gradients to
-    `inputs`, when gradients are enabled and any input requires them. `saves` lists the
-    tensors whose values `backward` reads (all inputs unless said otherwise); a `view`
-    shares `like`'s data, and so its version counter."""
-    from .tensor import Tensor
-
-    tracked = _mode.enabled and any(t.requires_grad for t in inputs)
-    out = Tensor._wrap(like._backend.xp.asarray(data), like.device, requires_grad=tracked,
-                       view_of=like if view else None)
+def record(data: Any, backend: Backend, inputs: tuple[Tensor, ...], backward: Backward,
+           saves: tuple[Tensor, ...] | None = None, view_of: Tensor | None = None) -> Tensor:
+    """A tensor around `data` (an array of `backend`, or a NumPy scalar) that remembers how to
+    pass gradients to `inputs`, when gradients are enabled and any input requires them.
+    `backward` returns one gradient per input (None for none; those of inputs that do not
+    require grad are ignored). `saves` lists the tensors whose values `backward` reads (all
+    inputs unless said otherwise); a view (`view_of`) shares that tensor's data and so its
+    version counter."""
+    tracked = _mode.enabled and any(t._requires_grad for t in inputs)
+    out = wrap(backend.xp.asarray(data), backend, requires_grad=tracked, view_of=view_of)
     if tracked:
-        saved = tuple((t, t._version) for t in (inputs if saves is None else saves))
-        out._node = Node(inputs, backward, saved)
+        out._node = Node(inputs, backward, tuple((t, t._version) for t in (inputs if saves is None else saves)))
     return out
-
-
-def accumulation_dtype(dtype: DType) -> DType:
-    """The dtype that gradients of a `dtype` tensor are summed in: F32 for the half types."""
-    return DType.F32 if dtype in (DType.F16, DType.BF16) else dtype
 
 
 def backward(root: Tensor, grad: Any = None) -> None:
@@ -106,9 +105,7 @@ def backward(root: Tensor, grad: Any = None) -> None:
                              f"has shape {root.shape}; pass grad= of that shape")
         seed = backend.ones(root.shape, accumulation_dtype(root.dtype))
     else:
-        from .tensor import as_array
-
-        seed = as_array(grad, accumulation_dtype(root.dtype), root.device)
+        seed = as_array(grad, accumulation_dtype(root.dtype), backend)
         if tuple(seed.shape) != root.shape:
             raise ShapeError(f"backward() got a gradient of shape {tuple(seed.shape)} for a "
                              f"tensor of shape {root.shape}")
@@ -123,7 +120,7 @@ def backward(root: Tensor, grad: Any = None) -> None:
             continue
         tensor._node.check_saved()
         for parent, contribution in zip(tensor._node.inputs, tensor._node.backward(gradient)):
-            if contribution is not None and parent.requires_grad:
+            if contribution is not None and parent._requires_grad:
                 pending[id(parent)] = _add(pending.get(id(parent)), contribution)
     for leaf, total in totals:
         leaf.grad = _rounded(leaf, total)
@@ -144,7 +141,7 @@ def _reverse_topological(root: Tensor) -> list[Tensor]:
         stack.append((tensor, True))
         if tensor._node is not None:
             stack.extend((parent, False) for parent in tensor._node.inputs
-                         if parent.requires_grad and id(parent) not in seen)
+                         if parent._requires_grad and id(parent) not in seen)
     return order[::-1]
 
 
@@ -170,8 +167,6 @@ def _with_existing(leaf: Tensor, gradient: Gradient) -> Gradient:
 
 def _rounded(leaf: Tensor, gradient: Gradient) -> Tensor | RowSparseGrad:
     """A leaf's total gradient in the leaf's dtype: the one rounding of half precision."""
-    from .tensor import Tensor
-
     if isinstance(gradient, RowSparseGrad):
         return gradient.astype(leaf.dtype)
-    return Tensor._wrap(leaf._backend.astype(gradient, leaf.dtype), leaf.device)
+    return wrap(leaf._backend.astype(gradient, leaf.dtype), leaf._backend)

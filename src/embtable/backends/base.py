@@ -1,0 +1,116 @@
+"""`Backend`: what an array library must offer to hold embtable's data on a device.
+
+A backend holds a device's arrays (NumPy on the CPU, PyTorch on CUDA and MPS) and answers
+the array functions and kernels that the rest of embtable needs, over its own array type.
+Arguments are already validated (dtypes, shapes, index ranges) by the caller: the public
+edge checks once, the backend computes. `tests/test_backends.py` holds every backend to this
+protocol, signature by signature and value by value.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from ..device import Device
+from ..dtype import DType
+
+Array = Any  # the backend's own array type (numpy.ndarray, torch.Tensor)
+
+
+class FusedStep(enum.Enum):
+    """The optimizer rules that a backend may run as one fused kernel (`Backend.fused_step`);
+    the scalars each takes are listed with its kernel in ``embtable.kernels.cpu.optim``."""
+
+    SGD = "sgd"          # scalars: lr, momentum, weight_decay; buffers: [momentum_buffer] or []
+    ADAM = "adam"        # scalars: step, lr, beta1, beta2, eps, weight_decay, decoupled; buffers: m, v
+    ADAGRAD = "adagrad"  # scalars: lr, eps, weight_decay; buffers: [sum]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The functions every backend offers. ``xp`` is an array namespace with NumPy's names for
+    the element-wise math and reductions that ops use (``abs exp log log1p sqrt sign tanh
+    matmul swapaxes broadcast_to sum mean max where maximum squeeze expand_dims
+    permute_dims cumsum asarray zeros arange``)."""
+
+    device: Device
+    xp: Any
+
+    # --- arrays and dtypes ------------------------------------------------------------------
+
+    def owns(self, array: object) -> bool:
+        """Whether `array` is this backend's array on its device."""
+
+    def to_host(self, array: Array) -> np.ndarray:
+        """A NumPy array with `array`'s values (shared, not copied, where it already is one)."""
+
+    def from_host(self, array: np.ndarray) -> Array:
+        """`array` as this backend's array, sharing memory where the device allows."""
+
+    def dtype_of(self, array: Array) -> DType:
+        """The `DType` of `array`."""
+
+    def astype(self, array: Array, dtype: DType, copy: bool = False) -> Array:
+        """`array` as `dtype`, row-major; a copy only when needed or asked."""
+
+    def zeros(self, shape: Sequence[int], dtype: DType) -> Array:
+        """A new array of zeros."""
+
+    def ones(self, shape: Sequence[int], dtype: DType) -> Array:
+        """A new array of ones."""
+
+    def concat(self, arrays: Sequence[Array]) -> Array:
+        """The arrays joined along their first axis."""
+
+    # --- indices --------------------------------------------------------------------------
+
+    def first_out_of_range(self, indices: Array, limit: int) -> int:
+        """The flat position of the first value of the integer `indices` outside
+        ``[0, limit)``, or -1 when all are inside: one pass, one answer."""
+
+    def index_array(self, indices: Array) -> Array:
+        """Validated integer `indices` as int64 (one kernel specialisation for all)."""
+
+    def bincount(self, indices: Array, length: int) -> Array:
+        """How often each value in ``[0, length)`` occurs in the int64 `indices`."""
+
+    def distinct(self, indices: Array, num_rows: int) -> Array:
+        """The distinct values of `indices` (all in ``[0, num_rows)``), in any order, with
+        memory in proportion to ``len(indices)``, not to `num_rows`."""
+
+    def group_rows(self, indices: Array) -> tuple[Array, Array, Array]:
+        """The flat `indices` grouped by value: ``(rows, counts, slots)`` — the distinct
+        values ascending (int64), how often each occurs, and for each position the number
+        of its value among `rows`."""
+
+    # --- rows of a table ----------------------------------------------------------------------
+
+    def take_rows(self, table: Array, indices: Array) -> Array:
+        """``table[indices]``: a new array of shape ``[*indices.shape, dim]``."""
+
+    def scatter_sum(self, values: Array, slots: Array, rows: int, targets: Array | None = None,
+                    counts: Array | None = None) -> Array:
+        """A new ``[rows, dim]`` array whose row ``targets[slots[i]]`` sums ``values[i]``
+        (``slots[i]`` itself when `targets` is None; a negative target drops position i),
+        each row then divided by its slot's count when `counts` is given; untouched rows
+        are zero. `values` is float32 or float64. Deterministic: the same inputs give the
+        same bits."""
+
+    def add_rows_(self, table: Array, rows: Array, values: Array) -> None:
+        """``table[rows[i]] += values[i]`` in place, for distinct `rows`."""
+
+    def renorm_rows_(self, table: Array, rows: Array, max_norm: float, norm_type: float) -> None:
+        """Rescale in place each listed (distinct) row whose `norm_type`-norm exceeds
+        `max_norm` by ``max_norm / (norm + 1e-7)``."""
+
+    # --- optimizers -----------------------------------------------------------------------------
+
+    def fused_step(self, step: FusedStep, param: Array, rows: Array | None, grad: Array,
+                   buffers: Sequence[Array], scalars: Sequence[float]) -> bool:
+        """Run `step`'s fused kernel on `param` and its state `buffers` in place: every element
+        (`rows` None, `grad` shaped like `param`) or the listed `rows` (`grad` ``[k, dim]``).
+        False, changing nothing, when this backend has no such kernel for these arrays; the
+        optimizer's reference rule then runs."""

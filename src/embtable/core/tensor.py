@@ -1,0 +1,281 @@
+"""`Tensor`: an n-dimensional array on a device, with the links autograd needs.
+
+A tensor owns a backend array and the `Backend` that holds it (so its device is always
+where its data is). Inputs are validated and converted here, once. This module defines what
+a tensor *is*; what can be done with one (arithmetic, reductions, reshapes, ``backward``)
+is installed on the class by `embtable.core.ops`, which imports this module, never the
+other way round.
+
+The functions at the end (`wrap`, `data_of`, `backend_of`, `replace_data`, `mark_modified`)
+are the one seam between tensors and backend arrays, for the code that must cross it: the
+ops and autograd here in `core`, and the table storages (`embtable.tables`).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend, backend_for
+from ..device import Device, DeviceLike, as_device
+from ..dtype import DType, DTypeLike, as_dtype, get_default_dtype
+from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
+from ..interop import describe, exportable, host_array, is_array_list
+
+_PYTHON_DATA = (bool, int, float, list, tuple)
+
+
+class SparseGradient(abc.ABC):
+    """A gradient that stores only part of a tensor's values (`RowSparseGrad` is the one
+    kind): what ``Tensor.grad`` accepts besides a dense `Tensor`."""
+
+    __slots__ = ()
+    shape: tuple[int, ...]
+
+    @property
+    @abc.abstractmethod
+    def dtype(self) -> DType: ...
+
+    @property
+    @abc.abstractmethod
+    def device(self) -> Device: ...
+
+    @abc.abstractmethod
+    def to_dense(self) -> Tensor:
+        """The same gradient as a dense tensor."""
+
+
+class Tensor:
+    """An n-dimensional array of one `DType` on one `Device`.
+
+    Args:
+        data: a Python scalar or nested lists, a NumPy array, a `Tensor`, or any object that
+            offers ``__dlpack__`` or ``__array__`` (PyTorch, JAX, CuPy arrays). The values are
+            always copied.
+        dtype: the element type. ``None`` keeps the dtype of an array argument; for Python
+            data, ints give ``I64``, bools ``BOOL`` and floats the default float dtype.
+        device: where the data lives; ``None`` is the default device.
+        requires_grad: whether autograd records operations on this tensor (float only).
+    """
+
+    __slots__ = ("_data", "_backend", "_requires_grad", "_node", "_grad", "_versions", "__weakref__")
+    __array_ufunc__ = None  # `numpy_value * tensor` calls Tensor.__rmul__, keeping gradients
+
+    def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
+                 requires_grad: bool = False) -> None:
+        backend = backend_for(as_device(device))
+        self._data = as_array(data, dtype, backend, copy=True)
+        self._backend = backend
+        self._requires_grad = False
+        self._node = None
+        self._grad = None
+        self._versions = [0]
+        self.requires_grad = requires_grad
+
+    @classmethod
+    def new(cls, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
+            requires_grad: bool = False) -> Tensor:
+        """The seed's ``Tensor::new``: the same as ``Tensor(data, ...)``."""
+        return cls(data, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    @classmethod
+    def from_dlpack(cls, data: Any, device: DeviceLike = None) -> Tensor:
+        """A tensor sharing memory with `data` (any object offering ``__dlpack__``: NumPy, PyTorch,
+        JAX, CuPy arrays) wherever the devices allow: changes to one show in the other.
+        Unlike ``Tensor(data)``, which always copies."""
+        backend = backend_for(as_device(device))
+        return wrap(backend.from_host(host_array(data)), backend)
+
+    # --- what it is ---------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._data.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self._data.shape)
+
+    def numel(self) -> int:
+        """The number of elements."""
+        return int(np.prod(self._data.shape, dtype=np.int64))
+
+    def __len__(self) -> int:
+        if not self._data.shape:
+            raise TypeError("len() of a 0-d tensor")
+        return self._data.shape[0]
+
+    @property
+    def dtype(self) -> DType:
+        return self._backend.dtype_of(self._data)
+
+    @property
+    def device(self) -> Device:
+        return self._backend.device
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if self._node is not None:
+            raise InvalidArgumentError("requires_grad can only be set on a leaf tensor (one not "
+                                       "computed by an operation); use detach() first")
+        if value and not self.dtype.is_float:
+            raise DTypeError(f"only float tensors can require gradients, this one is {self.dtype.name}")
+        self._requires_grad = bool(value)
+
+    @property
+    def grad(self) -> Tensor | SparseGradient | None:
+        """The gradient accumulated by `backward` (a `RowSparseGrad` for sparse tables), or
+        None. Assigning checks that it fits: same shape, dtype and device."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: Tensor | SparseGradient | None) -> None:
+        if value is not None:
+            if not isinstance(value, (Tensor, SparseGradient)):
+                raise InvalidArgumentError(f"a gradient must be a Tensor, a RowSparseGrad or None, "
+                                           f"got {type(value).__name__}")
+            if tuple(value.shape) != self.shape:
+                raise ShapeError(f"a gradient of shape {tuple(value.shape)} does not fit a tensor of "
+                                 f"shape {self.shape}")
+            if value.dtype != self.dtype:
+                raise DTypeError(f"a gradient of dtype {value.dtype.name} does not fit a tensor of "
+                                 f"dtype {self.dtype.name}")
+            if value.device != self.device:
+                raise DeviceError(f"a gradient on {value.device} does not fit a tensor on {self.device}")
+        self._grad = value
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for a tensor not computed by a recorded operation (gradients stop here)."""
+        return self._node is None
+
+    @property
+    def _version(self) -> int:
+        """How often this tensor's data (or that of a tensor it is a view of) changed in place."""
+        return self._versions[0]
+
+    # --- getting the values out ---------------------------------------------------------
+
+    def numpy(self) -> np.ndarray:
+        """A NumPy copy of the values, on the host."""
+        return np.array(self._backend.to_host(self._data), copy=True)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        host = self._backend.to_host(self._data)
+        if copy:
+            host = host.copy()
+        return host if dtype is None else host.astype(dtype, copy=False)
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        return exportable(self._data).__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return exportable(self._data).__dlpack_device__()
+
+    def tolist(self) -> Any:
+        """The values as (nested) Python lists of Python scalars."""
+        return self._backend.to_host(self._data).tolist()
+
+    def item(self) -> bool | int | float:
+        """The value of a one-element tensor as a Python scalar."""
+        if self.numel() != 1:
+            raise ShapeError(f"item() needs a tensor with exactly one element, "
+                             f"this one has shape {self.shape}")
+        value = self._backend.to_host(self._data).reshape(()).item()
+        return float(value) if self.dtype is DType.BF16 else value
+
+    def detach(self) -> Tensor:
+        """A tensor sharing this one's data, outside any autograd graph."""
+        return wrap(self._data, self._backend, view_of=self)
+
+    def __repr__(self) -> str:
+        host = self._backend.to_host(self._data)
+        body = np.array2string(np.asarray(host, dtype=np.float64) if self.dtype is DType.BF16 else host,
+                               separator=", ", prefix="Tensor(", threshold=200)
+        extras = [f"dtype={self.dtype.name}"]
+        if self.device != Device.CPU:
+            extras.append(f"device={self.device}")
+        if self._requires_grad:
+            extras.append("requires_grad=True")
+        return f"Tensor({body}, {', '.join(extras)})"
+
+
+def as_array(data: Any, dtype: DTypeLike, backend: Backend, copy: bool = False) -> Any:
+    """`data` as an array of `backend`, following `Tensor`'s dtype rules; copied only when a
+    conversion needs it or `copy` is set (a tensor of another backend crosses via the host)."""
+    if isinstance(data, Tensor):
+        array = data._data if data._backend is backend else backend.from_host(data._backend.to_host(data._data))
+        resolved = data.dtype if dtype is None else as_dtype(dtype)
+    else:
+        host = host_array(data)
+        if dtype is None and _is_python_data(data) and host.dtype.kind in "fu":
+            if host.dtype.kind == "u":
+                raise DTypeError(f"Python ints become I64, and {describe(data)} does not fit in I64")
+            dtype = get_default_dtype()
+        resolved = DType.from_numpy(host.dtype) if dtype is None else as_dtype(dtype)
+        array = backend.from_host(host)
+    return backend.astype(array, resolved, copy=copy)
+
+
+def _is_python_data(data: Any) -> bool:
+    """Python scalars and lists of them (not NumPy's float64 scalar, a float subclass, nor a
+    list of arrays, which keeps their dtype): their floats take the default dtype, ints I64."""
+    return isinstance(data, _PYTHON_DATA) and not isinstance(data, np.generic) and not is_array_list(data)
+
+
+# --- the seam between tensors and backend arrays ---------------------------------------------
+
+def wrap(array: Any, backend: Backend, *, requires_grad: bool = False, view_of: Tensor | None = None) -> Tensor:
+    """A tensor around an existing array of `backend`, without copying or validating; a view
+    of another tensor's data shares that tensor's version counter."""
+    tensor = Tensor.__new__(Tensor)
+    tensor._data = array
+    tensor._backend = backend
+    tensor._requires_grad = requires_grad
+    tensor._node = None
+    tensor._grad = None
+    tensor._versions = [0] if view_of is None else view_of._versions
+    return tensor
+
+
+def data_of(tensor: Tensor) -> Any:
+    """The backend array holding `tensor`'s values (shared, not copied)."""
+    return tensor._data
+
+
+def backend_of(tensor: Tensor) -> Backend:
+    """The backend holding `tensor`'s data."""
+    return tensor._backend
+
+
+def replace_data(tensor: Tensor, array: Any, backend: Backend | None = None) -> None:
+    """Give `tensor` new values (an array of `backend`, by default its own): a load or a move,
+    which counts as an in-place change."""
+    tensor._data = array
+    if backend is not None:
+        tensor._backend = backend
+    mark_modified(tensor)
+
+
+def mark_modified(tensor: Tensor) -> None:
+    """Record that `tensor`'s values changed in place (an optimizer step, a renorm): a pending
+    backward that needs the old values then refuses to run."""
+    tensor._versions[0] += 1
+
+
+def float_tensor_argument(name: str, value: Any, ndim: int | None = None) -> Tensor:
+    """`value`, checked at a public edge to be a float `Tensor` (of `ndim` dimensions when
+    given): otherwise `InvalidArgumentError`, `DTypeError` or `ShapeError` naming `name`."""
+    if not isinstance(value, Tensor):
+        raise InvalidArgumentError(f"{name} must be an embtable Tensor, got {type(value).__name__}")
+    if not value.dtype.is_float:
+        raise DTypeError(f"{name} must have a float dtype, got {value.dtype.name}")
+    if ndim is not None and value.ndim != ndim:
+        raise ShapeError(f"{name} must be {ndim}-D, got shape {value.shape}")
+    return value

@@ -1,0 +1,120 @@
+"""Fused optimizer steps: each optimizer's element rule, applied in one pass over a parameter.
+
+Every kernel takes flat (1-D, C-contiguous) views of the parameter `p`, its gradient `g` and
+its state buffers, and updates them in place, in *segments*:
+
+- ``dense=True``: every element, in blocks of `width` consecutive elements (`rows` unused);
+- ``dense=False``: the rows of a row-sparse gradient, ``p``'s row ``rows[s]`` (of `width`
+  elements) from ``g``'s row ``s``.
+
+So one loop serves both kinds of gradient, and each element is read and written once per
+step. Constants are derived in float64, then all arithmetic runs in the parameter's dtype,
+as PyTorch's does.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .prefetch import AHEAD, prefetch_bytes
+
+parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
+inline = nb.njit(cache=True, inline="always")
+
+#: Elements per segment of a dense update: large enough to vectorise, small enough to share
+#: the work between threads.
+DENSE_BLOCK = 4096
+
+
+@inline
+def _segments(dense, rows, width, size):
+    """How many segments the update has."""
+    return (size + width - 1) // width if dense else rows.shape[0]
+
+
+@inline
+def _segment(dense, rows, width, size, s):
+    """Segment `s`: where it starts in the parameter, where in the gradient, how long it is."""
+    if dense:
+        start = s * width
+        return start, start, min(width, size - start)
+    return rows[s] * width, s * width, width
+
+
+@inline
+def _prefetch_target(dense, rows, width, s, target):
+    """Start loading the row of `target` (the parameter or a state buffer) that segment
+    ``s + AHEAD`` will update: rows come in random order, while a dense update streams and
+    needs no hint."""
+    if not dense and target.shape[0] > 0:
+        row = rows[min(s + AHEAD, rows.shape[0] - 1)]
+        prefetch_bytes(target, row * width * target.itemsize, width * target.itemsize)
+
+
+@parallel_jit
+def sgd(p, g, buf, dense, rows, width, lr, momentum, weight_decay):
+    """``torch.optim.SGD``: ``d = g + weight_decay * p``; with momentum ``buf = momentum *
+    buf + d`` (a buffer starting at zero, so its first value is d) and ``d = buf``;
+    ``p -= lr * d``. `buf` is empty without momentum."""
+    t = p.dtype.type
+    lr, momentum, weight_decay = t(lr), t(momentum), t(weight_decay)
+    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
+        _prefetch_target(dense, rows, width, s, p)
+        _prefetch_target(dense, rows, width, s, buf)
+        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        for k in range(n):
+            d = g[g_at + k] + weight_decay * p[p_at + k]
+            if momentum != 0:
+                d = momentum * buf[p_at + k] + d
+                buf[p_at + k] = d
+            p[p_at + k] = p[p_at + k] - lr * d
+
+
+@parallel_jit
+def adam(p, g, m, v, dense, rows, width, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    """``torch.optim.Adam`` / ``AdamW`` on a dense gradient; on rows, ``torch.optim.SparseAdam``
+    (eps before the bias correction), with weight decay on the rows present."""
+    t = p.dtype.type
+    correction1, correction2 = 1.0 - beta1**step, 1.0 - beta2**step
+    step_size = t(lr / correction1) if dense else t(lr * np.sqrt(correction2) / correction1)
+    root_correction2 = t(np.sqrt(correction2))
+    keep, wd, b2, a1, a2, e = (t(1.0 - lr * weight_decay), t(weight_decay), t(beta2), t(1.0 - beta1),
+                               t(1.0 - beta2), t(eps))
+    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
+        _prefetch_target(dense, rows, width, s, p)
+        _prefetch_target(dense, rows, width, s, m)
+        _prefetch_target(dense, rows, width, s, v)
+        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        for k in range(n):
+            pk, gk = p[p_at + k], g[g_at + k]
+            if decoupled:
+                pk = pk * keep
+            elif weight_decay != 0:
+                gk = gk + wd * pk
+            mk = m[p_at + k] + a1 * (gk - m[p_at + k])
+            if dense:
+                vk = v[p_at + k] * b2 + a2 * (gk * gk)
+                denominator = np.sqrt(vk) / root_correction2 + e
+            else:
+                vk = v[p_at + k] + a2 * (gk * gk - v[p_at + k])
+                denominator = np.sqrt(vk) + e
+            m[p_at + k], v[p_at + k] = mk, vk
+            p[p_at + k] = pk - step_size * (mk / denominator)
+
+
+@parallel_jit
+def adagrad(p, g, total, dense, rows, width, lr, eps, weight_decay):
+    """``torch.optim.Adagrad``: ``g += weight_decay * p``, ``total += g * g``,
+    ``p -= lr * g / (sqrt(total) + eps)``."""
+    t = p.dtype.type
+    lr, eps, weight_decay = t(lr), t(eps), t(weight_decay)
+    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
+        _prefetch_target(dense, rows, width, s, p)
+        _prefetch_target(dense, rows, width, s, total)
+        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        for k in range(n):
+            gk = g[g_at + k] + weight_decay * p[p_at + k]
+            tk = total[p_at + k] + gk * gk
+            total[p_at + k] = tk
+            p[p_at + k] = p[p_at + k] - lr * (gk / (np.sqrt(tk) + eps))

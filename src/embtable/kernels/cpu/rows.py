@@ -1,0 +1,154 @@
+"""Row kernels: gather, range checks, renorm, grouping positions by row, and the
+deterministic scatter-add that turns looked-up rows' gradients into a table's."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .prefetch import AHEAD, ahead, prefetch_row
+
+jit = nb.njit(cache=True, nogil=True)
+parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
+
+
+@jit
+def first_out_of_range(indices, limit):
+    """The first place of a flat `indices` whose value is outside ``[0, limit)``, or -1: the
+    one pass that validates a lookup's indices."""
+    for i in range(indices.shape[0]):
+        if indices[i] < 0 or indices[i] >= limit:
+            return i
+    return -1
+
+
+@parallel_jit
+def gather(table, indices, out):
+    """``out[i] = table[indices[i]]`` for a flat `indices`."""
+    dim = table.shape[1]
+    for i in nb.prange(indices.shape[0]):
+        prefetch_row(table, ahead(indices, i))
+        row = indices[i]
+        for d in range(dim):
+            out[i, d] = table[row, d]
+
+
+@jit
+def distinct(indices, num_rows):
+    """The distinct values of a flat `indices` in [0, num_rows), in first-seen order."""
+    seen = np.zeros(num_rows, np.bool_)
+    rows = np.empty(indices.shape[0], np.int64)
+    count = 0
+    for i in range(indices.shape[0]):
+        row = indices[i]
+        if not seen[row]:
+            seen[row] = True
+            rows[count] = row
+            count += 1
+    return rows[:count]
+
+
+@nb.njit(cache=True, inline="always")
+def _row_norm(table, row, norm_type):
+    """The `norm_type`-norm of ``table[row]``, accumulated in float64 (one loop per kind of
+    norm, so each loop vectorises)."""
+    total = 0.0
+    if norm_type == 2.0:
+        for d in range(table.shape[1]):
+            x = np.float64(table[row, d])
+            total += x * x
+        return np.sqrt(total)
+    if norm_type == 1.0:
+        for d in range(table.shape[1]):
+            total += abs(np.float64(table[row, d]))
+        return total
+    if norm_type == np.inf:
+        for d in range(table.shape[1]):
+            total = max(total, abs(np.float64(table[row, d])))
+        return total
+    for d in range(table.shape[1]):
+        total += abs(np.float64(table[row, d])) ** norm_type
+    return total ** (1.0 / norm_type)
+
+
+@parallel_jit
+def renorm(table, rows, max_norm, norm_type):
+    """Rescale each listed (distinct) row whose `norm_type`-norm exceeds `max_norm` by
+    ``max_norm / (norm + 1e-7)``."""
+    for s in nb.prange(rows.shape[0]):
+        prefetch_row(table, ahead(rows, s))
+        row = rows[s]
+        norm = _row_norm(table, row, norm_type)
+        if norm > max_norm:
+            scale = table.dtype.type(max_norm / (norm + 1e-7))
+            for d in range(table.shape[1]):
+                table[row, d] *= scale
+
+
+@parallel_jit
+def sort_keys(indices, shift):
+    """``indices[i] << shift | i`` for each position i: sorted, these order the positions by
+    row and, within a row, by position."""
+    keys = np.empty(indices.shape[0], np.int64)
+    for i in nb.prange(indices.shape[0]):
+        keys[i] = (np.int64(indices[i]) << shift) | np.int64(i)
+    return keys
+
+
+@jit
+def split_keys(keys, shift):
+    """From sorted keys: the distinct rows, how often each occurs, and for each position the
+    number of its row among the distinct rows (its slot)."""
+    n = keys.shape[0]
+    mask = (np.int64(1) << shift) - 1
+    rows = np.empty(n, np.int64)
+    counts = np.empty(n, np.int64)
+    slots = np.empty(n, np.int64)
+    count = 0
+    previous = -1
+    for j in range(n):
+        row = keys[j] >> shift
+        if row != previous:
+            rows[count] = row
+            counts[count] = 0
+            count += 1
+            previous = row
+        counts[count - 1] += 1
+        slots[keys[j] & mask] = count - 1
+    return rows[:count], counts[:count], slots
+
+
+@nb.njit(cache=True, inline="always")
+def _target(slots, targets, i):
+    """The output row of position `i` in `scatter_sum`."""
+    return slots[i] if targets.shape[0] == 0 else targets[slots[i]]
+
+
+@parallel_jit
+def scatter_sum(values, slots, targets, counts, out, parts):
+    """``out[t]`` = the sum of ``values[i]`` over the positions i with
+    ``t = targets[slots[i]]`` (``t = slots[i]`` when `targets` is empty; a negative target
+    drops the position), times 1 / the slot's count when `counts` is not empty; rows that
+    get nothing are zero. Each of `parts` threads owns a range of output rows: it zeroes
+    them (so fresh memory is first touched in parallel), then scans every position in
+    order. A row's sum therefore always runs in position order: deterministic whatever the
+    number of threads, with sequential reads of `values`."""
+    dim, n = values.shape[1], slots.shape[0]
+    for part in nb.prange(parts):
+        low = part * out.shape[0] // parts
+        high = (part + 1) * out.shape[0] // parts
+        out[low:high] = 0
+        for i in range(n):
+            ahead = _target(slots, targets, min(i + AHEAD, n - 1))
+            if low <= ahead < high:
+                prefetch_row(out, ahead)
+            t = _target(slots, targets, i)
+            if low <= t < high:
+                for d in range(dim):
+                    out[t, d] += values[i, d]
+    for s in nb.prange(counts.shape[0]):
+        t = np.int64(s) if targets.shape[0] == 0 else targets[s]
+        if t >= 0 and counts[s] > 1:
+            reciprocal = out.dtype.type(1.0 / counts[s])
+            for d in range(dim):
+                out[t, d] *= reciprocal

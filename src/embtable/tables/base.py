@@ -1,0 +1,76 @@
+"""`TableStorage`: what a table's rows live in, and what every kind of table must answer.
+
+A layer (`Embedding`) keeps the semantics of a lookup in `embtable.nn.lookup` and asks its
+storage for the rest: gather rows, renorm rows in place, apply an optimizer's update with
+its state, give and take the whole table for checkpoints, say where it lives. A new kind of
+table (quantized, memory-mapped, sharded) is one new class that satisfies this protocol;
+nothing above it changes.
+
+`RowRule` is the other side of an update: an optimizer's rule, which every storage applies
+to the rows it holds (the optimizers implement it; storages never import them).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from ..backends import Backend, FusedStep
+from ..core import RowSparseGrad, Tensor
+from ..device import Device
+from ..dtype import DType
+
+
+class RowRule(Protocol):
+    """An optimizer's update rule, as a storage applies it."""
+
+    #: The backend kernel that computes this rule in one pass, where a backend has one.
+    fused_step: FusedStep
+
+    def buffer_names(self) -> tuple[str, ...]:
+        """The state kept per parameter element (zeros until first used), in kernel order."""
+
+    def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple, sparse: bool) -> list[Any]:
+        """The reference rule: new values of the parameter rows `p` and of its `buffers`'
+        rows from their gradient `g` (arrays of namespace `xp`); what the fused kernel also
+        computes."""
+
+
+class TableStorage(Protocol):
+    """Where a table's rows (or any trainable tensor's values) live."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The table's shape, ``[num_embeddings, embedding_dim]``."""
+
+    @property
+    def dtype(self) -> DType:
+        """The rows' dtype."""
+
+    @property
+    def device(self) -> Device:
+        """Where lookups return their rows."""
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of the device: where indices must be for `gather`."""
+
+    def gather(self, indices: Tensor) -> Tensor:
+        """``table[indices]`` for validated int64 `indices`, as a new tensor (no gradient)."""
+
+    def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
+        """Rescale in place every distinct row in `indices` whose norm exceeds `max_norm`
+        by ``max_norm / (norm + 1e-7)`` (PyTorch's renorm)."""
+
+    def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
+                     scalars: Sequence[Any]) -> None:
+        """Apply `rule` with `scalars` in place: to every element from a dense `grad`, or to
+        the rows of a `RowSparseGrad` only. `state` holds the rule's buffers by name; a
+        missing one starts at zeros, one on another device moves here."""
+
+    def values(self) -> Tensor:
+        """The whole table as a tensor (shared with the storage where it is in memory):
+        what state dicts and checkpoints save."""
+
+    def load_(self, values: Tensor) -> None:
+        """Replace every row by `values` (the table's shape), taking their device and dtype:
+        a load or a move. Counts as an in-place change of the weight."""
