@@ -57,7 +57,9 @@ class DType(enum.Enum):
     @staticmethod
     def from_numpy(dtype: Any) -> DType:
         """The `DType` of a NumPy dtype; `DTypeError` for one embtable does not hold."""
-        found = _FROM_NUMPY.get(np.dtype(dtype))
+        found = _FROM_NUMPY.get(dtype)  # a NumPy dtype already: the common case, no conversion
+        if found is None:
+            found = _FROM_NUMPY.get(np.dtype(dtype))
         if found is None:
             raise DTypeError(f"embtable has no dtype for NumPy's {np.dtype(dtype)}; "
                              f"expected one of {', '.join(t.name for t in DType)}")

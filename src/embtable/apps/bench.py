@@ -8,6 +8,7 @@ the output is for BENCHMARKS.md. Needs PyTorch (``pip install 'embtable[test]'``
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import statistics
@@ -53,26 +54,31 @@ def median_ms(run: Callable[[], None], setup: Callable[[], None] = lambda: None,
 _synchronize: Callable[[], None] = lambda: None  # torch.cuda.synchronize when timing a GPU
 
 
-def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], repeats: int = 7) -> list[float]:
-    """Median ms of each ``(run, setup)`` case, the cases taking turns (run 1, run 2, run 1,
-    ...) so that both see the same machine: this one's speed drifts between seconds."""
+def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], repeats: int = 7,
+                 calls: int = 1) -> list[float]:
+    """Median ms of a call of each ``(run, setup)`` case, the cases taking turns (case 1,
+    case 2, case 1, ...) so that both see the same machine: this one's speed drifts between
+    seconds. Each turn makes `calls` timed calls of its case in a row (`setup` before each):
+    with ``calls > 1`` a library's worker threads, which spin for a while after its call,
+    slow only the first calls of the other's turn, as in a server that runs one library."""
     times: list[list[float]] = [[] for _ in cases]
     for turn in range(repeats + 1):  # turn 0 warms up: compilation, allocator, caches
         for (run, setup), record in zip(cases, times):
-            setup()
-            _synchronize()
-            start = time.perf_counter()
-            run()
-            _synchronize()
-            if turn:
-                record.append(time.perf_counter() - start)
+            for _ in range(calls):
+                setup()
+                _synchronize()
+                start = time.perf_counter()
+                run()
+                _synchronize()
+                if turn:
+                    record.append(time.perf_counter() - start)
     return [statistics.median(record) * 1e3 for record in times]
 
 
 def _pair(theirs: Callable[[], None], ours: Callable[[], None], repeats: int,
           setup_theirs: Callable[[], None] = lambda: None,
-          setup_ours: Callable[[], None] = lambda: None) -> tuple[float, float]:
-    torch_ms, our_ms = side_by_side([(theirs, setup_theirs), (ours, setup_ours)], repeats)
+          setup_ours: Callable[[], None] = lambda: None, calls: int = 1) -> tuple[float, float]:
+    torch_ms, our_ms = side_by_side([(theirs, setup_theirs), (ours, setup_ours)], repeats, calls)
     return torch_ms, our_ms
 
 
@@ -178,19 +184,24 @@ def dense_adam(weights: np.ndarray, repeats: int, device: str = "cpu") -> tuple[
 
 
 def small_batches(weights: np.ndarray, sizes: tuple[int, ...] = (1, 32, 1024, 4096),
-                  device: str = "cpu") -> list[tuple[int, float, float]]:
+                  device: str = "cpu", calls: int = 30) -> list[tuple[int, float, float]]:
     """(N, torch us, embtable us) of an inference lookup (no autograd) of N uniform indices:
-    serving latency, where per-call costs rather than bandwidth decide."""
+    serving latency, where per-call costs rather than bandwidth decide. Each call looks up
+    other indices (64 batches in turn), so rows come from memory as in serving, not from a
+    cache warmed by the same batch; the libraries take turns of `calls` calls, about 600
+    calls each in all."""
     import torch
 
     plain = Pair(weights, device)
     rng = np.random.default_rng(4)
     results = []
     for n in sizes:
-        host = rng.integers(0, weights.shape[0], n)
-        ti, indices = torch.from_numpy(host).to(device), et.Tensor(host, device=device)
+        hosts = [rng.integers(0, weights.shape[0], n) for _ in range(64)]
+        theirs_in = itertools.cycle([torch.from_numpy(h).to(device) for h in hosts])
+        ours_in = itertools.cycle([et.Tensor(h, device=device) for h in hosts])
         with torch.no_grad(), et.no_grad():
-            theirs, ours = _pair(lambda: plain.theirs(ti), lambda: plain.ours(indices), repeats=301)
+            theirs, ours = _pair(lambda: plain.theirs(next(theirs_in)), lambda: plain.ours(next(ours_in)),
+                                 repeats=max(600 // calls, 1), calls=calls)
         results.append((n, theirs * 1e3, ours * 1e3))
     return results
 

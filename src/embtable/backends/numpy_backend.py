@@ -16,9 +16,12 @@ from .host_cache import host_cache
 
 _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
-#: Below this many output bytes NumPy's ``take`` beats waking the gather kernel's threads
-#: (64 rows of 64 floats: 2 us against 20 us; even at 1 MiB on 2 cores).
-SMALL_GATHER_BYTES = 2**20
+#: Below this many output bytes NumPy's ``take`` beats waking the gather kernel's threads.
+#: Measured on 2 cores, 64-float rows of a 1e5-row table: with rows already in cache, take
+#: wins up to about 1024 rows (64 rows: 2 us against 20 us); with rows fetched from memory,
+#: as in serving, the prefetching threads win from about 512 rows (1024 rows: 80 us against
+#: 109 us). 256 KiB sits between the two.
+SMALL_GATHER_BYTES = 2**18
 
 #: `distinct` marks rows in a table-sized bitmap (fast) only while the table has at most
 #: this many rows per index; beyond, it sorts the indices, so a lookup into a huge table
@@ -26,6 +29,7 @@ SMALL_GATHER_BYTES = 2**20
 BITMAP_ROWS_PER_INDEX = 64
 
 
+@functools.lru_cache(maxsize=None)
 def _rows_kernels() -> Any:
     """The numba row kernels, imported (and so numba itself) on first use only."""
     from ..kernels.cpu import rows
@@ -81,7 +85,7 @@ class NumpyBackend:
     # --- indices --------------------------------------------------------------------------
 
     def first_out_of_range(self, indices: np.ndarray, limit: int) -> int:
-        return int(_rows_kernels().first_out_of_range(indices.reshape(-1), limit))
+        return int(_rows_kernels().first_out_of_range(indices if indices.ndim == 1 else indices.reshape(-1), limit))
 
     def index_array(self, indices: np.ndarray) -> np.ndarray:
         return indices.astype(np.int64, copy=False)
@@ -111,7 +115,7 @@ class NumpyBackend:
     def take_rows(self, table: np.ndarray, indices: np.ndarray) -> np.ndarray:
         small = indices.size * table.shape[1] * table.itemsize < SMALL_GATHER_BYTES
         if small or not table.flags.c_contiguous:  # (a view, e.g. a transposed weight: rare)
-            return np.take(table, indices, axis=0)
+            return table.take(indices, axis=0)
         out = host_cache.empty((indices.size, table.shape[1]), table.dtype)
         _rows_kernels().gather(as_row_words(table), indices.reshape(-1), as_row_words(out))
         return out.reshape(indices.shape + (table.shape[1],))

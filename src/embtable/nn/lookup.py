@@ -20,7 +20,7 @@ _TABLE = "an embedding table of {limit} rows"
 def lookup(table: TableStorage, weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     """``weight[indices]`` with `options` applied, the rows read from `table` (the storage
     holding `weight`'s values); see `Embedding` for the semantics."""
-    index = checked_indices(indices, table.shape[0], table.backend, _TABLE)
+    index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
     renorm = options.max_norm is not None and options.max_norm_mode == "renorm"
     if renorm:
         table.renorm_rows_(index, options.max_norm, options.norm_type)

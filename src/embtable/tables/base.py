@@ -43,6 +43,10 @@ class TableStorage(Protocol):
         """The table's shape, ``[num_embeddings, embedding_dim]``."""
 
     @property
+    def num_rows(self) -> int:
+        """``shape[0]``, the number of rows: what indices are checked against."""
+
+    @property
     def dtype(self) -> DType:
         """The rows' dtype."""
 

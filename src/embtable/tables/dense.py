@@ -29,6 +29,10 @@ class DenseTable:
         return self._tensor.shape
 
     @property
+    def num_rows(self) -> int:
+        return len(self._tensor)
+
+    @property
     def dtype(self) -> DType:
         return self._tensor.dtype
 

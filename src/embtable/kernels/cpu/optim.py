@@ -8,7 +8,8 @@ its state buffers, and updates them in place, in *segments*:
   elements) from ``g``'s row ``s``.
 
 So one loop serves both kinds of gradient, and each element is read and written once per
-step. Constants are derived in float64, then all arithmetic runs in the parameter's dtype,
+step. A segment's elements are reached through slices starting at 0, which lets LLVM
+vectorise the loop (an offset index would need a wrap-around check per element). Constants are derived in float64, then all arithmetic runs in the parameter's dtype,
 as PyTorch's does.
 """
 
@@ -62,13 +63,14 @@ def sgd(p, g, buf, dense, rows, width, lr, momentum, weight_decay):
     for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
         _prefetch_target(dense, rows, width, s, p)
         _prefetch_target(dense, rows, width, s, buf)
-        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        at, source, n = _segment(dense, rows, width, p.shape[0], s)
+        ps, gs, bs = p[at:at + n], g[source:source + n], buf[at:at + n]
         for k in range(n):
-            d = g[g_at + k] + weight_decay * p[p_at + k]
+            d = gs[k] + weight_decay * ps[k]
             if momentum != 0:
-                d = momentum * buf[p_at + k] + d
-                buf[p_at + k] = d
-            p[p_at + k] = p[p_at + k] - lr * d
+                d = momentum * bs[k] + d
+                bs[k] = d
+            ps[k] = ps[k] - lr * d
 
 
 @parallel_jit
@@ -85,22 +87,23 @@ def adam(p, g, m, v, dense, rows, width, step, lr, beta1, beta2, eps, weight_dec
         _prefetch_target(dense, rows, width, s, p)
         _prefetch_target(dense, rows, width, s, m)
         _prefetch_target(dense, rows, width, s, v)
-        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        at, source, n = _segment(dense, rows, width, p.shape[0], s)
+        ps, gs, ms, vs = p[at:at + n], g[source:source + n], m[at:at + n], v[at:at + n]
         for k in range(n):
-            pk, gk = p[p_at + k], g[g_at + k]
+            pk, gk = ps[k], gs[k]
             if decoupled:
                 pk = pk * keep
             elif weight_decay != 0:
                 gk = gk + wd * pk
-            mk = m[p_at + k] + a1 * (gk - m[p_at + k])
+            mk = ms[k] + a1 * (gk - ms[k])
             if dense:
-                vk = v[p_at + k] * b2 + a2 * (gk * gk)
+                vk = vs[k] * b2 + a2 * (gk * gk)
                 denominator = np.sqrt(vk) / root_correction2 + e
             else:
-                vk = v[p_at + k] + a2 * (gk * gk - v[p_at + k])
+                vk = vs[k] + a2 * (gk * gk - vs[k])
                 denominator = np.sqrt(vk) + e
-            m[p_at + k], v[p_at + k] = mk, vk
-            p[p_at + k] = pk - step_size * (mk / denominator)
+            ms[k], vs[k] = mk, vk
+            ps[k] = pk - step_size * (mk / denominator)
 
 
 @parallel_jit
@@ -112,9 +115,10 @@ def adagrad(p, g, total, dense, rows, width, lr, eps, weight_decay):
     for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
         _prefetch_target(dense, rows, width, s, p)
         _prefetch_target(dense, rows, width, s, total)
-        p_at, g_at, n = _segment(dense, rows, width, p.shape[0], s)
+        at, source, n = _segment(dense, rows, width, p.shape[0], s)
+        ps, gs, ts = p[at:at + n], g[source:source + n], total[at:at + n]
         for k in range(n):
-            gk = g[g_at + k] + weight_decay * p[p_at + k]
-            tk = total[p_at + k] + gk * gk
-            total[p_at + k] = tk
-            p[p_at + k] = p[p_at + k] - lr * (gk / (np.sqrt(tk) + eps))
+            gk = gs[k] + weight_decay * ps[k]
+            tk = ts[k] + gk * gk
+            ts[k] = tk
+            ps[k] = ps[k] - lr * (gk / (np.sqrt(tk) + eps))

@@ -10,6 +10,10 @@ from numba.extending import intrinsic
 
 #: How many places ahead the kernels prefetch the row they will visit.
 AHEAD = 8
+#: The gather's distance: it does nothing but copy rows, so it can keep more in flight
+#: (measured on 2 cores, 64-float rows fetched from memory: 1024 rows in 25 us at 16
+#: against 32 us at 8; no change from 4096 rows up).
+GATHER_AHEAD = 16
 CACHE_LINE = 64
 
 
@@ -47,6 +51,6 @@ def prefetch_row(table, row):
 
 
 @nb.njit(cache=True, inline="always")
-def ahead(rows, i):
-    """The row `AHEAD` places after place `i` of `rows` (the last row near the end)."""
-    return rows[min(i + AHEAD, rows.shape[0] - 1)]
+def ahead(rows, i, distance=AHEAD):
+    """The row `distance` places after place `i` of `rows` (the last row near the end)."""
+    return rows[min(i + distance, rows.shape[0] - 1)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .prefetch import AHEAD, ahead, prefetch_row
+from .prefetch import AHEAD, GATHER_AHEAD, ahead, prefetch_row
 
 jit = nb.njit(cache=True, nogil=True)
 parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
@@ -15,10 +15,15 @@ parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 @jit
 def first_out_of_range(indices, limit):
     """The first place of a flat `indices` whose value is outside ``[0, limit)``, or -1: the
-    one pass that validates a lookup's indices."""
+    pass that validates a lookup's indices (branch-free, so it vectorises; the place is
+    looked for only when there is one)."""
+    bad = False
     for i in range(indices.shape[0]):
-        if indices[i] < 0 or indices[i] >= limit:
-            return i
+        bad |= (indices[i] < 0) | (indices[i] >= limit)
+    if bad:
+        for i in range(indices.shape[0]):
+            if indices[i] < 0 or indices[i] >= limit:
+                return i
     return -1
 
 
@@ -27,7 +32,7 @@ def gather(table, indices, out):
     """``out[i] = table[indices[i]]`` for a flat `indices`."""
     dim = table.shape[1]
     for i in nb.prange(indices.shape[0]):
-        prefetch_row(table, ahead(indices, i))
+        prefetch_row(table, ahead(indices, i, GATHER_AHEAD))
         row = indices[i]
         for d in range(dim):
             out[i, d] = table[row, d]
@@ -139,9 +144,9 @@ def scatter_sum(values, slots, targets, counts, out, parts):
         high = (part + 1) * out.shape[0] // parts
         out[low:high] = 0
         for i in range(n):
-            ahead = _target(slots, targets, min(i + AHEAD, n - 1))
-            if low <= ahead < high:
-                prefetch_row(out, ahead)
+            upcoming = _target(slots, targets, min(i + AHEAD, n - 1))
+            if low <= upcoming < high:
+                prefetch_row(out, upcoming)
             t = _target(slots, targets, i)
             if low <= t < high:
                 for d in range(dim):
