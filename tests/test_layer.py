@@ -308,3 +308,74 @@ def test_saved_files_have_ordinary_permissions(tmp_path):
 def test_load_state_dict_needs_a_mapping():
     with pytest.raises(et.InvalidArgumentError):
         Embedding(2, 2).load_state_dict([np.zeros((2, 2))])
+
+
+# --- what a layer holds: parameters, buffers, children ------------------------------------------
+
+class Normalised(Layer):
+    """A layer with a float buffer, an integer buffer, a cached result and a dict of children."""
+
+    def __init__(self):
+        self.scale = et.Tensor([2.0], requires_grad=True)
+        self.register_buffer("running_mean", et.Tensor(np.zeros(3, np.float32)))
+        self.register_buffer("codes", et.Tensor(np.arange(4, dtype=np.int8)))
+        self.towers = {"user": Linear(3, 2), "item": Linear(3, 2, bias=False)}
+        self.constant = et.Tensor([1.0, 1.0, 1.0])  # no grad: an ordinary attribute
+        self.last = None
+
+    def forward(self, x):
+        self.last = self.towers["user"](x * self.scale)  # computed, so not a parameter
+        return self.last
+
+    def config(self):
+        return {}
+
+
+def test_parameters_are_what_trains_and_buffers_are_registered():
+    layer = Normalised()
+    layer(et.Tensor(np.ones((1, 3), np.float32)))
+    assert [n for n, _ in layer.named_parameters()] == ["scale", "towers.user.weight", "towers.user.bias",
+                                                        "towers.item.weight"]
+    assert [n for n, _ in layer.named_buffers()] == ["running_mean", "codes"]
+    assert [n for n, _ in layer.named_children()] == ["towers.user", "towers.item"]
+    assert list(layer.state_dict()) == ["scale", "towers.user.weight", "towers.user.bias", "towers.item.weight",
+                                        "running_mean", "codes"]
+    assert layer.buffers()[1].dtype is et.DType.I8
+
+
+def test_a_frozen_or_replaced_parameter_stays_one():
+    layer = Linear(2, 2)
+    layer.weight.requires_grad = False
+    layer.bias = et.Tensor([0.5, 0.5])  # a plain tensor into a parameter's slot
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+    layer.bias = None
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+    layer.register_parameter("extra", et.Tensor([1.0]))
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "extra"]
+    layer.bias = 3  # not a tensor: no longer a parameter
+    del layer.extra
+    assert [n for n, _ in layer.named_parameters()] == ["weight"]
+
+
+def test_a_buffer_holds_only_tensors():
+    layer = Normalised()
+    with pytest.raises(et.InvalidArgumentError, match="running_mean"):
+        layer.running_mean = [0.0, 0.0, 0.0]
+    with pytest.raises(et.InvalidArgumentError, match="buffer 'x'"):
+        layer.register_buffer("x", np.zeros(2))
+
+
+def test_buffers_are_saved_loaded_and_moved(tmp_path):
+    layer = Normalised()
+    layer.load_state_dict({**{n: t.numpy() for n, t in layer.state_dict().items()},
+                           "running_mean": np.array([1.0, 2.0, 3.0]), "codes": np.array([4, 3, 2, 1])})
+    assert layer.running_mean.tolist() == [1.0, 2.0, 3.0] and layer.codes.dtype is et.DType.I8
+    assert layer.codes.tolist() == [4, 3, 2, 1]
+    path = tmp_path / "n.safetensors"
+    layer.save(path)
+    loaded = Normalised.load(path)
+    for (name, ours), (_, theirs) in zip(layer.state_dict().items(), loaded.state_dict().items()):
+        assert ours.dtype is theirs.dtype and ours.numpy().tobytes() == theirs.numpy().tobytes(), name
+    layer.to(dtype=et.DType.F64)
+    assert layer.running_mean.dtype is et.DType.F64 and layer.codes.dtype is et.DType.I8
+    assert layer.scale.dtype is et.DType.F64

@@ -53,6 +53,22 @@ def _prefetch_target(dense, rows, width, s, target):
         prefetch_bytes(target, row * width * target.itemsize, width * target.itemsize)
 
 
+@inline
+def _target_view(dense, rows, width, size, s, target):
+    """Segment `s` of `target` (the parameter, or a state buffer laid out like it) as a view
+    from 0, its row already on its way into the cache."""
+    _prefetch_target(dense, rows, width, s, target)
+    at, _, n = _segment(dense, rows, width, size, s)
+    return target[at:at + n]
+
+
+@inline
+def _gradient_view(dense, rows, width, size, s, g):
+    """Segment `s` of the gradient as a view from 0."""
+    _, source, n = _segment(dense, rows, width, size, s)
+    return g[source:source + n]
+
+
 @parallel_jit
 def sgd(p, g, buf, dense, rows, width, lr, momentum, weight_decay):
     """``torch.optim.SGD``: ``d = g + weight_decay * p``; with momentum ``buf = momentum *
@@ -60,12 +76,11 @@ def sgd(p, g, buf, dense, rows, width, lr, momentum, weight_decay):
     ``p -= lr * d``. `buf` is empty without momentum."""
     t = p.dtype.type
     lr, momentum, weight_decay = t(lr), t(momentum), t(weight_decay)
-    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
-        _prefetch_target(dense, rows, width, s, p)
-        _prefetch_target(dense, rows, width, s, buf)
-        at, source, n = _segment(dense, rows, width, p.shape[0], s)
-        ps, gs, bs = p[at:at + n], g[source:source + n], buf[at:at + n]
-        for k in range(n):
+    size = p.shape[0]
+    for s in nb.prange(_segments(dense, rows, width, size)):
+        ps, bs = _target_view(dense, rows, width, size, s, p), _target_view(dense, rows, width, size, s, buf)
+        gs = _gradient_view(dense, rows, width, size, s, g)
+        for k in range(ps.shape[0]):
             d = gs[k] + weight_decay * ps[k]
             if momentum != 0:
                 d = momentum * bs[k] + d
@@ -83,13 +98,11 @@ def adam(p, g, m, v, dense, rows, width, step, lr, beta1, beta2, eps, weight_dec
     root_correction2 = t(np.sqrt(correction2))
     keep, wd, b2, a1, a2, e = (t(1.0 - lr * weight_decay), t(weight_decay), t(beta2), t(1.0 - beta1),
                                t(1.0 - beta2), t(eps))
-    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
-        _prefetch_target(dense, rows, width, s, p)
-        _prefetch_target(dense, rows, width, s, m)
-        _prefetch_target(dense, rows, width, s, v)
-        at, source, n = _segment(dense, rows, width, p.shape[0], s)
-        ps, gs, ms, vs = p[at:at + n], g[source:source + n], m[at:at + n], v[at:at + n]
-        for k in range(n):
+    size = p.shape[0]
+    for s in nb.prange(_segments(dense, rows, width, size)):
+        ps, ms = _target_view(dense, rows, width, size, s, p), _target_view(dense, rows, width, size, s, m)
+        vs, gs = _target_view(dense, rows, width, size, s, v), _gradient_view(dense, rows, width, size, s, g)
+        for k in range(ps.shape[0]):
             pk, gk = ps[k], gs[k]
             if decoupled:
                 pk = pk * keep
@@ -112,12 +125,11 @@ def adagrad(p, g, total, dense, rows, width, lr, eps, weight_decay):
     ``p -= lr * g / (sqrt(total) + eps)``."""
     t = p.dtype.type
     lr, eps, weight_decay = t(lr), t(eps), t(weight_decay)
-    for s in nb.prange(_segments(dense, rows, width, p.shape[0])):
-        _prefetch_target(dense, rows, width, s, p)
-        _prefetch_target(dense, rows, width, s, total)
-        at, source, n = _segment(dense, rows, width, p.shape[0], s)
-        ps, gs, ts = p[at:at + n], g[source:source + n], total[at:at + n]
-        for k in range(n):
+    size = p.shape[0]
+    for s in nb.prange(_segments(dense, rows, width, size)):
+        ps, ts = _target_view(dense, rows, width, size, s, p), _target_view(dense, rows, width, size, s, total)
+        gs = _gradient_view(dense, rows, width, size, s, g)
+        for k in range(ps.shape[0]):
             gk = gs[k] + weight_decay * ps[k]
             tk = ts[k] + gk * gk
             ts[k] = tk

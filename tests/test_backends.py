@@ -1,0 +1,191 @@
+"""Conformance of every backend to the `Backend` protocol: the same names and signatures,
+and the same values as a NumPy (float64 where it counts) reference, function by function.
+Runs against the NumPy backend and a PyTorch backend on the CPU (and CUDA / MPS where
+PyTorch sees them), whatever EMBTABLE_CPU_BACKEND says."""
+
+import inspect
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import embtable as et
+from embtable.backends import Backend, FusedStep
+from embtable.backends.numpy_backend import NUMPY
+from embtable.backends.torch_backend import TorchBackend
+
+
+def backends():
+    found = [NUMPY, TorchBackend(et.Device.CPU)]
+    if torch.cuda.is_available():
+        found.append(TorchBackend(et.Device.CUDA(0)))
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        found.append(TorchBackend(et.Device.MPS))
+    return found
+
+
+@pytest.fixture(params=backends(), ids=lambda b: f"{type(b).__name__}-{b.device}")
+def backend(request):
+    return request.param
+
+
+PROTOCOL_METHODS = sorted(name for name, value in vars(Backend).items()
+                          if callable(value) and not name.startswith("_"))
+
+
+def put(backend, array):
+    return backend.from_host(np.array(array, order="C"))  # a copy: NumPy's from_host shares memory
+
+
+def host(backend, array):
+    return np.array(backend.to_host(array))
+
+
+def test_the_protocol_lists_the_functions():
+    assert {"take_rows", "scatter_sum", "fused_step", "first_out_of_range", "renorm_rows_"} <= set(PROTOCOL_METHODS)
+
+
+def test_every_function_is_there_with_the_protocols_signature(backend):
+    assert isinstance(backend, Backend)
+    for name in PROTOCOL_METHODS:
+        expected = list(inspect.signature(getattr(Backend, name)).parameters)[1:]  # without self
+        assert list(inspect.signature(getattr(backend, name)).parameters) == expected, name
+    for name in ("abs", "exp", "log", "log1p", "sqrt", "sign", "tanh", "matmul", "swapaxes", "broadcast_to",
+                 "sum", "mean", "max", "where", "maximum", "squeeze", "expand_dims", "permute_dims",
+                 "cumsum", "asarray", "zeros", "arange"):
+        assert callable(getattr(backend.xp, name)), name
+    assert isinstance(backend.device, et.Device)
+
+
+@pytest.mark.parametrize("dtype", list(et.DType), ids=str)
+def test_host_round_trip_and_dtypes(backend, dtype):
+    values = (np.arange(6) % 2).astype(dtype.numpy).reshape(2, 3)
+    array = put(backend, values)
+    assert backend.owns(array) and not backend.owns(values if backend is not NUMPY else [1])
+    assert backend.dtype_of(array) is dtype
+    np.testing.assert_array_equal(host(backend, array), values)
+    cast = backend.astype(array, et.DType.F64, copy=True)
+    assert backend.dtype_of(cast) is et.DType.F64
+    np.testing.assert_array_equal(host(backend, cast), values.astype(np.float64))
+
+
+def test_constructors_and_concat(backend):
+    np.testing.assert_array_equal(host(backend, backend.zeros((2, 3), et.DType.F32)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(host(backend, backend.ones((4,), et.DType.I64)), np.ones(4))
+    joined = backend.concat([put(backend, np.arange(3)), put(backend, np.arange(2))])
+    np.testing.assert_array_equal(host(backend, joined), [0, 1, 2, 0, 1])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64])
+def test_first_out_of_range(backend, dtype):
+    info = np.iinfo(dtype)
+    good = np.array([[0, 5], [9, 3]], dtype)
+    assert backend.first_out_of_range(put(backend, good), 10) == -1
+    assert backend.first_out_of_range(put(backend, np.zeros((0, 3), dtype)), 10) == -1
+    high = good.copy()
+    high[1, 0] = 10
+    assert backend.first_out_of_range(put(backend, high), 10) == 2
+    top = good.copy()
+    top[0, 1] = info.max
+    assert backend.first_out_of_range(put(backend, top), 10) == 1
+    if info.min < 0:
+        low = good.copy()
+        low[1, 1] = -1
+        assert backend.first_out_of_range(put(backend, low), 10) == 3
+    index = backend.index_array(put(backend, good))
+    assert backend.dtype_of(index) is et.DType.I64
+    np.testing.assert_array_equal(host(backend, index), good.astype(np.int64))
+
+
+def test_counting_and_grouping(backend, rng):
+    indices = rng.integers(0, 20, 200)
+    array = put(backend, indices)
+    np.testing.assert_array_equal(host(backend, backend.bincount(array, 25)), np.bincount(indices, minlength=25))
+    assert sorted(host(backend, backend.distinct(array, 20)).tolist()) == sorted(set(indices.tolist()))
+    huge = put(backend, np.array([7, 10**9, 7, 3]))  # a table far larger than the batch
+    assert sorted(host(backend, backend.distinct(huge, 2 * 10**9)).tolist()) == [3, 7, 10**9]
+    rows, counts, slots = backend.group_rows(array)
+    expected_rows, inverse, expected_counts = np.unique(indices, return_inverse=True, return_counts=True)
+    np.testing.assert_array_equal(host(backend, rows), expected_rows)
+    assert backend.dtype_of(rows) is et.DType.I64
+    np.testing.assert_array_equal(host(backend, counts), expected_counts)
+    np.testing.assert_array_equal(host(backend, slots), inverse)
+
+
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16, et.DType.BF16], ids=str)
+def test_take_rows(backend, dtype, rng):
+    table = rng.standard_normal((50, 7)).astype(dtype.numpy)
+    indices = rng.integers(0, 50, (3, 4))
+    out = backend.take_rows(put(backend, table), put(backend, indices))
+    np.testing.assert_array_equal(host(backend, out), table[indices])
+    big = rng.integers(0, 50, 20000)  # past the small-output path
+    np.testing.assert_array_equal(host(backend, backend.take_rows(put(backend, table), put(backend, big))),
+                                  table[big])
+
+
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64], ids=str)
+def test_scatter_sum(backend, dtype, rng):
+    values = rng.standard_normal((40, 3)).astype(dtype.numpy)
+    slots = rng.integers(0, 6, 40)
+    targets = np.array([2, -1, 0, 4, 1, 3])  # slot 1 is dropped
+    counts = np.array([1, 2, 3, 1, 5, 2])
+    got = backend.scatter_sum(put(backend, values), put(backend, slots), 5, put(backend, targets),
+                              put(backend, counts))
+    expected = np.zeros((5, 3))
+    for value, slot in zip(values.astype(np.float64), slots):
+        if targets[slot] >= 0:
+            expected[targets[slot]] += value / counts[slot]
+    np.testing.assert_allclose(host(backend, got), expected, rtol=1e-5 if dtype is et.DType.F32 else 1e-12)
+    plain = backend.scatter_sum(put(backend, values), put(backend, slots), 8)
+    reference = np.zeros((8, 3))
+    np.add.at(reference, slots, values.astype(np.float64))
+    np.testing.assert_allclose(host(backend, plain), reference, rtol=1e-5)
+    again = backend.scatter_sum(put(backend, values), put(backend, slots), 8)
+    assert np.array_equal(host(backend, plain), host(backend, again))  # deterministic
+
+
+def test_add_rows(backend, rng):
+    table = rng.standard_normal((6, 2))
+    array = put(backend, table)
+    backend.add_rows_(array, put(backend, np.array([4, 1])), put(backend, np.ones((2, 2))))
+    expected = table.copy()
+    expected[[4, 1]] += 1
+    np.testing.assert_allclose(host(backend, array), expected)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, math.inf])
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16], ids=str)
+def test_renorm_rows(backend, p, dtype, rng):
+    table = (rng.standard_normal((10, 5)) * 2).astype(dtype.numpy)
+    rows = np.array([1, 4, 7])
+    array = put(backend, table)
+    backend.renorm_rows_(array, put(backend, rows), 1.0, p)
+    wide = table.astype(np.float64)
+    norms = np.abs(wide).max(1) if p == math.inf else (np.abs(wide) ** p).sum(1) ** (1 / p)
+    expected = wide.copy()
+    for r in rows:
+        if norms[r] > 1.0:
+            expected[r] *= 1.0 / (norms[r] + 1e-7)
+    tolerance = 2e-3 if dtype is et.DType.F16 else 1e-6
+    np.testing.assert_allclose(host(backend, array).astype(np.float64), expected, rtol=tolerance, atol=tolerance)
+    untouched = [r for r in range(10) if r not in rows]
+    np.testing.assert_array_equal(host(backend, array)[untouched], table[untouched])
+
+
+def test_fused_step_says_whether_it_ran(backend, rng):
+    """True with the parameter updated (here: plain SGD, whose result is exact), or False
+    with nothing changed."""
+    param = rng.standard_normal((4, 3))
+    grad = rng.standard_normal((4, 3))
+    array = put(backend, param)
+    ran = backend.fused_step(FusedStep.SGD, array, None, put(backend, grad), [], (0.5, 0.0, 0.0))
+    assert isinstance(ran, bool)
+    np.testing.assert_allclose(host(backend, array), param - 0.5 * grad if ran else param, rtol=1e-12)
+    rows = np.array([0, 3])
+    array = put(backend, param)
+    ran = backend.fused_step(FusedStep.SGD, array, put(backend, rows), put(backend, grad[:2]), [], (0.5, 0.0, 0.0))
+    expected = param.copy()
+    if ran:
+        expected[rows] -= 0.5 * grad[:2]
+    np.testing.assert_allclose(host(backend, array), expected, rtol=1e-12)
