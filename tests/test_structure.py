@@ -78,8 +78,27 @@ def test_the_import_graph_has_no_cycle():
         visit(name)
 
 
+LEAVES = {"errors", "validate", "dtype", "device", "rng", "norms", "interop", "checkpoint"}
+LAYERS = ["kernels", "backends", "core", "tables", "optim", "nn", "io", "apps"]  # bottom first
+
+
+def rank(name: str) -> int:
+    """Where a module sits in ARCHITECTURE.md's picture: leaves lowest, the package itself top."""
+    part = name.split(".")[1] if name.count(".") else "__init__"
+    if part in LEAVES:
+        return -1
+    return LAYERS.index(part) if part in LAYERS else len(LAYERS)
+
+
+def test_imports_go_down_the_layers():
+    upward = [f"{name} -> {imported}" for name in MODULES for imported in imported_modules(name)
+              if rank(imported) > rank(name)]
+    assert not upward, "\n".join(upward)
+
+
 def test_the_graph_sees_imports():
-    """The cycle check reads real edges (a check that finds none could never fail)."""
+    """The checks read real edges (a check that finds none could never fail)."""
+    assert rank("embtable.nn.layer") > rank("embtable.tables.dense") > rank("embtable.core.tensor") > rank("embtable.dtype")
     assert "embtable.core.tensor" in imported_modules("embtable.core.autograd")
     assert "embtable.backends" in imported_modules("embtable.core.tensor")
     assert "embtable.kernels.cpu.rows" in imported_modules("embtable.backends.numpy_backend")  # a local import
