@@ -2,6 +2,6 @@
 
 import sys
 
-from embtable.bench import main
+from embtable.apps.bench import main
 
 sys.exit(main(sys.argv[1:]))

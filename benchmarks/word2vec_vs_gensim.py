@@ -18,8 +18,8 @@ from gensim.models import Word2Vec
 from scipy.stats import spearmanr
 
 import embtable as et
-from embtable.corpus import stdlib_corpus
-from embtable.word2vec import Settings, Vocabulary, train, unit_rows
+from embtable.apps.corpus import stdlib_corpus
+from embtable.apps.word2vec import Settings, Vocabulary, train, unit_rows
 
 
 def gensim_vectors(corpus, words, settings, seed):
