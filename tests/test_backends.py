@@ -62,7 +62,9 @@ def test_every_function_is_there_with_the_protocols_signature(backend):
 def test_host_round_trip_and_dtypes(backend, dtype):
     values = (np.arange(6) % 2).astype(dtype.numpy).reshape(2, 3)
     array = put(backend, values)
-    assert backend.owns(array) and not backend.owns(values if backend is not NUMPY else [1])
+    foreign = torch.from_numpy(values.view(np.int16) if dtype is et.DType.BF16 else values) \
+        if backend is NUMPY else values
+    assert backend.owns(array) and not backend.owns(foreign)
     assert backend.dtype_of(array) is dtype
     np.testing.assert_array_equal(host(backend, array), values)
     cast = backend.astype(array, et.DType.F64, copy=True)
@@ -80,6 +82,10 @@ def test_constructors_and_concat(backend):
 @pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64])
 def test_first_out_of_range(backend, dtype):
     info = np.iinfo(dtype)
+    largest = np.array([0, info.max, 1], dtype)  # in range of tables larger than the dtype
+    for limit in (300, 40000, 2**40) + ((int(info.max) + 1,) if info.max < 2**40 else ()):
+        expected = -1 if int(info.max) < limit else 1
+        assert backend.first_out_of_range(put(backend, largest), limit) == expected, limit
     good = np.array([[0, 5], [9, 3]], dtype)
     assert backend.first_out_of_range(put(backend, good), 10) == -1
     assert backend.first_out_of_range(put(backend, np.zeros((0, 3), dtype)), 10) == -1
@@ -171,6 +177,37 @@ def test_renorm_rows(backend, p, dtype, rng):
     np.testing.assert_allclose(host(backend, array).astype(np.float64), expected, rtol=tolerance, atol=tolerance)
     untouched = [r for r in range(10) if r not in rows]
     np.testing.assert_array_equal(host(backend, array)[untouched], table[untouched])
+
+
+RULES = [lambda p: et.optim.SGD(p, lr=0.1), lambda p: et.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1),
+         lambda p: et.optim.Adam(p, lr=0.1, weight_decay=0.1), lambda p: et.optim.AdamW(p, lr=0.1),
+         lambda p: et.optim.Adagrad(p, lr=0.1, weight_decay=0.1)]
+
+
+@pytest.mark.parametrize("make", RULES, ids=["sgd", "sgd-momentum", "adam", "adamw", "adagrad"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "rows"])
+def test_fused_step_computes_the_reference_rule(backend, make, sparse, rng):
+    """A kernel that runs gives the optimizer's reference rule (float64: to rounding);
+    NumPy's backend has one for every FusedStep."""
+    rule = make([et.Tensor([1.0], requires_grad=True)])  # an optimizer is its rule
+    param, grad = rng.standard_normal((6, 5000)), rng.standard_normal((6, 5000))  # several dense blocks
+    rows = np.array([1, 4]) if sparse else None
+    g = grad[rows] if sparse else grad
+    buffers = [np.abs(rng.standard_normal((6, 5000))) for _ in rule.buffer_names()]
+    scalars = rule.scalars(3)
+    expected = [b.copy() for b in [param, *buffers]]
+    current = [t[rows] if sparse else t for t in expected]
+    for target, new in zip(expected, rule.update(np, current[0], g, current[1:], scalars, sparse)):
+        if sparse:
+            target[rows] = new
+        else:
+            target[...] = new
+    arrays = [put(backend, a) for a in [param, *buffers]]
+    ran = backend.fused_step(rule.fused_step, arrays[0], None if rows is None else put(backend, rows),
+                             put(backend, g), arrays[1:], scalars)
+    assert ran or backend is not NUMPY
+    for got, want, before in zip(arrays, expected, [param, *buffers]):
+        np.testing.assert_allclose(host(backend, got), want if ran else before, rtol=1e-12, atol=1e-15)
 
 
 def test_fused_step_says_whether_it_ran(backend, rng):

@@ -374,6 +374,7 @@ def test_buffers_are_saved_loaded_and_moved(tmp_path):
     path = tmp_path / "n.safetensors"
     layer.save(path)
     loaded = Normalised.load(path)
+    assert list(loaded.state_dict()) == list(layer.state_dict())
     for (name, ours), (_, theirs) in zip(layer.state_dict().items(), loaded.state_dict().items()):
         assert ours.dtype is theirs.dtype and ours.numpy().tobytes() == theirs.numpy().tobytes(), name
     layer.to(dtype=et.DType.F64)

@@ -133,3 +133,40 @@ def test_state_made_elsewhere_moves_to_its_parameter(second):
     np.testing.assert_allclose(p.numpy(), 1 - 0.1 * (0.5 * 2 + 1))
     assert_on(optimizer.state[0]["momentum_buffer"], et.Device.CPU)
     np.testing.assert_allclose(optimizer.state[0]["momentum_buffer"].numpy(), 2.0)
+
+
+def test_a_move_with_a_cast_casts_gradients_and_state(second):
+    model = Linear(3, 2)
+    optimizer = et.optim.Adam(model.parameters(), lr=0.1)
+    model(et.Tensor(np.ones((4, 3), np.float32))).sum().backward()
+    optimizer.step()
+    model.to(second, et.DType.F64)
+    for tensor in model.parameters():
+        assert_on(tensor, second)
+        assert tensor.dtype is et.DType.F64 and tensor.grad.dtype is et.DType.F64
+    model(et.Tensor(np.ones((4, 3)), device=second)).sum().backward()
+    optimizer.step()
+    for state in optimizer.state:
+        assert_on(state["exp_avg"], second)
+        assert state["exp_avg"].dtype is et.DType.F64 and state["exp_avg_sq"].dtype is et.DType.F64
+
+
+def test_a_row_sparse_gradient_flows_back_across_a_move(second):
+    weight = et.Tensor(np.arange(12, dtype=np.float32).reshape(6, 2), requires_grad=True)
+    out = et.nn.functional.embedding([1, 4, 1], weight.to(second, et.DType.F64), sparse=True)
+    out.sum().backward()
+    assert isinstance(weight.grad, et.RowSparseGrad)
+    assert_on(weight.grad.values, et.Device.CPU)
+    assert weight.grad.dtype is et.DType.F32 and weight.grad.indices.tolist() == [1, 4]
+    np.testing.assert_array_equal(weight.grad.to_dense().numpy()[[1, 4]], [[2.0, 2.0], [1.0, 1.0]])
+
+
+def test_a_reassigned_weight_is_the_one_looked_up():
+    emb = Embedding(4, 2, max_norm=1.0)
+    replacement = et.Tensor(np.full((4, 2), 3.0, np.float32), requires_grad=True)
+    emb.weight = replacement
+    out = emb([2])
+    np.testing.assert_allclose(np.linalg.norm(out.numpy()), 1.0, rtol=1e-5)  # renormed the new table
+    assert np.linalg.norm(replacement.numpy()[2]) == pytest.approx(1.0, rel=1e-5)
+    out.sum().backward()
+    assert replacement.grad is not None and emb.parameters() == [replacement]

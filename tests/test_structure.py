@@ -96,6 +96,12 @@ def test_imports_go_down_the_layers():
     assert not upward, "\n".join(upward)
 
 
+def test_kernels_import_nothing_of_embtable_but_kernels():
+    outside = [f"{name} -> {imported}" for name in MODULES if name.startswith("embtable.kernels")
+               for imported in imported_modules(name) if not imported.startswith("embtable.kernels")]
+    assert not outside, "\n".join(outside)
+
+
 def test_the_graph_sees_imports():
     """The checks read real edges (a check that finds none could never fail)."""
     assert rank("embtable.nn.layer") > rank("embtable.tables.dense") > rank("embtable.core.tensor") > rank("embtable.dtype")
@@ -115,7 +121,7 @@ def test_the_modules_import_in_any_order(seed):
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
 
 
-PRIVATE_TENSOR_FIELDS = re.compile(r"\._(data|backend|wrap|node|versions|requires_grad|grad)\b")
+PRIVATE_TENSOR_FIELDS = re.compile(r"\._(data|backend|wrap|node|versions?|requires_grad|grad)\b")
 
 
 def test_nothing_outside_core_reads_a_tensors_private_fields():

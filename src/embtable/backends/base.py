@@ -21,12 +21,19 @@ Array = Any  # the backend's own array type (numpy.ndarray, torch.Tensor)
 
 
 class FusedStep(enum.Enum):
-    """The optimizer rules that a backend may run as one fused kernel (`Backend.fused_step`);
-    the scalars each takes are listed with its kernel in ``embtable.kernels.cpu.optim``."""
+    """The optimizer rules that a backend may run as one fused kernel (`Backend.fused_step`).
+    Each member's value is its name and how many state buffers its kernel takes; a rule
+    that keeps fewer (SGD without momentum) passes the rest empty. The scalars each takes
+    are listed with its kernel in ``embtable.kernels.cpu.optim``."""
 
-    SGD = "sgd"          # scalars: lr, momentum, weight_decay; buffers: [momentum_buffer] or []
-    ADAM = "adam"        # scalars: step, lr, beta1, beta2, eps, weight_decay, decoupled; buffers: m, v
-    ADAGRAD = "adagrad"  # scalars: lr, eps, weight_decay; buffers: [sum]
+    SGD = ("sgd", 1)          # scalars: lr, momentum, weight_decay; buffer: momentum_buffer
+    ADAM = ("adam", 2)        # scalars: step, lr, beta1, beta2, eps, weight_decay, decoupled
+    ADAGRAD = ("adagrad", 1)  # scalars: lr, eps, weight_decay; buffer: sum
+
+    @property
+    def buffers(self) -> int:
+        """How many state buffers the kernel takes."""
+        return self.value[1]
 
 
 @runtime_checkable
@@ -108,9 +115,9 @@ class Backend(Protocol):
 
     # --- optimizers -----------------------------------------------------------------------------
 
-    def fused_step(self, step: FusedStep, param: Array, rows: Array | None, grad: Array,
+    def fused_step(self, step: FusedStep | None, param: Array, rows: Array | None, grad: Array,
                    buffers: Sequence[Array], scalars: Sequence[float]) -> bool:
         """Run `step`'s fused kernel on `param` and its state `buffers` in place: every element
         (`rows` None, `grad` shaped like `param`) or the listed `rows` (`grad` ``[k, dim]``).
-        False, changing nothing, when this backend has no such kernel for these arrays; the
-        optimizer's reference rule then runs."""
+        False, changing nothing, when this backend has no such kernel for these arrays (or
+        `step` is None: a rule without one); the optimizer's reference rule then runs."""

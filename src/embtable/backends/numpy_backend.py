@@ -18,10 +18,15 @@ _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 #: Below this many output bytes NumPy's ``take`` beats waking the gather kernel's threads.
 #: Measured on 2 cores, 64-float rows of a 1e5-row table: with rows already in cache, take
-#: wins up to about 1024 rows (64 rows: 2 us against 20 us); with rows fetched from memory,
-#: as in serving, the prefetching threads win from about 512 rows (1024 rows: 80 us against
-#: 109 us). 256 KiB sits between the two.
+#: wins below about 1024 rows (64 rows: 2 us against 20 us) and ties at 1024; with rows
+#: fetched from memory, as in serving, the two tie at 512 rows and the prefetching threads
+#: win at 1024 (80 us against 109 us). So from 256 KiB of output (1024 such rows) on,
+#: the threads gather.
 SMALL_GATHER_BYTES = 2**18
+
+#: Elements per segment of a dense optimizer update: large enough to vectorise, small
+#: enough to share the work between threads.
+DENSE_BLOCK = 4096
 
 #: `distinct` marks rows in a table-sized bitmap (fast) only while the table has at most
 #: this many rows per index; beyond, it sorts the indices, so a lookup into a huge table
@@ -144,18 +149,18 @@ class NumpyBackend:
 
     # --- optimizers -----------------------------------------------------------------------------
 
-    def fused_step(self, step: FusedStep, param: np.ndarray, rows: np.ndarray | None, grad: np.ndarray,
+    def fused_step(self, step: FusedStep | None, param: np.ndarray, rows: np.ndarray | None, grad: np.ndarray,
                    buffers: Sequence[np.ndarray], scalars: Sequence[float]) -> bool:
-        if param.dtype not in _KERNEL_FLOATS or not all(a.flags.c_contiguous for a in (param, *buffers)):
+        kernel = None if step is None else _fused_kernels().get(step)
+        arrays = (param, *buffers)
+        if kernel is None or param.dtype not in _KERNEL_FLOATS or \
+                not all(a.flags.c_contiguous and a.dtype == param.dtype for a in arrays):
             return False
-        from ..kernels.cpu.optim import DENSE_BLOCK
-
         dense = rows is None
-        width = DENSE_BLOCK if dense else param.shape[1]
-        flat = [a.reshape(-1) for a in (param, np.ascontiguousarray(grad), *buffers)]
-        if step is FusedStep.SGD and len(buffers) == 0:
-            flat.append(param.reshape(-1)[:0])  # no momentum buffer
-        _fused_kernels()[step](*flat, dense, np.empty(0, np.int64) if dense else rows, width, *scalars)
+        empty = [param.reshape(-1)[:0]] * (step.buffers - len(buffers))  # state the rule does not keep
+        flat = [a.reshape(-1) for a in (param, np.ascontiguousarray(grad), *buffers)] + empty
+        kernel(*flat, dense, np.empty(0, np.int64) if dense else rows, DENSE_BLOCK if dense else param.shape[1],
+               *scalars)
         return True
 
 

@@ -150,11 +150,9 @@ class TorchBackend:
     def first_out_of_range(self, indices: torch.Tensor, limit: int) -> int:
         if indices.numel() == 0:
             return -1
-        if indices.dtype in (torch.uint16, torch.uint32, torch.uint64):  # torch cannot compare these
-            from .numpy_backend import NUMPY
-
-            return NUMPY.first_out_of_range(self.to_host(indices), limit)
-        bad = ((indices < 0) | (indices >= limit)).reshape(-1)
+        # in int64: torch would wrap `limit` into a narrower dtype, and cannot compare U16-U64
+        wide = indices.to(torch.int64)
+        bad = ((wide < 0) | (wide >= limit)).reshape(-1)
         if not bool(bad.any()):  # one synchronising check before any kernel runs
             return -1
         return int(torch.nonzero(bad)[0])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..backends import Backend
 from ..device import Device
 from ..dtype import DType, accumulation_dtype
@@ -63,7 +65,8 @@ class RowSparseGrad(SparseGradient):
         """The sum of two row-sparse gradients of one table, rows merged, summed in the
         accumulation dtype (F32 for half precision)."""
         backend = self.values._backend
-        wide = accumulation_dtype(self.dtype)
+        wide = DType.from_numpy(np.promote_types(accumulation_dtype(self.dtype).numpy,
+                                                 accumulation_dtype(other.dtype).numpy))
         rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]))
         values = backend.concat([backend.astype(g.values._data, wide) for g in (self, other)])
         return RowSparseGrad.from_arrays(rows, backend.scatter_sum(values, slots, rows.shape[0]),

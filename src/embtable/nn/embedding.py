@@ -12,7 +12,6 @@ from ..device import DeviceLike
 from ..dtype import DType, DTypeLike
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..rng import generator
-from ..tables import DenseTable
 from ..validate import positive_int
 from .init import parameter, placement
 from .layer import Layer
@@ -62,9 +61,7 @@ class Embedding(Layer):
         self._adopt(parameter(_seed_initialisation(rows, dim, options.padding_idx, dtype), device), options)
 
     def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
-        weight.requires_grad = True
-        self.weight = weight
-        self._storage = DenseTable(weight)
+        self.register_parameter("weight", weight)
         self._options = options
 
     @classmethod
@@ -100,15 +97,15 @@ class Embedding(Layer):
                              f"embedding_dim >= 1], got shape {table.shape}")
         options = EmbeddingOptions.checked(table.shape[0], padding_idx, max_norm, norm_type,
                                            scale_grad_by_freq, sparse, max_norm_mode)
+        table.requires_grad = not freeze
         layer = cls.__new__(cls)
         layer._adopt(table, options)
-        layer.weight.requires_grad = not freeze
         return layer
 
     def forward(self, indices: Any) -> Tensor:
         """The rows of `indices` (integers of any dtype and shape, each in
         ``[0, num_embeddings)``): a tensor of shape ``[*indices.shape, embedding_dim]``."""
-        return lookup(self._storage, self.weight, indices, self._options)
+        return lookup(self.weight, indices, self._options)
 
     @property
     def num_embeddings(self) -> int:

@@ -6,9 +6,8 @@ from typing import Any
 
 from ..core import Tensor
 from ..core.ops.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss
-from ..core.tensor import float_tensor_argument
+from ..core.arguments import float_tensor_argument
 from ..errors import DTypeError, ShapeError
-from ..tables import storage_of
 from .lookup import lookup
 from .options import EmbeddingOptions
 
@@ -29,7 +28,7 @@ def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,
     float_tensor_argument("weight", weight, ndim=2)
     options = EmbeddingOptions.checked(weight.shape[0], padding_idx, max_norm, norm_type,
                                        scale_grad_by_freq, sparse, max_norm_mode)
-    return lookup(storage_of(weight), weight, indices, options)
+    return lookup(weight, indices, options)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -4,9 +4,9 @@ children, its training state, and its persistence (state dicts and safetensors c
 A layer says what its tensors are by assigning them, as in PyTorch:
 
 - a **parameter** is a trainable tensor: a leaf tensor that requires grad when it is
-  assigned to an attribute, or one given to `register_parameter`. It stays a parameter when
-  frozen later (``requires_grad = False``) or replaced by another tensor; assigning None
-  leaves the name a parameter slot that holds nothing (``Linear(..., bias=False)``).
+  assigned to an attribute, or one given to `register_parameter` (None there makes an
+  empty slot: ``Linear(..., bias=False)``). A parameter stays one when frozen later
+  (``requires_grad = False``), when another tensor is assigned to its name, or None.
 - a **buffer** is state that is saved and moved but not trained (a running statistic,
   integer codes of a quantized table): a tensor given to `register_buffer`.
 - a **child** is a `Layer` attribute, or a layer inside a list, tuple or dict attribute.
@@ -22,7 +22,7 @@ import os
 from typing import Any, Iterator, Mapping
 
 from ..backends import backend_for
-from ..core import RowSparseGrad, Tensor
+from ..core import Tensor
 from ..device import DeviceLike, as_device
 from ..dtype import DTypeLike, as_float_dtype
 from ..errors import InvalidArgumentError, SerializationError, ShapeError
@@ -58,8 +58,7 @@ class Layer:
     def __setattr__(self, name: str, value: Any) -> None:
         parameters, buffers = self._registry(_PARAMETERS), self._registry(_BUFFERS)
         if name in buffers:
-            if value is not None and not isinstance(value, Tensor):
-                raise InvalidArgumentError(f"buffer {name!r} must be a Tensor or None, got {type(value).__name__}")
+            _tensor_or_none("buffer", name, value)
         elif isinstance(value, Tensor) and (name in parameters or (value.is_leaf and value.requires_grad)):
             parameters[name] = None
         elif value is not None:
@@ -78,20 +77,19 @@ class Layer:
 
     def register_parameter(self, name: str, tensor: Tensor | None) -> None:
         """Make `tensor` the parameter `name` (trainable, in `parameters` and `state_dict`),
-        whether or not it requires grad now."""
-        if tensor is not None and not isinstance(tensor, Tensor):
-            raise InvalidArgumentError(f"parameter {name!r} must be a Tensor or None, got {type(tensor).__name__}")
-        self._registry(_BUFFERS).pop(name, None)
-        self._registry(_PARAMETERS)[name] = None
-        object.__setattr__(self, name, tensor)
+        whether or not it requires grad now; None makes an empty parameter slot."""
+        self._register(_PARAMETERS, "parameter", name, tensor)
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """Make `tensor` (any dtype) the buffer `name`: saved, loaded and moved with the layer,
         never trained, as ``torch.nn.Module.register_buffer``."""
-        if tensor is not None and not isinstance(tensor, Tensor):
-            raise InvalidArgumentError(f"buffer {name!r} must be a Tensor or None, got {type(tensor).__name__}")
-        self._registry(_PARAMETERS).pop(name, None)
-        self._registry(_BUFFERS)[name] = None
+        self._register(_BUFFERS, "buffer", name, tensor)
+
+    def _register(self, key: str, kind: str, name: str, tensor: Tensor | None) -> None:
+        _tensor_or_none(kind, name, tensor)
+        for registry in (_PARAMETERS, _BUFFERS):
+            self._registry(registry).pop(name, None)
+        self._registry(key)[name] = None
         object.__setattr__(self, name, tensor)
 
     def _own(self, key: str) -> Iterator[tuple[str, Tensor]]:
@@ -182,7 +180,9 @@ class Layer:
         moved = []
         for tensor in tensors:
             cast = resolved if tensor.dtype.is_float else None
-            moved.append((tensor.to(target, cast), _moved_grad(tensor.grad, target, cast)))
+            grad = tensor.grad
+            moved.append((storage_of(tensor).values().to(target, cast),
+                          None if grad is None else grad.to(target, cast)))
         for tensor, (copy, grad) in zip(tensors, moved):
             tensor.grad = None
             storage_of(tensor).load_(copy)
@@ -275,6 +275,7 @@ class Layer:
         return layer
 
 
-def _moved_grad(grad: Tensor | RowSparseGrad | None, device: Any, dtype: Any) -> Tensor | RowSparseGrad | None:
-    """A gradient moved and cast along with its tensor by `Layer.to`."""
-    return None if grad is None else grad.to(device, dtype)
+
+def _tensor_or_none(kind: str, name: str, value: Any) -> None:
+    if value is not None and not isinstance(value, Tensor):
+        raise InvalidArgumentError(f"{kind} {name!r} must be a Tensor or None, got {type(value).__name__}")

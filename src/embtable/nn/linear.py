@@ -32,8 +32,8 @@ class Linear(Layer):
         def uniform(*shape: int) -> Tensor:
             return parameter(generator().uniform(-bound, bound, shape).astype(dtype.numpy), device)
 
-        self.weight = uniform(fan_out, fan_in)
-        self.bias = uniform(fan_out) if bias else None
+        self.register_parameter("weight", uniform(fan_out, fan_in))
+        self.register_parameter("bias", uniform(fan_out) if bias else None)
 
     @property
     def in_features(self) -> int:

@@ -11,15 +11,16 @@ from typing import Any
 
 from ..core import Tensor
 from ..core.ops.rows import checked_indices, clipped, gathered
-from ..tables import TableStorage
+from ..tables import storage_of
 from .options import EmbeddingOptions
 
 _TABLE = "an embedding table of {limit} rows"
 
 
-def lookup(table: TableStorage, weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
-    """``weight[indices]`` with `options` applied, the rows read from `table` (the storage
-    holding `weight`'s values); see `Embedding` for the semantics."""
+def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
+    """``weight[indices]`` with `options` applied, the rows read from the storage that
+    holds `weight`'s values; see `Embedding` for the semantics."""
+    table = storage_of(weight)
     index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
     renorm = options.max_norm is not None and options.max_norm_mode == "renorm"
     if renorm:

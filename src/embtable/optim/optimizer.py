@@ -24,11 +24,11 @@ from ..validate import integer, non_negative
 
 class Optimizer:
     """Base class. Subclasses list their hyper-parameters with a validator each in `hyper`,
-    name their backends' kernel in `fused_step`, and implement `scalars`, `update`, and where
-    they keep state, `buffer_names`."""
+    name the backends' kernel for their rule in `fused_step` where there is one, and
+    implement `scalars`, `update`, and where they keep state, `buffer_names`."""
 
     hyper: dict[str, Callable[[str, Any], Any]] = {}
-    fused_step: FusedStep
+    fused_step: FusedStep | None = None  # None: the reference rule runs on every backend
 
     def __init__(self, params: Iterable[Tensor], **hyper: Any) -> None:
         self.params = list(params)

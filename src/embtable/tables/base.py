@@ -23,8 +23,8 @@ from ..dtype import DType
 class RowRule(Protocol):
     """An optimizer's update rule, as a storage applies it."""
 
-    #: The backend kernel that computes this rule in one pass, where a backend has one.
-    fused_step: FusedStep
+    #: The backend kernel that computes this rule in one pass (None: there is none).
+    fused_step: FusedStep | None
 
     def buffer_names(self) -> tuple[str, ...]:
         """The state kept per parameter element (zeros until first used), in kernel order."""

@@ -56,38 +56,43 @@ class DenseTable:
     def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
                      scalars: Sequence[Any]) -> None:
         param = self._tensor
-        backend = backend_of(param)
-        buffers = [data_of(self._buffer(state, name)) for name in rule.buffer_names()]
+        kept = {name: self._buffer(state.get(name)) for name in rule.buffer_names()}
+        buffers = [data_of(buffer) for buffer in kept.values()]
         sparse = isinstance(grad, RowSparseGrad)
         rows = data_of(grad.indices) if sparse else None
-        values = data_of(grad.values if sparse else grad)
+        gradient = data_of(grad.values if sparse else grad)
         mark_modified(param)  # updated in place below
-        table = data_of(param)
-        if backend.fused_step(rule.fused_step, table, rows, values, buffers, scalars):
-            return
-        wide = accumulation_dtype(param.dtype)
+        if not backend_of(param).fused_step(rule.fused_step, data_of(param), rows, gradient, buffers, scalars):
+            self._reference_update(rule, rows, gradient, buffers, scalars)
+        state.update(kept)  # new or moved buffers, kept once the update is done
+
+    def _reference_update(self, rule: RowRule, rows: Any, gradient: Any, buffers: list[Any],
+                          scalars: Sequence[Any]) -> None:
+        """`rule`'s reference update over the backend's array namespace, in the accumulation
+        dtype (half precision: rounded once into the table)."""
+        backend, table = backend_of(self._tensor), data_of(self._tensor)
+        wide = accumulation_dtype(self._tensor.dtype)
         targets = [table, *buffers]
         current = [t if rows is None else t[rows] for t in targets]
-        updated = rule.update(backend.xp, backend.astype(current[0], wide), backend.astype(values, wide),
-                              current[1:], tuple(scalars), sparse)
+        updated = rule.update(backend.xp, backend.astype(current[0], wide), backend.astype(gradient, wide),
+                              current[1:], tuple(scalars), rows is not None)
         for target, new in zip(targets, updated):
-            new = backend.astype(new, backend.dtype_of(target))  # half precision: rounded once
+            new = backend.astype(new, backend.dtype_of(target))
             if rows is None:
                 target[...] = new
             else:
                 target[rows] = new
 
-    def _buffer(self, state: dict[str, Any], name: str) -> Tensor:
-        """The state tensor `name`, shaped like the table in its accumulation dtype: zeros
-        when first used, moved here when the table moved (``Layer.to``) since."""
+    def _buffer(self, buffer: Tensor | None) -> Tensor:
+        """A state tensor shaped like the table, on its device in its accumulation dtype:
+        zeros when first used, moved and cast when the table moved (``Layer.to``) since."""
         param = self._tensor
-        buffer = state.get(name)
+        wide = accumulation_dtype(param.dtype)
         if buffer is None:
             backend = backend_of(param)
-            buffer = wrap(backend.zeros(param.shape, accumulation_dtype(param.dtype)), backend)
-        elif buffer.device != param.device:
-            buffer = buffer.to(param.device)
-        state[name] = buffer
+            return wrap(backend.zeros(param.shape, wide), backend)
+        if buffer.device != param.device or buffer.dtype != wide:
+            return buffer.to(param.device, wide)
         return buffer
 
     def values(self) -> Tensor:

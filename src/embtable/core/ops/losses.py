@@ -7,7 +7,8 @@ from typing import Any
 from ...dtype import accumulation_dtype
 from ...errors import DTypeError, ShapeError
 from ..autograd import record
-from ..tensor import Tensor, float_tensor_argument
+from ..arguments import float_tensor_argument
+from ..tensor import Tensor
 from .elementwise import logistic, operand
 from .reductions import normalized_axes
 from .rows import checked_indices

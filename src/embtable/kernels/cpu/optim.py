@@ -8,9 +8,10 @@ its state buffers, and updates them in place, in *segments*:
   elements) from ``g``'s row ``s``.
 
 So one loop serves both kinds of gradient, and each element is read and written once per
-step. A segment's elements are reached through slices starting at 0, which lets LLVM
-vectorise the loop (an offset index would need a wrap-around check per element). Constants are derived in float64, then all arithmetic runs in the parameter's dtype,
-as PyTorch's does.
+step. A segment's elements are reached through views starting at 0, which lets LLVM
+vectorise the loop (an offset index needs a wrap-around check per element). Constants
+are derived in float64, then all arithmetic runs in the parameter's dtype, as PyTorch's
+does. A rule that keeps fewer buffers than its kernel takes passes the rest empty.
 """
 
 from __future__ import annotations
@@ -22,11 +23,6 @@ from .prefetch import AHEAD, prefetch_bytes
 
 parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 inline = nb.njit(cache=True, inline="always")
-
-#: Elements per segment of a dense update: large enough to vectorise, small enough to share
-#: the work between threads.
-DENSE_BLOCK = 4096
-
 
 @inline
 def _segments(dense, rows, width, size):
