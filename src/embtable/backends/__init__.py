@@ -11,10 +11,10 @@ import os
 
 from ..device import Device, DeviceLike, as_device, use_as_default_device
 from ..errors import DeviceError, InvalidArgumentError
-from .base import Backend, FusedStep
+from .base import BagGradient, Backend, FusedStep
 from .numpy_backend import NUMPY
 
-__all__ = ["Backend", "FusedStep", "backend_for", "set_default_device"]
+__all__ = ["BagGradient", "Backend", "FusedStep", "backend_for", "set_default_device"]
 
 _CPU_BACKEND = os.environ.get("EMBTABLE_CPU_BACKEND", "numpy").strip().lower() or "numpy"
 if _CPU_BACKEND not in ("numpy", "torch"):

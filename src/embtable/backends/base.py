@@ -10,6 +10,7 @@ protocol, signature by signature and value by value.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -18,6 +19,20 @@ from ..device import Device
 from ..dtype import DType
 
 Array = Any  # the backend's own array type (numpy.ndarray, torch.Tensor)
+
+
+@dataclass(frozen=True)
+class BagGradient:
+    """How a pooled lookup's gradient reaches its positions: position i gets
+    ``coefficients[i] * g[sources[i]]`` (its bag's gradient; a negative source: none), for a
+    max-pool only in the elements where ``selected[sources[i]] == i`` (the argmax).
+    `scales` is the part of the coefficient that is not the position's weight (``1 / count``
+    for a mean, else 1), what the weight's own gradient is scaled by."""
+
+    sources: Array
+    coefficients: Array
+    scales: Array
+    selected: Array | None = None
 
 
 class FusedStep(enum.Enum):
@@ -99,12 +114,34 @@ class Backend(Protocol):
         """``table[indices]``: a new array of shape ``[*indices.shape, dim]``."""
 
     def scatter_sum(self, values: Array, slots: Array, rows: int, targets: Array | None = None,
-                    counts: Array | None = None) -> Array:
-        """A new ``[rows, dim]`` array whose row ``targets[slots[i]]`` sums ``values[i]``
+                    counts: Array | None = None, bags: BagGradient | None = None) -> Array:
+        """A new ``[rows, dim]`` array whose row ``targets[slots[i]]`` sums position i's value
         (``slots[i]`` itself when `targets` is None; a negative target drops position i),
         each row then divided by its slot's count when `counts` is given; untouched rows
-        are zero. `values` is float32 or float64. Deterministic: the same inputs give the
+        are zero. Position i's value is ``values[i]``, or with `bags` the gradient that
+        position i of a pooled lookup receives from ``values`` (``[bags, dim]``: each bag's
+        gradient). `values` is float32 or float64. Deterministic: the same inputs give the
         same bits."""
+
+    def bag_weight_grad(self, g: Array, table: Array, indices: Array, bags: BagGradient) -> Array:
+        """The gradient of each position's per-sample weight in a pooled lookup, ``[N]``:
+        ``bags.scales[i]`` times the dot product of its bag's gradient ``g[bags.sources[i]]``
+        with its row ``table[indices[i]]`` (for a max-pool, over the elements the position
+        won only); 0 for the positions left out."""
+
+    def bag_of(self, offsets: Array, size: int) -> Array:
+        """For each of `size` positions, the bag (int64) whose range ``offsets[b]:offsets[b+1]``
+        holds it, or -1 past the last bag; `offsets` (int64, ``[bags + 1]``) never decrease."""
+
+    def pool_rows(self, table: Array, indices: Array, offsets: Array, bag_of: Array,
+                  weights: Array | None, mode: str) -> tuple[Array, Array | None]:
+        """Bag b's pooled row over positions ``offsets[b]:offsets[b+1]`` of the flat int64
+        `indices`, leaving out the positions whose `bag_of` is negative: the ``"sum"``,
+        ``"mean"`` (over the positions kept) or ``"max"`` (element-wise) of ``weights[i] *
+        table[indices[i]]`` (`weights` None: 1). Summed in the accumulation dtype, returned
+        in the table's; an empty bag is a zero row. For ``"max"`` also ``argmax`` (int64
+        ``[bags, dim]``: the earliest position holding each maximum, -1 in an empty bag);
+        otherwise None."""
 
     def add_rows_(self, table: Array, rows: Array, values: Array) -> None:
         """``table[rows[i]] += values[i]`` in place, for distinct `rows`."""

@@ -9,9 +9,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..device import Device
-from ..dtype import DType
+from ..dtype import DType, accumulation_dtype
 from ..norms import p_norm
-from .base import FusedStep
+from .base import BagGradient, FusedStep
 from .host_cache import host_cache
 
 _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -40,6 +40,18 @@ def _rows_kernels() -> Any:
     from ..kernels.cpu import rows
 
     return rows
+
+
+@functools.lru_cache(maxsize=None)
+def _bag_kernels() -> Any:
+    """The numba pooled-lookup kernels, imported on first use only."""
+    from ..kernels.cpu import bags
+
+    return bags
+
+
+_POOL_MODES = {"sum": 0, "mean": 1, "max": 2}  # the kernels' mode codes (kernels.cpu.bags)
+_NONE = np.empty(0, np.int64)
 
 
 @functools.lru_cache(maxsize=None)
@@ -126,14 +138,47 @@ class NumpyBackend:
         return out.reshape(indices.shape + (table.shape[1],))
 
     def scatter_sum(self, values: np.ndarray, slots: np.ndarray, rows: int,
-                    targets: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+                    targets: np.ndarray | None = None, counts: np.ndarray | None = None,
+                    bags: BagGradient | None = None) -> np.ndarray:
         import numba
 
-        none = np.empty(0, np.int64)
         out = host_cache.empty((rows, values.shape[1]), values.dtype)
-        _rows_kernels().scatter_sum(values, slots, none if targets is None else targets,
-                                    none if counts is None else counts, out, numba.get_num_threads())
+        sources, coefficients, selected = (_NONE, _NONE, _NONE.reshape(0, 0)) if bags is None else \
+            (bags.sources, bags.coefficients, _NONE.reshape(0, 0) if bags.selected is None else bags.selected)
+        _rows_kernels().scatter_sum(values, sources, coefficients, selected, slots,
+                                    _NONE if targets is None else targets, _NONE if counts is None else counts,
+                                    out, numba.get_num_threads())
         return out
+
+    def bag_weight_grad(self, g: np.ndarray, table: np.ndarray, indices: np.ndarray,
+                        bags: BagGradient) -> np.ndarray:
+        table, indices = self._kernel_rows(table, indices)
+        out = np.empty(indices.shape[0], g.dtype)
+        _bag_kernels().weight_grad(g, table, indices, bags.sources,
+                                   _NONE.reshape(0, 0) if bags.selected is None else bags.selected, bags.scales, out)
+        return out
+
+    def bag_of(self, offsets: np.ndarray, size: int) -> np.ndarray:
+        return _bag_kernels().bag_of_positions(offsets, size)
+
+    def pool_rows(self, table: np.ndarray, indices: np.ndarray, offsets: np.ndarray, bag_of: np.ndarray,
+                  weights: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+        dtype = table.dtype
+        rows, positions = self._kernel_rows(table, indices)
+        wide = accumulation_dtype(DType.from_numpy(dtype)).numpy
+        out = np.empty((offsets.shape[0] - 1, table.shape[1]), wide)
+        argmax = np.full(out.shape, -1, np.int64) if mode == "max" else _NONE.reshape(0, 0)
+        _bag_kernels().pool(rows, positions, offsets, bag_of,
+                            _NONE.astype(wide) if weights is None else weights.astype(wide, copy=False),
+                            _POOL_MODES[mode], out, argmax)
+        return out.astype(dtype, copy=False), argmax if mode == "max" else None
+
+    def _kernel_rows(self, table: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A table and indices the bag kernels read: the table itself, or for half precision
+        (which numba cannot compute in) its looked-up rows in float32, read in order."""
+        if table.dtype in _KERNEL_FLOATS:
+            return table, indices
+        return np.take(table, indices, axis=0).astype(np.float32), np.arange(indices.shape[0])
 
     def add_rows_(self, table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
         table[rows] += values

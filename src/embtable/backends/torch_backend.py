@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from ..device import Device
-from ..dtype import DType
-from .base import FusedStep
+from ..dtype import DType, accumulation_dtype
+from .base import BagGradient, FusedStep
 
 _TORCH = {
     DType.BF16: torch.bfloat16, DType.F16: torch.float16, DType.F32: torch.float32,
@@ -177,7 +177,10 @@ class TorchBackend:
         return rows.to(torch.int64), counts, slots
 
     def scatter_sum(self, values: torch.Tensor, slots: torch.Tensor, rows: int,
-                    targets: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
+                    targets: torch.Tensor | None = None, counts: torch.Tensor | None = None,
+                    bags: BagGradient | None = None) -> torch.Tensor:
+        if bags is not None:
+            values = self._bag_shares(values, bags) * bags.coefficients.to(values.dtype)[:, None]
         destinations = slots if targets is None else targets[slots]
         keep = destinations >= 0
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
@@ -189,6 +192,48 @@ class TorchBackend:
             keep = where >= 0
             out[where[keep]] /= counts[touched[keep]].to(out.dtype)[:, None]
         return out
+
+    def _bag_shares(self, g: torch.Tensor, bags: BagGradient) -> torch.Tensor:
+        """``[N, dim]``: each position's bag gradient, zero for positions left out and, in a
+        max-pool, for the elements a position did not win."""
+        source = bags.sources.clamp(min=0)
+        shares = g[source] * (bags.sources >= 0).to(g.dtype)[:, None]
+        if bags.selected is not None:
+            positions = torch.arange(source.shape[0], device=source.device)[:, None]
+            shares = shares * (bags.selected[source] == positions).to(g.dtype)
+        return shares
+
+    def bag_weight_grad(self, g: torch.Tensor, table: torch.Tensor, indices: torch.Tensor,
+                        bags: BagGradient) -> torch.Tensor:
+        rows = table[indices].to(g.dtype)
+        return (self._bag_shares(g, bags) * rows).sum(1) * bags.scales.to(g.dtype)
+
+    def bag_of(self, offsets: torch.Tensor, size: int) -> torch.Tensor:
+        bag = torch.repeat_interleave(torch.arange(offsets.shape[0] - 1, device=offsets.device),
+                                      offsets[1:] - offsets[:-1])
+        out = torch.full((size,), -1, dtype=torch.int64, device=offsets.device)
+        out[:bag.shape[0]] = bag  # offsets[0] is 0: the bags cover the positions before offsets[-1]
+        return out
+
+    def pool_rows(self, table: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor, bag_of: torch.Tensor,
+                  weights: torch.Tensor | None, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        wide = _TORCH[accumulation_dtype(_FROM_TORCH[table.dtype])]
+        rows = table[indices].to(wide)
+        if weights is not None:
+            rows = rows * weights.to(wide)[:, None]
+        bags, kept = offsets.shape[0] - 1, bag_of >= 0
+        if mode != "max":
+            counts = self.bincount(bag_of[kept], bags) if mode == "mean" else None
+            return self.scatter_sum(rows, bag_of, bags, counts=counts).to(table.dtype), None
+        where = bag_of.clamp(min=0)[:, None].expand_as(rows)
+        out = torch.full((bags, rows.shape[1]), -math.inf, dtype=wide, device=rows.device)
+        out.scatter_reduce_(0, where[kept], rows[kept], "amax")
+        positions = torch.arange(rows.shape[0], device=rows.device)[:, None].expand_as(rows)
+        winners = kept[:, None] & (rows == out[where[:, 0]])
+        argmax = torch.full(out.shape, rows.shape[0], dtype=torch.int64, device=rows.device)
+        argmax.scatter_reduce_(0, where, torch.where(winners, positions, rows.shape[0]), "amin")
+        empty = argmax == rows.shape[0]
+        return out.masked_fill(empty, 0).to(table.dtype), argmax.masked_fill(empty, -1)
 
     def add_rows_(self, table: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> None:
         table[rows] += values

@@ -1,8 +1,9 @@
 """Layers and the functions behind them."""
 
 from . import functional
+from .bag import EmbeddingBag
 from .embedding import Embedding
 from .layer import Layer, LayerState
 from .linear import Linear
 
-__all__ = ["Embedding", "Layer", "LayerState", "Linear", "functional"]
+__all__ = ["Embedding", "EmbeddingBag", "Layer", "LayerState", "Linear", "functional"]

@@ -8,11 +8,11 @@ from ..core import Tensor
 from ..core.ops.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss
 from ..core.arguments import float_tensor_argument
 from ..errors import DTypeError, ShapeError
-from .lookup import lookup
-from .options import EmbeddingOptions
+from .lookup import bag_lookup, lookup
+from .options import BagOptions, EmbeddingOptions
 
-__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "embedding", "linear", "log_softmax",
-           "mse_loss"]
+__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "embedding", "embedding_bag", "linear",
+           "log_softmax", "mse_loss"]
 
 
 def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,
@@ -26,9 +26,24 @@ def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,
     `weight` in place.
     """
     float_tensor_argument("weight", weight, ndim=2)
-    options = EmbeddingOptions.checked(weight.shape[0], padding_idx, max_norm, norm_type,
-                                       scale_grad_by_freq, sparse, max_norm_mode)
+    options = EmbeddingOptions.checked(weight.shape[0], padding_idx=padding_idx, max_norm=max_norm,
+                                       norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
+                                       max_norm_mode=max_norm_mode)
     return lookup(weight, indices, options)
+
+
+def embedding_bag(indices: Any, weight: Tensor, offsets: Any = None, max_norm: float | None = None,
+                  norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",
+                  sparse: bool = False, per_sample_weights: Any = None, include_last_offset: bool = False,
+                  padding_idx: int | None = None, max_norm_mode: str = "renorm") -> Tensor:
+    """Each bag of `indices` pooled from `weight`, with the options of
+    `embtable.nn.EmbeddingBag`, which documents them (like
+    ``torch.nn.functional.embedding_bag``)."""
+    float_tensor_argument("weight", weight, ndim=2)
+    options = BagOptions.checked(weight.shape[0], padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
+                                 scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, max_norm_mode=max_norm_mode,
+                                 mode=mode, include_last_offset=include_last_offset)
+    return bag_lookup(weight, indices, offsets, per_sample_weights, options)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -1,18 +1,23 @@
-"""The semantics of an embedding lookup, over any table storage: index validation,
-``max_norm`` (renorm the table's rows, or clip the returned ones), the gather, and where
-the gradient goes (padding, frequency scaling, sparse or dense). Shared by `Embedding`
-and `functional.embedding`; the storage gathers and renorms, `embtable.core.ops.rows`
-computes the gradient.
+"""The semantics of an embedding lookup and of a pooled lookup, over any table storage:
+validation of indices, offsets and per-sample weights, ``max_norm`` (renorm the table's
+rows, or clip the looked-up ones), and where the gradient goes (padding, frequency
+scaling, sparse or dense). Shared by `Embedding`, `EmbeddingBag` and `functional`; the
+storage gathers, pools and renorms, `embtable.core.ops` computes the gradients.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..core import Tensor
+from ..core.ops.bags import bags_of, pooled, pooled_rows
 from ..core.ops.rows import checked_indices, clipped, gathered
-from ..tables import storage_of
-from .options import EmbeddingOptions
+from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
+from ..interop import host_array
+from ..tables import TableStorage, storage_of
+from .options import BagOptions, EmbeddingOptions
 
 _TABLE = "an embedding table of {limit} rows"
 
@@ -22,11 +27,102 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     holds `weight`'s values; see `Embedding` for the semantics."""
     table = storage_of(weight)
     index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
+    renorm = _renormed(table, index, options)
+    rows = _looked_up(table, weight, index, options)
+    return rows if options.max_norm is None or renorm else clipped(rows, options.max_norm, options.norm_type)
+
+
+def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: Any,
+               options: BagOptions) -> Tensor:
+    """Each bag of `indices` (2-D rows, or 1-D with `offsets`) pooled from `weight` with
+    `options` applied: ``[bags, embedding_dim]``; see `EmbeddingBag` for the semantics.
+    Everything is checked before the table changes (a renorm)."""
+    table = storage_of(weight)
+    index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
+    starts = _bag_starts(index, offsets, options.include_last_offset)
+    weights = _checked_sample_weights(per_sample_weights, index, weight)
+    flat = index.reshape(-1)
+    bags = bags_of(starts, flat, options.padding_idx)
+    renorm = _renormed(table, flat, options)
+    if options.max_norm is None or renorm:
+        values, argmax = table.pool(flat, bags, weights, options.mode)
+        return pooled(values, argmax, weight, flat, bags, weights, options.mode, padding_idx=options.padding_idx,
+                      scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
+    rows = clipped(_looked_up(table, weight, flat, options), options.max_norm, options.norm_type)
+    return pooled_rows(rows, bags, weights, options.mode)
+
+
+def _renormed(table: TableStorage, index: Tensor, options: EmbeddingOptions) -> bool:
+    """Renorm the looked-up rows in the table when `options` ask for it; whether they did."""
     renorm = options.max_norm is not None and options.max_norm_mode == "renorm"
     if renorm:
         table.renorm_rows_(index, options.max_norm, options.norm_type)
-    rows = gathered(table.gather(index), weight, index, padding_idx=options.padding_idx,
+    return renorm
+
+
+def _looked_up(table: TableStorage, weight: Tensor, index: Tensor, options: EmbeddingOptions) -> Tensor:
+    return gathered(table.gather(index), weight, index, padding_idx=options.padding_idx,
                     scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
-    if options.max_norm is None or renorm:
-        return rows
-    return clipped(rows, options.max_norm, options.norm_type)
+
+
+def _bag_starts(index: Tensor, offsets: Any, include_last_offset: bool) -> np.ndarray:
+    """Where each bag starts and ends, as int64 ``[bags + 1]`` on the host: rows of 2-D
+    `index`, or the checked `offsets` of a 1-D one."""
+    if index.ndim == 2:
+        if offsets is not None:
+            raise InvalidArgumentError(f"offsets must be None when indices are 2-D bags (shape {index.shape}: "
+                                       f"each row is a bag), got offsets")
+        count, length = index.shape
+        return np.arange(count + 1, dtype=np.int64) * length
+    if index.ndim != 1:
+        raise ShapeError(f"a pooled lookup takes 2-D bags [B, L] or 1-D indices with offsets, got indices of "
+                         f"shape {index.shape}")
+    if offsets is None:
+        raise InvalidArgumentError(f"1-D indices (shape {index.shape}) need offsets: where each bag starts")
+    return _checked_offsets(offsets, index.shape[0], include_last_offset)
+
+
+def _checked_offsets(offsets: Any, size: int, include_last_offset: bool) -> np.ndarray:
+    """The 1-D integer `offsets` of `size` indices as bag bounds: ``offsets[0]`` is 0, they
+    never decrease nor exceed `size`; without `include_last_offset` the last bag runs to
+    the end."""
+    host = offsets.numpy() if isinstance(offsets, Tensor) else host_array(offsets)
+    if host.size == 0 and not isinstance(offsets, Tensor):
+        host = host.astype(np.int64)  # [] reads as float64
+    if host.ndim != 1 or host.dtype.kind not in "iu":
+        raise InvalidArgumentError(f"offsets must be 1-D integers, got shape {host.shape} and dtype {host.dtype}")
+    if include_last_offset and host.size == 0:
+        raise InvalidArgumentError("with include_last_offset=True, offsets need one entry more than there are "
+                                   "bags (at least one), got none")
+    starts = host.astype(np.int64)
+    if starts.size and starts[0] != 0:
+        raise InvalidArgumentError(f"offsets[0] must be 0, got {starts[0]}")
+    falling = np.flatnonzero(starts[1:] < starts[:-1])
+    if falling.size:
+        i = int(falling[0]) + 1
+        raise InvalidArgumentError(f"offsets must not decrease: offsets[{i}] = {starts[i]} is below "
+                                   f"offsets[{i - 1}] = {starts[i - 1]}")
+    beyond = np.flatnonzero(starts > size)
+    if beyond.size:
+        i = int(beyond[0])
+        raise InvalidArgumentError(f"offsets[{i}] = {starts[i]} is past the end of the {size} indices")
+    if include_last_offset:
+        return starts
+    return np.append(starts, np.int64(size)) if starts.size else np.zeros(1, np.int64)
+
+
+def _checked_sample_weights(weights: Any, index: Tensor, table: Tensor) -> Tensor | None:
+    """`weights` as a flat tensor of the table's dtype, one per index, or None."""
+    if weights is None:
+        return None
+    if isinstance(weights, Tensor):
+        if weights.device != table.device:
+            raise DeviceError(f"per_sample_weights are on {weights.device} but the table is on {table.device}")
+    else:
+        weights = Tensor(weights, device=table.device)
+    if weights.shape != index.shape:
+        raise ShapeError(f"per_sample_weights must have the indices' shape {index.shape}, got {weights.shape}")
+    if weights.dtype != table.dtype:
+        raise DTypeError(f"per_sample_weights must have the table's dtype {table.dtype.name}, got "
+                         f"{weights.dtype.name}")
+    return weights.reshape(-1)

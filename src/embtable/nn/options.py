@@ -1,4 +1,5 @@
-"""`EmbeddingOptions`: everything besides the table that shapes a lookup, validated once."""
+"""`EmbeddingOptions` and `BagOptions`: everything besides the table that shapes a lookup or
+a pooled lookup, validated once."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..errors import InvalidArgumentError
 from ..validate import flag, positive
 
 MAX_NORM_MODES = ("renorm", "clip")
+BAG_MODES = ("sum", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -24,26 +26,47 @@ class EmbeddingOptions:
     max_norm_mode: str = "renorm"
 
     @classmethod
-    def checked(cls, num_embeddings: int, padding_idx: Any = None, max_norm: Any = None,
-                norm_type: Any = 2.0, scale_grad_by_freq: Any = False, sparse: Any = False,
-                max_norm_mode: Any = "renorm") -> EmbeddingOptions:
-        """Validated options for a table of `num_embeddings` rows; a negative `padding_idx`
-        is normalised (``-1`` -> ``num_embeddings - 1``)."""
-        if max_norm_mode not in MAX_NORM_MODES:
-            raise InvalidArgumentError(f"max_norm_mode must be one of {MAX_NORM_MODES}, got {max_norm_mode!r}")
-        return cls(
-            padding_idx=_padding_idx(padding_idx, num_embeddings),
-            max_norm=None if max_norm is None else positive("max_norm", max_norm),
-            norm_type=positive("norm_type", norm_type),
-            scale_grad_by_freq=flag("scale_grad_by_freq", scale_grad_by_freq),
-            sparse=flag("sparse", sparse),
-            max_norm_mode=max_norm_mode,
-        )
+    def checked(cls, num_embeddings: int, **options: Any) -> EmbeddingOptions:
+        """Validated options (keyword arguments named as the fields, defaults for the rest)
+        for a table of `num_embeddings` rows; a negative `padding_idx` is normalised
+        (``-1`` -> ``num_embeddings - 1``)."""
+        values = {f.name: options.pop(f.name, f.default) for f in fields(cls)}
+        if options:
+            raise InvalidArgumentError(f"unknown options {sorted(options)}")
+        return cls(**cls._validated(num_embeddings, values))
+
+    @classmethod
+    def _validated(cls, num_embeddings: int, values: dict[str, Any]) -> dict[str, Any]:
+        if values["max_norm_mode"] not in MAX_NORM_MODES:
+            raise InvalidArgumentError(f"max_norm_mode must be one of {MAX_NORM_MODES}, "
+                                       f"got {values['max_norm_mode']!r}")
+        return {**values,
+                "padding_idx": _padding_idx(values["padding_idx"], num_embeddings),
+                "max_norm": None if values["max_norm"] is None else positive("max_norm", values["max_norm"]),
+                "norm_type": positive("norm_type", values["norm_type"]),
+                "scale_grad_by_freq": flag("scale_grad_by_freq", values["scale_grad_by_freq"]),
+                "sparse": flag("sparse", values["sparse"])}
 
     def non_defaults(self) -> dict[str, Any]:
         """The options that differ from their defaults, in declaration order."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) != f.default}
+
+
+@dataclass(frozen=True)
+class BagOptions(EmbeddingOptions):
+    """The options of `EmbeddingBag` (which documents them): `Embedding`'s, and how bags
+    reduce and how their offsets read."""
+
+    mode: str = "mean"
+    include_last_offset: bool = False
+
+    @classmethod
+    def _validated(cls, num_embeddings: int, values: dict[str, Any]) -> dict[str, Any]:
+        if values["mode"] not in BAG_MODES:
+            raise InvalidArgumentError(f"mode must be one of {BAG_MODES}, got {values['mode']!r}")
+        return {**super()._validated(num_embeddings, values),
+                "include_last_offset": flag("include_last_offset", values["include_last_offset"])}
 
 
 def _padding_idx(value: Any, num_embeddings: int) -> int | None:

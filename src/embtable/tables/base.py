@@ -1,8 +1,8 @@
 """`TableStorage`: what a table's rows live in, and what every kind of table must answer.
 
-A layer (`Embedding`) keeps the semantics of a lookup in `embtable.nn.lookup` and asks its
-storage for the rest: gather rows, renorm rows in place, apply an optimizer's update with
-its state, give and take the whole table for checkpoints, say where it lives. A new kind of
+A layer (`Embedding`, `EmbeddingBag`) keeps the semantics of a lookup in
+`embtable.nn.lookup` and asks its storage for the rest: gather rows, pool bags of rows,
+renorm rows in place, apply an optimizer's update with its state, give and take the whole table for checkpoints, say where it lives. A new kind of
 table (quantized, memory-mapped, sharded) is one new class that satisfies this protocol;
 nothing above it changes.
 
@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 
 from ..backends import Backend, FusedStep
 from ..core import RowSparseGrad, Tensor
+from ..core.ops.bags import Bags
 from ..device import Device
 from ..dtype import DType
 
@@ -60,6 +61,14 @@ class TableStorage(Protocol):
 
     def gather(self, indices: Tensor) -> Tensor:
         """``table[indices]`` for validated int64 `indices`, as a new tensor (no gradient)."""
+
+    def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
+        """Each bag's rows of the flat `indices`, times `weights` (one per position, or
+        None), reduced by `mode` (``"sum"``, ``"mean"``, ``"max"``; the positions left out
+        not counted; an empty bag a zero row), as a new ``[bags, dim]`` tensor (no
+        gradient) made without an ``[N, dim]`` intermediate where the storage can; and
+        for ``"max"`` the argmax (I64 ``[bags, dim]``: the earliest position of each
+        maximum), else None."""
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         """Rescale in place every distinct row in `indices` whose norm exceeds `max_norm`

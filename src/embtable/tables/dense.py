@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from ..backends import Backend
 from ..core import RowSparseGrad, Tensor, backend_of, data_of, mark_modified, replace_data, wrap
+from ..core.ops.bags import Bags
 from ..device import Device
 from ..dtype import DType, accumulation_dtype
 from .base import RowRule
@@ -47,6 +48,13 @@ class DenseTable:
     def gather(self, indices: Tensor) -> Tensor:
         backend = backend_of(self._tensor)
         return wrap(backend.take_rows(data_of(self._tensor), data_of(indices)), backend)
+
+    def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
+        backend = backend_of(self._tensor)
+        values, argmax = backend.pool_rows(data_of(self._tensor), data_of(indices), data_of(bags.offsets),
+                                           data_of(bags.bag_of), None if weights is None else data_of(weights),
+                                           mode)
+        return wrap(values, backend), None if argmax is None else wrap(argmax, backend)
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         backend, table = backend_of(self._tensor), data_of(self._tensor)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ...backends import Backend
+from ...backends import BagGradient, Backend
 from ...dtype import accumulation_dtype
 from ...errors import DeviceError, DTypeError, IndexOutOfRangeError
 from ...interop import host_array
@@ -53,27 +53,32 @@ def gathered(rows: Tensor, table: Tensor, indices: Tensor, *, padding_idx: int |
     """`rows` (``table[indices]``, gathered by the table's storage) as the result of a lookup
     whose gradient flows into `table`: summed per row; divided by the row's count in
     `indices` when `scale_grad_by_freq` (padding positions counted); none for the
-    `padding_idx` row; dense, or a `RowSparseGrad` when `sparse` (never allocating the
-    table's shape)."""
+    `padding_idx` row; dense, or a `RowSparseGrad` when `sparse` (`table_grad`)."""
     if not (table._requires_grad and is_grad_enabled()):
         return rows
     backend = table._backend
 
     def backward(g: Any) -> tuple[Any]:
-        return (_table_grad(g, indices._data, table, padding_idx, scale_grad_by_freq, sparse),)
+        return (table_grad(g, indices._data, table, padding_idx, scale_grad_by_freq, sparse),)
 
     return record(rows._data, backend, (table,), backward, saves=())
 
 
-def _table_grad(g_rows: Any, indices: Any, table: Tensor, padding_idx: int | None,
-                scale_grad_by_freq: bool, sparse: bool) -> Any:
+def table_grad(g: Any, indices: Any, table: Tensor, padding_idx: int | None, scale_grad_by_freq: bool,
+               sparse: bool, bags: BagGradient | None = None) -> Any:
+    """The gradient of `table` from that of its looked-up rows (`g`, ``[*indices.shape,
+    dim]``) or, with `bags`, of a pooled lookup's bags (``[bags, dim]``, shared out to the
+    positions as `bags` says): summed per row in position order, divided by the row's
+    count in `indices` when `scale_grad_by_freq` (padding positions counted), none for
+    the `padding_idx` row; dense, or a `RowSparseGrad` when `sparse` (never allocating the
+    table's shape)."""
     backend = table._backend
     num_rows, dim = table.shape
-    g = backend.astype(g_rows, accumulation_dtype(table.dtype)).reshape(-1, dim)
+    g = backend.astype(g, accumulation_dtype(table.dtype)).reshape(-1, dim)
     flat = indices.reshape(-1)
     if not sparse:
         counts = backend.bincount(flat, num_rows) if scale_grad_by_freq else None
-        out = backend.scatter_sum(g, flat, num_rows, counts=counts)
+        out = backend.scatter_sum(g, flat, num_rows, counts=counts, bags=bags)
         if padding_idx is not None:
             out[padding_idx] = 0
         return out
@@ -81,7 +86,8 @@ def _table_grad(g_rows: Any, indices: Any, table: Tensor, padding_idx: int | Non
     rows, counts, slots = backend.group_rows(flat)
     kept = rows != (-1 if padding_idx is None else padding_idx)
     targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
-    values = backend.scatter_sum(g, slots, int(kept.sum()), targets, counts if scale_grad_by_freq else None)
+    values = backend.scatter_sum(g, slots, int(kept.sum()), targets, counts if scale_grad_by_freq else None,
+                                 bags=bags)
     return RowSparseGrad.from_arrays(rows[kept], values, table.shape, backend)
 
 

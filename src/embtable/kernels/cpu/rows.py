@@ -130,15 +130,22 @@ def _target(slots, targets, i):
 
 
 @parallel_jit
-def scatter_sum(values, slots, targets, counts, out, parts):
-    """``out[t]`` = the sum of ``values[i]`` over the positions i with
-    ``t = targets[slots[i]]`` (``t = slots[i]`` when `targets` is empty; a negative target
-    drops the position), times 1 / the slot's count when `counts` is not empty; rows that
-    get nothing are zero. Each of `parts` threads owns a range of output rows: it zeroes
-    them (so fresh memory is first touched in parallel), then scans every position in
-    order. A row's sum therefore always runs in position order: deterministic whatever the
-    number of threads, with sequential reads of `values`."""
+def scatter_sum(values, sources, coefficients, selected, slots, targets, counts, out, parts):
+    """``out[t]`` = the sum over the positions i with ``t = targets[slots[i]]`` (``t =
+    slots[i]`` when `targets` is empty; a negative target drops the position) of position
+    i's value, times 1 / the slot's count when `counts` is not empty; rows that get nothing
+    are zero. Position i's value is ``values[i]``, or, for a pooled lookup's gradient,
+    ``coefficients[i] * values[sources[i]]`` (the gradient of position i's bag; a negative
+    source drops the position) and, when `selected` (a max-pool's argmax) is not empty,
+    only the elements ``d`` with ``selected[sources[i], d] == i``. Empty `sources` and
+    `coefficients` mean ``i`` and 1.
+
+    Each of `parts` threads owns a range of output rows: it zeroes them (so fresh memory is
+    first touched in parallel), then scans every position in order. A row's sum therefore
+    always runs in position order: deterministic whatever the number of threads, with
+    sequential reads of `values` (random ones for a pooled gradient)."""
     dim, n = values.shape[1], slots.shape[0]
+    plain = sources.shape[0] == 0 and coefficients.shape[0] == 0 and selected.shape[0] == 0
     for part in nb.prange(parts):
         low = part * out.shape[0] // parts
         high = (part + 1) * out.shape[0] // parts
@@ -148,9 +155,23 @@ def scatter_sum(values, slots, targets, counts, out, parts):
             if low <= upcoming < high:
                 prefetch_row(out, upcoming)
             t = _target(slots, targets, i)
-            if low <= t < high:
+            if not low <= t < high:
+                continue
+            if plain:
                 for d in range(dim):
                     out[t, d] += values[i, d]
+                continue
+            source = i if sources.shape[0] == 0 else sources[i]
+            if source < 0:
+                continue
+            c = values.dtype.type(1) if coefficients.shape[0] == 0 else values.dtype.type(coefficients[i])
+            if selected.shape[0] == 0:
+                for d in range(dim):
+                    out[t, d] += c * values[source, d]
+            else:
+                for d in range(dim):
+                    if selected[source, d] == i:
+                        out[t, d] += c * values[source, d]
     for s in nb.prange(counts.shape[0]):
         t = np.int64(s) if targets.shape[0] == 0 else targets[s]
         if t >= 0 and counts[s] > 1:

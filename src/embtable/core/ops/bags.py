@@ -1,0 +1,106 @@
+"""Pooled lookups (`EmbeddingBag`): where the bags are, and pooled rows whose gradient flows
+into the table (or into the looked-up rows) and into the per-sample weights.
+
+`embtable.nn.lookup` holds the semantics and validates; a table storage pools.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...backends import BagGradient, Backend
+from ...dtype import DType, accumulation_dtype
+from ..autograd import is_grad_enabled, record
+from ..tensor import Tensor, wrap
+from .rows import table_grad
+
+
+@dataclass(frozen=True)
+class Bags:
+    """Where each bag of a pooled lookup is: `offsets` (I64 ``[bags + 1]``: bag b is
+    positions ``offsets[b]:offsets[b + 1]``) and `bag_of` (I64 ``[N]``: each position's bag,
+    -1 for a position left out: a padding index, or past the last bag)."""
+
+    offsets: Tensor
+    bag_of: Tensor
+
+    @property
+    def count(self) -> int:
+        return self.offsets.shape[0] - 1
+
+
+def bags_of(offsets: np.ndarray, index: Tensor, padding_idx: int | None) -> Bags:
+    """The `Bags` of validated host `offsets` (int64, ``[bags + 1]``) over the flat `index`."""
+    backend = index._backend
+    device_offsets = backend.from_host(offsets)
+    bag_of = backend.bag_of(device_offsets, index.shape[0])
+    if padding_idx is not None:
+        bag_of = backend.xp.where(index._data == padding_idx, -1, bag_of)
+    return Bags(wrap(device_offsets, backend), wrap(bag_of, backend))
+
+
+def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, bags: Bags,
+           weights: Tensor | None, mode: str, *, padding_idx: int | None, scale_grad_by_freq: bool,
+           sparse: bool) -> Tensor:
+    """`values` (each bag's pooled rows of `table`, pooled by the table's storage; `argmax`
+    for a max-pool) as the result of a pooled lookup whose gradient flows into `table`, as
+    a lookup's does (`rows.gathered`: padding, frequency scaling, dense or row-sparse), and
+    into `weights` when they require it."""
+    inputs = (table,) if weights is None else (table, weights)
+    if not (is_grad_enabled() and any(t._requires_grad for t in inputs)):
+        return values
+    backend = table._backend
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        shares = _shares(backend, bags, weights, None if argmax is None else argmax._data, mode,
+                         backend.dtype_of(g))
+        grads = [table_grad(g, index._data, table, padding_idx, scale_grad_by_freq, sparse, shares)
+                 if table._requires_grad else None]
+        if weights is not None:
+            grads.append(_weight_grad(backend, g, table._data, index._data, shares, weights))
+        return tuple(grads)
+
+    return record(values._data, backend, inputs, backward, saves=())
+
+
+def pooled_rows(rows: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> Tensor:
+    """The bags pooled from `rows` (``[N, dim]``, already looked up: for ``max_norm_mode=
+    "clip"``), with gradients into `rows` and `weights`."""
+    backend = rows._backend
+    positions = backend.xp.arange(rows.shape[0])
+    values, argmax = backend.pool_rows(rows._data, positions, bags.offsets._data, bags.bag_of._data,
+                                       None if weights is None else weights._data, mode)
+    inputs = (rows,) if weights is None else (rows, weights)
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        shares = _shares(backend, bags, weights, argmax, mode, backend.dtype_of(g))
+        grads = [backend.scatter_sum(g, positions, rows.shape[0], bags=shares) if rows._requires_grad else None]
+        if weights is not None:
+            grads.append(_weight_grad(backend, g, rows._data, positions, shares, weights))
+        return tuple(grads)
+
+    return record(values, backend, inputs, backward)
+
+
+def _shares(backend: Backend, bags: Bags, weights: Tensor | None, argmax: Any, mode: str,
+            dtype: DType) -> BagGradient:
+    """How each position shares its bag's gradient: its weight, over the bag's count in a
+    mean; the argmax in a max-pool."""
+    xp, bag_of = backend.xp, bags.bag_of._data
+    scales = backend.ones(bag_of.shape, dtype)
+    if mode == "mean":
+        kept = bag_of >= 0
+        counts = backend.bincount(bag_of[kept], bags.count)
+        scales = (1 / backend.astype(xp.maximum(counts, 1), dtype))[xp.maximum(bag_of, 0)]
+    coefficients = scales if weights is None else scales * backend.astype(weights._data.reshape(-1), dtype)
+    return BagGradient(bag_of, coefficients, scales, argmax if mode == "max" else None)
+
+
+def _weight_grad(backend: Backend, g: Any, table: Any, index: Any, shares: BagGradient, weights: Tensor) -> Any:
+    if not weights._requires_grad:
+        return None
+    grad = backend.bag_weight_grad(g, table, index, shares)
+    return backend.astype(grad, accumulation_dtype(weights.dtype)).reshape(weights.shape)

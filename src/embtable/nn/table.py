@@ -1,0 +1,127 @@
+"""`TableLayer`: what `Embedding` and `EmbeddingBag` share — one trainable table, its
+options, the seed's initialisation, pretrained weights, properties, config and repr."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..core import Tensor
+from ..device import DeviceLike
+from ..dtype import DType, DTypeLike
+from ..errors import DTypeError, SerializationError, ShapeError
+from ..rng import generator
+from ..validate import positive_int
+from .init import parameter, placement
+from .layer import Layer
+from .options import EmbeddingOptions
+
+
+class TableLayer(Layer):
+    """Base of the layers that hold one table, ``weight`` ``[num_embeddings, embedding_dim]``.
+    Subclasses name their options' class in `options_type` and build through `_build` (new
+    tables) or `_pretrained` (given weights)."""
+
+    options_type: type[EmbeddingOptions] = EmbeddingOptions
+
+    def _build(self, num_embeddings: int, embedding_dim: int, device: DeviceLike, dtype: DTypeLike,
+               **options: Any) -> None:
+        """A new table with the seed's initialisation (N(0, 1) / sqrt(dim), padding row zero)."""
+        rows = positive_int("num_embeddings", num_embeddings)
+        dim = positive_int("embedding_dim", embedding_dim)
+        checked = self.options_type.checked(rows, **options)
+        device, dtype = placement(device, dtype)
+        self._adopt(parameter(_seed_initialisation(rows, dim, checked.padding_idx, dtype), device), checked)
+
+    @classmethod
+    def _pretrained(cls, weights: Any, freeze: bool, device: DeviceLike = None, dtype: DTypeLike = None,
+                    **options: Any) -> TableLayer:
+        """A layer holding a copy of `weights` (2-D, float; ``dtype=None`` keeps theirs), the
+        padding row left as it is, frozen when `freeze`."""
+        table = Tensor(weights, dtype=dtype, device=device)
+        if not table.dtype.is_float:
+            raise DTypeError(f"pretrained weights must be float (F16, BF16, F32, F64), got {table.dtype.name}")
+        if table.ndim != 2 or 0 in table.shape:
+            raise ShapeError(f"pretrained weights must be 2-D [num_embeddings >= 1, "
+                             f"embedding_dim >= 1], got shape {table.shape}")
+        checked = cls.options_type.checked(table.shape[0], **options)
+        table.requires_grad = not freeze
+        layer = cls.__new__(cls)
+        layer._adopt(table, checked)
+        return layer
+
+    def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
+        self.register_parameter("weight", weight)
+        self._options = options
+
+    @property
+    def num_embeddings(self) -> int:
+        """The number of rows."""
+        return self.weight.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        """The length of each vector."""
+        return self.weight.shape[1]
+
+    @property
+    def padding_idx(self) -> int | None:
+        """The row that gets no gradient (normalised to >= 0), or None."""
+        return self._options.padding_idx
+
+    @property
+    def max_norm(self) -> float | None:
+        """The largest norm a returned row may have, or None."""
+        return self._options.max_norm
+
+    @property
+    def norm_type(self) -> float:
+        """The p of the p-norm used with `max_norm`."""
+        return self._options.norm_type
+
+    @property
+    def scale_grad_by_freq(self) -> bool:
+        """Whether gradients are divided by each index's count in the batch."""
+        return self._options.scale_grad_by_freq
+
+    @property
+    def sparse(self) -> bool:
+        """Whether the weight gets a `RowSparseGrad`."""
+        return self._options.sparse
+
+    @property
+    def max_norm_mode(self) -> str:
+        """"renorm" (rescale the weight) or "clip" (scale only the output)."""
+        return self._options.max_norm_mode
+
+    def config(self) -> dict[str, Any]:
+        """The size, the non-default options and the dtype: what `load` rebuilds from."""
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                **self._options.non_defaults(), "dtype": self.weight.dtype.name}
+
+    @classmethod
+    def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> TableLayer:
+        config = dict(config)
+        shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
+        if set(tensors) != {"weight"} or tuple(tensors["weight"].shape) != shape:
+            raise SerializationError(f"an {cls.__name__} checkpoint needs exactly one tensor 'weight' "
+                                     f"of shape {shape}, found "
+                                     f"{ {k: tuple(v.shape) for k, v in tensors.items()} }")
+        return cls._pretrained(tensors["weight"], freeze=False, **config)
+
+    def __repr__(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self._options.non_defaults().items())
+        return f"{type(self).__name__}({self.num_embeddings}, {self.embedding_dim}{options})"
+
+
+def _seed_initialisation(rows: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:
+    """N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of `dtype`."""
+    draw_dtype = np.float64 if dtype is DType.F64 else np.float32
+    table = generator().standard_normal((rows, dim), dtype=draw_dtype)
+    table *= 1.0 / math.sqrt(dim)
+    table = table.astype(dtype.numpy, copy=False)
+    if padding_idx is not None:
+        table[padding_idx] = 0
+    return table
