@@ -88,3 +88,89 @@ def test_bag_of_embeddings_classifier_learns(sparse, make_optimizer, rng):
     with et.no_grad():
         predicted = model(test_bags).numpy().argmax(axis=1)
     assert (predicted == test_labels).mean() > 0.9
+
+
+class PooledClassifier(Layer):
+    """A fastText-style classifier: variable-length bags of word ids, one EmbeddingBag."""
+
+    def __init__(self, vocabulary, dim, classes, mode):
+        self.words = et.nn.EmbeddingBag(vocabulary, dim, mode=mode, sparse=True, padding_idx=0)
+        self.out = Linear(dim, classes)
+
+    def forward(self, ids, offsets):
+        return self.out(self.words(ids, offsets))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_bag_of_words_classifier_with_embedding_bag_learns(mode, rng):
+    et.manual_seed(1)
+    bags, labels = synthetic_topics(rng, 600)
+    bags[:, 5:][rng.random((600, 3)) < 0.5] = 0  # padding: bags of 5 to 8 words
+    model = PooledClassifier(60, 16, 3, mode)
+    optimizer = et.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for epoch in range(10):
+        for start in range(0, 600, 50):
+            batch = bags[start:start + 50]
+            lengths = np.full(len(batch), batch.shape[1])
+            offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])  # 1-D ids with offsets
+            optimizer.zero_grad()
+            loss = F.cross_entropy(model(batch.reshape(-1), offsets), labels[start:start + 50])
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    assert np.mean(losses[-12:]) < 0.5 * np.mean(losses[:12])
+
+
+def auc(scores, labels):
+    """The probability that a positive pair scores above a negative one."""
+    order = np.argsort(scores)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    positives = labels.sum()
+    return (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * (len(labels) - positives))
+
+
+class TwoTower(Layer):
+    """A recommender with two tables: a user is the mean of the items they clicked, an item
+    its own row; the score is their dot product."""
+
+    def __init__(self, items, dim):
+        self.history = et.nn.EmbeddingBag(items, dim, mode="mean", sparse=True)
+        self.items = Embedding(items, dim, sparse=True)
+
+    def forward(self, clicked, candidates):
+        return (self.history(clicked) * self.items(candidates)).sum(axis=1)
+
+
+def test_two_table_recommender_ranks_held_out_pairs():
+    rng = np.random.default_rng(5)
+    items, users, groups = 200, 400, 5
+    group_of_item = rng.integers(0, groups, items)
+    taste = rng.integers(0, groups, users)
+
+    def liked(user_taste, count):  # items of the user's group
+        pool = [np.flatnonzero(group_of_item == g) for g in range(groups)]
+        return np.stack([rng.choice(pool[t], count) for t in user_taste])
+
+    clicked = liked(taste, 6)
+    def pairs(count):
+        who = rng.integers(0, users, count)
+        positive = rng.random(count) < 0.5
+        candidate = np.where(positive, liked(taste[who], 1)[:, 0], rng.integers(0, items, count))
+        label = (group_of_item[candidate] == taste[who]).astype(np.float32)
+        return who, candidate, label
+
+    et.manual_seed(2)
+    model = TwoTower(items, 16)
+    optimizer = et.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        who, candidate, label = pairs(256)
+        optimizer.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(model(clicked[who], candidate), label)
+        loss.backward()
+        optimizer.step()
+    who, candidate, label = pairs(2000)
+    with et.no_grad():
+        scores = model(clicked[who], candidate).numpy()
+    assert auc(scores, label) > 0.8

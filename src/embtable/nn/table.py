@@ -96,6 +96,19 @@ class TableLayer(Layer):
         """"renorm" (rescale the weight) or "clip" (scale only the output)."""
         return self._options.max_norm_mode
 
+    def as_linear(self, x: Any) -> Tensor:
+        """``x @ weight.T`` for `x` of shape ``[..., embedding_dim]`` (the table's dtype):
+        ``[..., num_embeddings]``, the output layer of a language model that shares the
+        input table. Its gradient flows into the same `weight`, every row (the padding row
+        too, as ``x @ weight.T`` does in PyTorch); added to a sparse table's lookup
+        gradients it makes ``weight.grad`` one dense tensor."""
+        x = x if isinstance(x, Tensor) else Tensor(x, device=self.weight.device)
+        if x.ndim == 0 or x.shape[-1] != self.embedding_dim:
+            raise ShapeError(f"as_linear needs x of shape [..., {self.embedding_dim}], got {x.shape}")
+        if x.dtype != self.weight.dtype:
+            raise DTypeError(f"as_linear needs x of the table's dtype {self.weight.dtype.name}, got {x.dtype.name}")
+        return x @ self.weight.T
+
     def config(self) -> dict[str, Any]:
         """The size, the non-default options and the dtype: what `load` rebuilds from."""
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
