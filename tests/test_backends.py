@@ -226,3 +226,78 @@ def test_fused_step_says_whether_it_ran(backend, rng):
     if ran:
         expected[rows] -= 0.5 * grad[:2]
     np.testing.assert_allclose(host(backend, array), expected, rtol=1e-12)
+
+
+# --- pooled lookups -----------------------------------------------------------------------------
+
+OFFSETS = np.array([0, 3, 3, 7])  # bag 1 empty; positions 7 and 8 in no bag
+
+
+def reference_pool(table, indices, offsets, weights, mode, padding_idx, ids):
+    """Each bag's pool in float64, and the earliest argmax, from the Backend docstring."""
+    out = np.zeros((len(offsets) - 1, table.shape[1]))
+    argmax = np.full(out.shape, -1)
+    for b in range(len(offsets) - 1):
+        kept = [i for i in range(offsets[b], offsets[b + 1]) if ids[i] != padding_idx]
+        if not kept:
+            continue
+        rows = table[indices[kept]].astype(np.float64) * (1 if weights is None else weights[kept, None])
+        out[b] = rows.sum(0) if mode == "sum" else rows.mean(0) if mode == "mean" else rows.max(0)
+        argmax[b] = np.array(kept)[rows.argmax(0)]  # argmax: the first of equal maxima
+    return out, argmax
+
+
+def test_bag_of(backend):
+    got = backend.bag_of(put(backend, OFFSETS), 9)
+    np.testing.assert_array_equal(host(backend, got), [0, 0, 0, 2, 2, 2, 2, -1, -1])
+
+
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16], ids=str)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_pool_rows(backend, mode, weighted, dtype, rng):
+    table = rng.standard_normal((6, 4)).astype(dtype.numpy)
+    indices = np.array([1, 4, 1, 2, 5, 5, 0, 3, 3])
+    ids = np.array([1, 4, 1, 2, 2, 5, 0, 3, 3])  # position 4 reads row 5 but is padding (id 2)
+    weights = rng.standard_normal(9).astype(dtype.numpy) if weighted else None
+    for padding_idx, given_ids in ((None, None), (2, None), (2, ids)):
+        wanted_ids = indices if given_ids is None else given_ids
+        expected, winners = reference_pool(table, indices, OFFSETS, weights, mode,
+                                           -1 if padding_idx is None else padding_idx, wanted_ids)
+        out, argmax = backend.pool_rows(put(backend, table), put(backend, indices), put(backend, OFFSETS),
+                                        None if weights is None else put(backend, weights), mode, padding_idx,
+                                        None if given_ids is None else put(backend, given_ids))
+        assert backend.dtype_of(out) is dtype
+        tolerance = 2e-3 if dtype is et.DType.F16 else 1e-6
+        np.testing.assert_allclose(host(backend, out).astype(np.float64), expected, rtol=tolerance, atol=tolerance)
+        if mode == "max":
+            np.testing.assert_array_equal(host(backend, argmax), winners)
+        else:
+            assert argmax is None
+
+
+def test_scatter_sum_and_weight_grad_of_bags(backend, rng):
+    from embtable.backends import BagGradient
+
+    g = rng.standard_normal((3, 4))  # one gradient row per bag
+    sources = np.array([0, 0, -1, 2, 2, 2, 1, -1])  # position 2: padding, 7: in no bag
+    coefficients = rng.standard_normal(8)
+    scales = rng.random(8)
+    selected = np.array([[0, 1, 0, 1], [6, 6, 6, 6], [3, 4, 5, 3]])
+    slots = np.array([4, 1, 4, 0, 1, 4, 2, 3])  # each position's table row
+    table = rng.standard_normal((5, 4))
+    for winners in (None, selected):
+        bags = BagGradient(put(backend, sources), put(backend, coefficients), put(backend, scales),
+                           None if winners is None else put(backend, winners))
+        expected = np.zeros((5, 4))
+        weight_grad = np.zeros(8)
+        for i, b in enumerate(sources):
+            if b < 0:
+                continue
+            share = g[b] * (1 if winners is None else winners[b] == i)
+            expected[slots[i]] += coefficients[i] * share
+            weight_grad[i] = scales[i] * (share * table[slots[i]]).sum()
+        got = backend.scatter_sum(put(backend, g), put(backend, slots), 5, bags=bags)
+        np.testing.assert_allclose(host(backend, got), expected, rtol=1e-12, atol=1e-12)
+        got = backend.bag_weight_grad(put(backend, g), put(backend, table), put(backend, slots), bags)
+        np.testing.assert_allclose(host(backend, got), weight_grad, rtol=1e-12, atol=1e-12)

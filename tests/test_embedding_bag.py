@@ -2,7 +2,6 @@
 PyTorch supports the combination, and everywhere against a float64 reference written from
 SPEC §8 (torch autograd over plain indexing, one bag at a time); errors change nothing."""
 
-import math
 
 import numpy as np
 import pytest

@@ -10,13 +10,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
@@ -24,55 +20,8 @@ import numpy as np
 import embtable as et
 from embtable.nn import Embedding
 
-
-@dataclass(frozen=True)
-class Workload:
-    distribution: str  # "uniform" or "zipf"
-    rows: int
-    dim: int
-    batch: int
-
-    def __str__(self) -> str:
-        return f"{self.distribution:7} V={self.rows:<8.0e} D={self.dim:<3} N={self.batch:<6}"
-
-
-def indices_for(workload: Workload, rng: np.random.Generator) -> np.ndarray:
-    """Uniform rows, or Zipf(1.05) ranks mapped to randomly placed rows (hot rows scattered)."""
-    if workload.distribution == "uniform":
-        return rng.integers(0, workload.rows, workload.batch)
-    weights = 1.0 / np.arange(1, workload.rows + 1) ** 1.05
-    ranks = rng.choice(workload.rows, workload.batch, p=weights / weights.sum())
-    return rng.permutation(workload.rows)[ranks]
-
-
-def median_ms(run: Callable[[], None], setup: Callable[[], None] = lambda: None,
-              repeats: int = 7) -> float:
-    """Median wall time of `run` in milliseconds; `setup` runs untimed before each call."""
-    return side_by_side([(run, setup)], repeats)[0]
-
-
-_synchronize: Callable[[], None] = lambda: None  # torch.cuda.synchronize when timing a GPU
-
-
-def side_by_side(cases: list[tuple[Callable[[], None], Callable[[], None]]], repeats: int = 7,
-                 calls: int = 1) -> list[float]:
-    """Median ms of a call of each ``(run, setup)`` case, the cases taking turns (case 1,
-    case 2, case 1, ...) so that both see the same machine: this one's speed drifts between
-    seconds. Each turn makes `calls` timed calls of its case in a row (`setup` before each):
-    with ``calls > 1`` a library's worker threads, which spin for a while after its call,
-    slow only the first calls of the other's turn, as in a server that runs one library."""
-    times: list[list[float]] = [[] for _ in cases]
-    for turn in range(repeats + 1):  # turn 0 warms up: compilation, allocator, caches
-        for (run, setup), record in zip(cases, times):
-            for _ in range(calls):
-                setup()
-                _synchronize()
-                start = time.perf_counter()
-                run()
-                _synchronize()
-                if turn:
-                    record.append(time.perf_counter() - start)
-    return [statistics.median(record) * 1e3 for record in times]
+from . import bench_bags
+from .timing import Workload, copy_bandwidth, indices_for, machine, median_ms, medians, side_by_side, time_on_device
 
 
 def _pair(theirs: Callable[[], None], ours: Callable[[], None], repeats: int,
@@ -80,23 +29,6 @@ def _pair(theirs: Callable[[], None], ours: Callable[[], None], repeats: int,
           setup_ours: Callable[[], None] = lambda: None, calls: int = 1) -> tuple[float, float]:
     torch_ms, our_ms = side_by_side([(theirs, setup_theirs), (ours, setup_ours)], repeats, calls)
     return torch_ms, our_ms
-
-
-def copy_bandwidth(nbytes: int = 256 * 2**20) -> tuple[float, float]:
-    """GB/s (bytes read + written) of a parallel copy into a preallocated and into a fresh
-    destination, the ceilings for a gather."""
-    import numba
-
-    @numba.njit(parallel=True)
-    def copy(src, dst):
-        for i in numba.prange(src.shape[0]):
-            dst[i] = src[i]
-
-    src = np.ones(nbytes // 8, np.uint64)
-    dst = np.empty_like(src)
-    prealloc = median_ms(lambda: copy(src, dst))
-    fresh = median_ms(lambda: copy(src, np.empty_like(src)))
-    return 2 * nbytes / prealloc / 1e6, 2 * nbytes / fresh / 1e6
 
 
 class Pair:
@@ -300,34 +232,12 @@ def table_rows(sizes: list[tuple[int, int]], repeats: int, device: str) -> Itera
         del weights
 
 
-def medians(runs: list[list[tuple]]) -> list[tuple]:
-    """Per line, the median of each float over the runs (which all measured the same lines,
-    in the same order); other fields (labels, counts) from the first run."""
-    return [tuple(statistics.median(values) if isinstance(values[0], float) else values[0]
-                  for values in zip(*lines)) for lines in zip(*runs)]
-
-
 def row_line(row: Row, prealloc: float, fresh: float) -> str:
     label, op, a, b = row
     if op == "gather":
         return (f"{label:40} gather: kernel {a:.1f} GB/s ({100 * a / prealloc:.0f}% of copy), "
                 f"forward {b:.1f} GB/s ({100 * b / fresh:.0f}% of a fresh copy)")
     return f"{label:40} {op:17} {a:9.2f} {b:11.2f} {a / b:6.2f}"
-
-
-def machine() -> str:
-    import numba
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads), "
-            f"PyTorch {torch.__version__} ({torch.get_num_threads()} threads)")
 
 
 def _at_least_one(text: str) -> int:
@@ -347,15 +257,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scaling", action="store_true", help="skip the V=1e5..1e7 scaling run")
     parser.add_argument("--device", default="cpu", help="cpu (default) or a GPU such as cuda:0: both "
                                                         "libraries run there")
+    parser.add_argument("--bags", action="store_true", help="time EmbeddingBag against "
+                                                            "torch.nn.functional.embedding_bag instead")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
+    if args.bags:
+        print(f"machine: {machine()}; device: cpu")
+        return bench_bags.main(args.quick, repeats, args.runs)
     device = str(et.Device.parse(args.device))
     on_cpu = device == "cpu"
     if not on_cpu:
         import torch
 
-        global _synchronize
-        _synchronize = torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize
+        time_on_device(torch.cuda.synchronize if device.startswith("cuda") else torch.mps.synchronize)
 
     print(f"machine: {machine()}; device: {device}")
     prealloc = fresh = float("nan")

@@ -133,15 +133,15 @@ class Backend(Protocol):
         """For each of `size` positions, the bag (int64) whose range ``offsets[b]:offsets[b+1]``
         holds it, or -1 past the last bag; `offsets` (int64, ``[bags + 1]``) never decrease."""
 
-    def pool_rows(self, table: Array, indices: Array, offsets: Array, bag_of: Array,
-                  weights: Array | None, mode: str) -> tuple[Array, Array | None]:
+    def pool_rows(self, table: Array, indices: Array, offsets: Array, weights: Array | None, mode: str,
+                  padding_idx: int | None, ids: Array | None = None) -> tuple[Array, Array | None]:
         """Bag b's pooled row over positions ``offsets[b]:offsets[b+1]`` of the flat int64
-        `indices`, leaving out the positions whose `bag_of` is negative: the ``"sum"``,
-        ``"mean"`` (over the positions kept) or ``"max"`` (element-wise) of ``weights[i] *
-        table[indices[i]]`` (`weights` None: 1). Summed in the accumulation dtype, returned
-        in the table's; an empty bag is a zero row. For ``"max"`` also ``argmax`` (int64
-        ``[bags, dim]``: the earliest position holding each maximum, -1 in an empty bag);
-        otherwise None."""
+        `indices`, leaving out the positions whose id (``ids[i]``, by default ``indices[i]``)
+        is `padding_idx`: the ``"sum"``, ``"mean"`` (over the positions kept) or ``"max"``
+        (element-wise) of ``weights[i] * table[indices[i]]`` (`weights` None: 1). Summed in
+        the accumulation dtype, returned in the table's; an empty bag is a zero row. For
+        ``"max"`` also ``argmax`` (int64 ``[bags, dim]``: the earliest position holding each
+        maximum, -1 in an empty bag); otherwise None."""
 
     def add_rows_(self, table: Array, rows: Array, values: Array) -> None:
         """``table[rows[i]] += values[i]`` in place, for distinct `rows`."""

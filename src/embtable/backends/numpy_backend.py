@@ -161,14 +161,15 @@ class NumpyBackend:
     def bag_of(self, offsets: np.ndarray, size: int) -> np.ndarray:
         return _bag_kernels().bag_of_positions(offsets, size)
 
-    def pool_rows(self, table: np.ndarray, indices: np.ndarray, offsets: np.ndarray, bag_of: np.ndarray,
-                  weights: np.ndarray | None, mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    def pool_rows(self, table: np.ndarray, indices: np.ndarray, offsets: np.ndarray, weights: np.ndarray | None,
+                  mode: str, padding_idx: int | None, ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         dtype = table.dtype
         rows, positions = self._kernel_rows(table, indices)
         wide = accumulation_dtype(DType.from_numpy(dtype)).numpy
         out = np.empty((offsets.shape[0] - 1, table.shape[1]), wide)
         argmax = np.full(out.shape, -1, np.int64) if mode == "max" else _NONE.reshape(0, 0)
-        _bag_kernels().pool(rows, positions, offsets, bag_of,
+        _bag_kernels().pool(rows, positions, indices if ids is None else ids, offsets,
+                            -1 if padding_idx is None else padding_idx,
                             _NONE.astype(wide) if weights is None else weights.astype(wide, copy=False),
                             _POOL_MODES[mode], out, argmax)
         return out.astype(dtype, copy=False), argmax if mode == "max" else None

@@ -215,9 +215,13 @@ class TorchBackend:
         out[:bag.shape[0]] = bag  # offsets[0] is 0: the bags cover the positions before offsets[-1]
         return out
 
-    def pool_rows(self, table: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor, bag_of: torch.Tensor,
-                  weights: torch.Tensor | None, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def pool_rows(self, table: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor,
+                  weights: torch.Tensor | None, mode: str, padding_idx: int | None,
+                  ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         wide = _TORCH[accumulation_dtype(_FROM_TORCH[table.dtype])]
+        bag_of = self.bag_of(offsets, indices.shape[0])
+        if padding_idx is not None:
+            bag_of = torch.where((indices if ids is None else ids) == padding_idx, -1, bag_of)
         rows = table[indices].to(wide)
         if weights is not None:
             rows = rows * weights.to(wide)[:, None]

@@ -42,14 +42,14 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     starts = _bag_starts(index, offsets, options.include_last_offset)
     weights = _checked_sample_weights(per_sample_weights, index, weight)
     flat = index.reshape(-1)
-    bags = bags_of(starts, flat, options.padding_idx)
+    bags = bags_of(starts, table.backend, options.padding_idx)
     renorm = _renormed(table, flat, options)
     if options.max_norm is None or renorm:
         values, argmax = table.pool(flat, bags, weights, options.mode)
         return pooled(values, argmax, weight, flat, bags, weights, options.mode, padding_idx=options.padding_idx,
                       scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
     rows = clipped(_looked_up(table, weight, flat, options), options.max_norm, options.norm_type)
-    return pooled_rows(rows, bags, weights, options.mode)
+    return pooled_rows(rows, flat, bags, weights, options.mode)
 
 
 def _renormed(table: TableStorage, index: Tensor, options: EmbeddingOptions) -> bool:

@@ -64,8 +64,8 @@ class TableStorage(Protocol):
 
     def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         """Each bag's rows of the flat `indices`, times `weights` (one per position, or
-        None), reduced by `mode` (``"sum"``, ``"mean"``, ``"max"``; the positions left out
-        not counted; an empty bag a zero row), as a new ``[bags, dim]`` tensor (no
+        None), reduced by `mode` (``"sum"``, ``"mean"``, ``"max"``; positions of the bags'
+        padding index left out and not counted; an empty bag a zero row), as a new ``[bags, dim]`` tensor (no
         gradient) made without an ``[N, dim]`` intermediate where the storage can; and
         for ``"max"`` the argmax (I64 ``[bags, dim]``: the earliest position of each
         maximum), else None."""

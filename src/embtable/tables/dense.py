@@ -52,8 +52,7 @@ class DenseTable:
     def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         backend = backend_of(self._tensor)
         values, argmax = backend.pool_rows(data_of(self._tensor), data_of(indices), data_of(bags.offsets),
-                                           data_of(bags.bag_of), None if weights is None else data_of(weights),
-                                           mode)
+                                           None if weights is None else data_of(weights), mode, bags.padding_idx)
         return wrap(values, backend), None if argmax is None else wrap(argmax, backend)
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:

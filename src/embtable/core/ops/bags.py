@@ -20,26 +20,30 @@ from .rows import table_grad
 
 @dataclass(frozen=True)
 class Bags:
-    """Where each bag of a pooled lookup is: `offsets` (I64 ``[bags + 1]``: bag b is
-    positions ``offsets[b]:offsets[b + 1]``) and `bag_of` (I64 ``[N]``: each position's bag,
-    -1 for a position left out: a padding index, or past the last bag)."""
+    """Where the bags of a pooled lookup are: `offsets` (I64 ``[bags + 1]``: bag b is
+    positions ``offsets[b]:offsets[b + 1]`` of the flat indices), and the `padding_idx`
+    whose positions are left out."""
 
     offsets: Tensor
-    bag_of: Tensor
+    padding_idx: int | None
 
     @property
     def count(self) -> int:
         return self.offsets.shape[0] - 1
 
+    def bag_of(self, index: Any) -> Any:
+        """Each position's bag (a backend array, int64), -1 for a position left out: a
+        padding index, or past the last bag."""
+        backend = self.offsets._backend
+        bag_of = backend.bag_of(self.offsets._data, index.shape[0])
+        if self.padding_idx is not None:
+            bag_of = backend.xp.where(index == self.padding_idx, -1, bag_of)
+        return bag_of
 
-def bags_of(offsets: np.ndarray, index: Tensor, padding_idx: int | None) -> Bags:
-    """The `Bags` of validated host `offsets` (int64, ``[bags + 1]``) over the flat `index`."""
-    backend = index._backend
-    device_offsets = backend.from_host(offsets)
-    bag_of = backend.bag_of(device_offsets, index.shape[0])
-    if padding_idx is not None:
-        bag_of = backend.xp.where(index._data == padding_idx, -1, bag_of)
-    return Bags(wrap(device_offsets, backend), wrap(bag_of, backend))
+
+def bags_of(offsets: np.ndarray, backend: Backend, padding_idx: int | None) -> Bags:
+    """The `Bags` of validated host `offsets` (int64, ``[bags + 1]``) on `backend`'s device."""
+    return Bags(wrap(backend.from_host(offsets), backend), padding_idx)
 
 
 def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, bags: Bags,
@@ -55,7 +59,7 @@ def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, 
     backend = table._backend
 
     def backward(g: Any) -> tuple[Any, ...]:
-        shares = _shares(backend, bags, weights, None if argmax is None else argmax._data, mode,
+        shares = _shares(backend, bags, index._data, weights, None if argmax is None else argmax._data, mode,
                          backend.dtype_of(g))
         grads = [table_grad(g, index._data, table, padding_idx, scale_grad_by_freq, sparse, shares)
                  if table._requires_grad else None]
@@ -66,17 +70,18 @@ def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, 
     return record(values._data, backend, inputs, backward, saves=())
 
 
-def pooled_rows(rows: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> Tensor:
-    """The bags pooled from `rows` (``[N, dim]``, already looked up: for ``max_norm_mode=
-    "clip"``), with gradients into `rows` and `weights`."""
+def pooled_rows(rows: Tensor, index: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> Tensor:
+    """The bags pooled from `rows` (``[N, dim]``, the rows of the flat `index` already looked
+    up: for ``max_norm_mode="clip"``), with gradients into `rows` and `weights`."""
     backend = rows._backend
     positions = backend.xp.arange(rows.shape[0])
-    values, argmax = backend.pool_rows(rows._data, positions, bags.offsets._data, bags.bag_of._data,
-                                       None if weights is None else weights._data, mode)
+    values, argmax = backend.pool_rows(rows._data, positions, bags.offsets._data,
+                                       None if weights is None else weights._data, mode, bags.padding_idx,
+                                       ids=index._data)
     inputs = (rows,) if weights is None else (rows, weights)
 
     def backward(g: Any) -> tuple[Any, ...]:
-        shares = _shares(backend, bags, weights, argmax, mode, backend.dtype_of(g))
+        shares = _shares(backend, bags, index._data, weights, argmax, mode, backend.dtype_of(g))
         grads = [backend.scatter_sum(g, positions, rows.shape[0], bags=shares) if rows._requires_grad else None]
         if weights is not None:
             grads.append(_weight_grad(backend, g, rows._data, positions, shares, weights))
@@ -85,11 +90,11 @@ def pooled_rows(rows: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> 
     return record(values, backend, inputs, backward)
 
 
-def _shares(backend: Backend, bags: Bags, weights: Tensor | None, argmax: Any, mode: str,
+def _shares(backend: Backend, bags: Bags, index: Any, weights: Tensor | None, argmax: Any, mode: str,
             dtype: DType) -> BagGradient:
     """How each position shares its bag's gradient: its weight, over the bag's count in a
     mean; the argmax in a max-pool."""
-    xp, bag_of = backend.xp, bags.bag_of._data
+    xp, bag_of = backend.xp, bags.bag_of(index)
     scales = backend.ones(bag_of.shape, dtype)
     if mode == "mean":
         kept = bag_of >= 0

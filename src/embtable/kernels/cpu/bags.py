@@ -2,8 +2,8 @@
 per-sample weights. (The gradient of the table is `rows.scatter_sum` with the bags'
 gradients as its sources.)
 
-A pooled lookup reads bag ``b`` from positions ``offsets[b]:offsets[b + 1]`` of `indices`;
-a position whose ``bag_of`` is negative (padding) is left out of its bag.
+A pooled lookup reads bag ``b`` from positions ``offsets[b]:offsets[b + 1]`` of its
+indices; a position of the padding index is left out of its bag.
 """
 
 from __future__ import annotations
@@ -29,42 +29,119 @@ def bag_of_positions(offsets, size):
 
 
 @parallel_jit
-def pool(table, indices, offsets, bag_of, weights, mode, out, argmax):
+def pool(table, rows, ids, offsets, padding_idx, weights, mode, out, argmax):
     """``out[b]`` = the sum (`mode` SUM), mean (MEAN: over the positions kept) or
-    element-wise max (MAX) of ``weights[i] * table[indices[i]]`` over bag b's kept
-    positions, accumulated in `out`'s dtype; empty `weights` mean 1. For MAX, ``argmax[b,
-    d]`` is the earliest position holding the maximum; an empty bag is a zero row (and -1
-    in `argmax`). No ``[positions, dim]`` intermediate is made."""
-    dim = table.shape[1]
-    t = out.dtype.type
+    element-wise max (MAX) of ``weights[i] * table[rows[i]]`` over bag b's positions, those
+    whose ``ids[i]`` is `padding_idx` left out; empty `weights` mean 1. For MAX, ``argmax[b,
+    d]`` is the earliest position holding the maximum; an empty bag is a zero row (-1 in
+    `argmax`). Sums fold `FOLD` rows into a bag's row at a time; no ``[positions, dim]``
+    intermediate is made."""
     for b in nb.prange(offsets.shape[0] - 1):
-        start, stop = offsets[b], offsets[b + 1]
-        count = 0
-        for d in range(dim):
-            out[b, d] = -np.inf if mode == MAX else 0
-        for i in range(start, stop):
-            prefetch_row(table, indices[min(i + GATHER_AHEAD, indices.shape[0] - 1)])
-            if bag_of[i] < 0:
-                continue
-            count += 1
-            row = indices[i]
-            w = t(1) if weights.shape[0] == 0 else t(weights[i])
-            if mode == MAX:
-                for d in range(dim):
-                    value = w * t(table[row, d])
-                    if value > out[b, d] or argmax[b, d] < 0:
-                        out[b, d] = value
-                        argmax[b, d] = i
-            else:
-                for d in range(dim):
-                    out[b, d] += w * t(table[row, d])
+        dst = out[b]
+        if mode == MAX:
+            count = _max_bag(table, rows, ids, offsets[b], offsets[b + 1], padding_idx, weights, dst, argmax[b])
+        else:
+            count = _sum_bag(table, rows, ids, offsets[b], offsets[b + 1], padding_idx, weights, dst)
         if count == 0:
-            for d in range(dim):
-                out[b, d] = 0
+            dst[:] = 0
         elif mode == MEAN and count > 1:
-            reciprocal = t(1.0 / count)
+            reciprocal = out.dtype.type(1.0 / count)
+            for d in range(dst.shape[0]):
+                dst[d] *= reciprocal
+
+
+@nb.njit(cache=True, inline="always")
+def _kept(ids, i, padding_idx):
+    return ids[i] != padding_idx
+
+
+@nb.njit(cache=True, inline="always")
+def _weight(weights, i, t):
+    return t(1) if weights.shape[0] == 0 else t(weights[i])
+
+
+@nb.njit(cache=True, inline="always")
+def _prefetch_ahead(table, rows, i):
+    prefetch_row(table, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+
+
+#: Rows folded into a bag's sum at a time: the bag's row is read and written once per
+#: group, not once per row (measured, 64 floats: 8 rows 1.06-1.24 ms where 4 took 1.61-1.81
+#: and 1 took 2.2-2.5, PyTorch's FBGEMM 0.64-0.72).
+FOLD = 8
+
+
+@nb.njit(cache=True, inline="always")
+def _all_kept(ids, i, padding_idx):
+    """Whether the FOLD positions from `i` are all kept."""
+    if padding_idx < 0:
+        return True
+    for k in range(FOLD):
+        if ids[i + k] == padding_idx:
+            return False
+    return True
+
+
+@nb.njit(cache=True, inline="always")
+def _sum_bag(table, rows, ids, start, stop, padding_idx, weights, dst):
+    """Sum a bag's kept (weighted) rows into `dst`, FOLD at a time; how many were kept."""
+    t = dst.dtype.type
+    dim = dst.shape[0]
+    dst[:] = 0
+    count = 0
+    i = start
+    while i < stop:
+        if i + FOLD <= stop and _all_kept(ids, i, padding_idx):
+            for k in range(FOLD):
+                _prefetch_ahead(table, rows, i + k)
+            s0, s1, s2, s3 = table[rows[i]], table[rows[i + 1]], table[rows[i + 2]], table[rows[i + 3]]
+            s4, s5, s6, s7 = table[rows[i + 4]], table[rows[i + 5]], table[rows[i + 6]], table[rows[i + 7]]
+            if weights.shape[0] == 0:
+                for d in range(dim):
+                    dst[d] += (((t(s0[d]) + t(s1[d])) + (t(s2[d]) + t(s3[d])))
+                               + ((t(s4[d]) + t(s5[d])) + (t(s6[d]) + t(s7[d]))))
+            else:
+                w0, w1, w2, w3 = t(weights[i]), t(weights[i + 1]), t(weights[i + 2]), t(weights[i + 3])
+                w4, w5, w6, w7 = t(weights[i + 4]), t(weights[i + 5]), t(weights[i + 6]), t(weights[i + 7])
+                for d in range(dim):
+                    dst[d] += (((w0 * t(s0[d]) + w1 * t(s1[d])) + (w2 * t(s2[d]) + w3 * t(s3[d])))
+                               + ((w4 * t(s4[d]) + w5 * t(s5[d])) + (w6 * t(s6[d]) + w7 * t(s7[d]))))
+            count += FOLD
+            i += FOLD
+            continue
+        _prefetch_ahead(table, rows, i)
+        if _kept(ids, i, padding_idx):
+            source, w = table[rows[i]], _weight(weights, i, t)
             for d in range(dim):
-                out[b, d] *= reciprocal
+                dst[d] += w * t(source[d])
+            count += 1
+        i += 1
+    return count
+
+
+@nb.njit(cache=True, inline="always")
+def _max_bag(table, rows, ids, start, stop, padding_idx, weights, dst, winners):
+    """The element-wise max of a bag's kept (weighted) rows into `dst`, the earliest
+    position of each maximum into `winners`; how many rows were kept."""
+    t = dst.dtype.type
+    count = 0
+    for i in range(start, stop):
+        _prefetch_ahead(table, rows, i)
+        if not _kept(ids, i, padding_idx):
+            continue
+        source, w = table[rows[i]], _weight(weights, i, t)
+        if count == 0:
+            for d in range(dst.shape[0]):
+                dst[d] = w * t(source[d])
+                winners[d] = i
+        else:
+            for d in range(dst.shape[0]):
+                value = w * t(source[d])
+                if value > dst[d]:
+                    dst[d] = value
+                    winners[d] = i
+        count += 1
+    return count
 
 
 @parallel_jit
