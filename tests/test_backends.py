@@ -301,3 +301,22 @@ def test_scatter_sum_and_weight_grad_of_bags(backend, rng):
         np.testing.assert_allclose(host(backend, got), expected, rtol=1e-12, atol=1e-12)
         got = backend.bag_weight_grad(put(backend, g), put(backend, table), put(backend, slots), bags)
         np.testing.assert_allclose(host(backend, got), weight_grad, rtol=1e-12, atol=1e-12)
+
+
+def test_tables_and_state_start_on_a_cache_line(backend):
+    """Rows of 64 floats then span four cache lines, not five (see embtable.memory)."""
+    for array in (backend.zeros((1000, 64), et.DType.F32),
+                  backend.astype(put(backend, np.ones((1000, 64), np.float32)), et.DType.F64, copy=True)):
+        assert backend.to_host(array).ctypes.data % 64 == 0
+
+
+def test_a_new_table_starts_on_a_cache_line():
+    from embtable.core import data_of
+
+    def address(tensor):
+        array = data_of(tensor)
+        return array.ctypes.data if isinstance(array, np.ndarray) else array.data_ptr()
+
+    for table in (et.nn.Embedding(1000, 64), et.nn.EmbeddingBag(1000, 64, dtype=et.DType.F16),
+                  et.nn.Embedding.from_pretrained(np.ones((1000, 64), np.float32))):
+        assert address(table.weight) % 64 == 0

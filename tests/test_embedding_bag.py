@@ -299,3 +299,14 @@ def test_functional_matches_the_layer(rng):
     np.testing.assert_array_equal(out.numpy(), layer(indices, offsets).numpy())
     out.sum().backward()
     assert isinstance(weight.grad, et.RowSparseGrad)
+
+
+def test_a_table_changed_before_the_backward_of_weighted_bags_refuses_it():
+    bag = EmbeddingBag(6, 2, mode="sum")
+    weights = et.Tensor([1.0, 2.0, 3.0], requires_grad=True)
+    out = bag([[1, 2, 3]], per_sample_weights=weights.reshape(1, 3))
+    optimizer = et.optim.SGD(bag.parameters(), lr=0.1)
+    bag.weight.grad = et.Tensor(np.ones((6, 2), np.float32))
+    optimizer.step()  # changes the rows the weights' gradient reads
+    with pytest.raises(et.ModifiedTensorError):
+        out.sum().backward()

@@ -78,7 +78,7 @@ def test_the_import_graph_has_no_cycle():
         visit(name)
 
 
-LEAVES = {"errors", "validate", "dtype", "device", "rng", "norms", "interop", "checkpoint"}
+LEAVES = {"errors", "validate", "dtype", "device", "rng", "norms", "interop", "checkpoint", "memory"}
 LAYERS = ["kernels", "backends", "core", "tables", "optim", "nn", "io", "apps"]  # bottom first
 
 

@@ -7,6 +7,8 @@ least `MIN_BYTES` (lookup results, table gradients) come from a `BufferCache`: a
 handed out again once nothing but the cache references it — the array, and every view of
 it, has been dropped. Values are never shared: a buffer in use is never handed out.
 
+Every buffer hands out memory that starts on a cache line (`embtable.memory`).
+
 Idle buffers are kept up to a limit (`set_host_cache_limit`; 0 turns reuse off), enforced at
 each large request and when the limit is set, and released by `empty_host_cache`, as
 PyTorch's ``torch.cuda.empty_cache`` does for its GPU cache.
@@ -22,6 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..memory import CACHE_LINE
 from ..validate import integer
 
 #: Smaller arrays come from NumPy directly: the C allocator already reuses their memory.
@@ -31,6 +34,11 @@ DEFAULT_LIMIT = 2**30
 
 def _references(buffers: list[np.ndarray], i: int) -> int:
     return sys.getrefcount(buffers[i])
+
+
+def _usable(buffer: np.ndarray) -> int:
+    """The bytes of `buffer` an array can use: it has one cache line more, to start on one."""
+    return buffer.nbytes - CACHE_LINE
 
 
 #: The count `_references` gives for a buffer that only the cache's list holds.
@@ -56,10 +64,11 @@ class BufferCache:
             buffer = self._take_idle(nbytes) if self.limit else None
             self._trim(self.limit)
             if buffer is None:
-                buffer = np.empty(nbytes, np.uint8)
+                buffer = np.empty(nbytes + CACHE_LINE, np.uint8)  # room to start on a cache line
             if self.limit:
                 self._buffers.append(buffer)
-        return buffer[:nbytes].view(dtype).reshape(shape)
+        start = -buffer.ctypes.data % CACHE_LINE
+        return buffer[start:start + nbytes].view(dtype).reshape(shape)
 
     def trim(self, limit: int) -> None:
         """Release the least recently used idle buffers until at most `limit` bytes are idle."""
@@ -69,7 +78,7 @@ class BufferCache:
     def idle_bytes(self) -> int:
         """The bytes held by buffers nothing else references."""
         with self._lock:
-            return sum(self._buffers[i].nbytes for i in self._idle())
+            return sum(_usable(self._buffers[i]) for i in self._idle())
 
     def _idle(self) -> list[int]:
         return [i for i in range(len(self._buffers)) if _references(self._buffers, i) == _UNREFERENCED]
@@ -77,19 +86,19 @@ class BufferCache:
     def _take_idle(self, nbytes: int) -> np.ndarray | None:
         """The smallest idle buffer of `nbytes` to twice that (the most recent of equals), so
         that a training loop's outputs and gradients each find their own buffer again."""
-        fits = [i for i in self._idle() if nbytes <= self._buffers[i].nbytes <= 2 * nbytes]
+        fits = [i for i in self._idle() if nbytes <= _usable(self._buffers[i]) <= 2 * nbytes]
         if not fits:
             return None
         return self._buffers.pop(min(fits, key=lambda i: (self._buffers[i].nbytes, -i)))
 
     def _trim(self, limit: int) -> None:
         idle = self._idle()
-        excess = sum(self._buffers[i].nbytes for i in idle) - limit
+        excess = sum(_usable(self._buffers[i]) for i in idle) - limit
         dropped = set()
         for i in idle:
             if excess <= 0:
                 break
-            excess -= self._buffers[i].nbytes
+            excess -= _usable(self._buffers[i])
             dropped.add(i)
         self._buffers = [b for i, b in enumerate(self._buffers) if i not in dropped]
 

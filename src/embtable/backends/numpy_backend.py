@@ -10,6 +10,7 @@ import numpy as np
 
 from ..device import Device
 from ..dtype import DType, accumulation_dtype
+from ..memory import aligned_empty, aligned_zeros
 from ..norms import p_norm
 from .base import BagGradient, FusedStep
 from .host_cache import host_cache
@@ -23,6 +24,10 @@ _KERNEL_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 #: win at 1024 (80 us against 109 us). So from 256 KiB of output (1024 such rows) on,
 #: the threads gather.
 SMALL_GATHER_BYTES = 2**18
+
+#: Copies at least this large start on a cache line (`embtable.memory`); smaller ones are
+#: not worth the extra step.
+ALIGNED_FROM_BYTES = 4096
 
 #: Elements per segment of a dense optimizer update: large enough to vectorise, small
 #: enough to share the work between threads.
@@ -88,10 +93,14 @@ class NumpyBackend:
         return DType.from_numpy(array.dtype)
 
     def astype(self, array: np.ndarray, dtype: DType, copy: bool = False) -> np.ndarray:
-        return array.astype(dtype.numpy, order="C", copy=copy)
+        if not copy or array.size * dtype.itemsize < ALIGNED_FROM_BYTES:
+            return array.astype(dtype.numpy, order="C", copy=copy)
+        out = aligned_empty(array.shape, dtype.numpy)  # a new table or state: rows on cache lines
+        np.copyto(out, array, casting="unsafe")
+        return out
 
     def zeros(self, shape: Sequence[int], dtype: DType) -> np.ndarray:
-        return np.zeros(shape, dtype.numpy)
+        return aligned_zeros(shape, dtype.numpy)
 
     def ones(self, shape: Sequence[int], dtype: DType) -> np.ndarray:
         return np.ones(shape, dtype.numpy)
@@ -166,7 +175,7 @@ class NumpyBackend:
         dtype = table.dtype
         rows, positions = self._kernel_rows(table, indices)
         wide = accumulation_dtype(DType.from_numpy(dtype)).numpy
-        out = np.empty((offsets.shape[0] - 1, table.shape[1]), wide)
+        out = aligned_empty((offsets.shape[0] - 1, table.shape[1]), wide)
         argmax = np.full(out.shape, -1, np.int64) if mode == "max" else _NONE.reshape(0, 0)
         _bag_kernels().pool(rows, positions, indices if ids is None else ids, offsets,
                             -1 if padding_idx is None else padding_idx,

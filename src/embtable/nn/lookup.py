@@ -46,7 +46,7 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     renorm = _renormed(table, flat, options)
     if options.max_norm is None or renorm:
         values, argmax = table.pool(flat, bags, weights, options.mode)
-        return pooled(values, argmax, weight, flat, bags, weights, options.mode, padding_idx=options.padding_idx,
+        return pooled(values, argmax, weight, flat, bags, weights, options.mode,
                       scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
     rows = clipped(_looked_up(table, weight, flat, options), options.max_norm, options.norm_type)
     return pooled_rows(rows, flat, bags, weights, options.mode)

@@ -12,6 +12,7 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DType, DTypeLike
 from ..errors import DTypeError, SerializationError, ShapeError
+from ..memory import aligned_empty
 from ..rng import generator
 from ..validate import positive_int
 from .init import parameter, placement
@@ -130,11 +131,16 @@ class TableLayer(Layer):
 
 
 def _seed_initialisation(rows: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:
-    """N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of `dtype`."""
-    draw_dtype = np.float64 if dtype is DType.F64 else np.float32
-    table = generator().standard_normal((rows, dim), dtype=draw_dtype)
-    table *= 1.0 / math.sqrt(dim)
-    table = table.astype(dtype.numpy, copy=False)
+    """N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of `dtype`
+    whose rows start on cache lines."""
+    draw_dtype = np.dtype(np.float64 if dtype is DType.F64 else np.float32)
+    drawn = aligned_empty((rows, dim), draw_dtype)
+    generator().standard_normal(dtype=draw_dtype, out=drawn)
+    drawn *= 1.0 / math.sqrt(dim)
+    table = drawn
+    if dtype.numpy != draw_dtype:
+        table = aligned_empty((rows, dim), dtype.numpy)
+        np.copyto(table, drawn, casting="unsafe")
     if padding_idx is not None:
         table[padding_idx] = 0
     return table

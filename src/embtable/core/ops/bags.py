@@ -47,12 +47,12 @@ def bags_of(offsets: np.ndarray, backend: Backend, padding_idx: int | None) -> B
 
 
 def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, bags: Bags,
-           weights: Tensor | None, mode: str, *, padding_idx: int | None, scale_grad_by_freq: bool,
-           sparse: bool) -> Tensor:
+           weights: Tensor | None, mode: str, *, scale_grad_by_freq: bool, sparse: bool) -> Tensor:
     """`values` (each bag's pooled rows of `table`, pooled by the table's storage; `argmax`
     for a max-pool) as the result of a pooled lookup whose gradient flows into `table`, as
     a lookup's does (`rows.gathered`: padding, frequency scaling, dense or row-sparse), and
-    into `weights` when they require it."""
+    into `weights` when they require it (which reads the table's rows again, so the table
+    must not change in between)."""
     inputs = (table,) if weights is None else (table, weights)
     if not (is_grad_enabled() and any(t._requires_grad for t in inputs)):
         return values
@@ -61,13 +61,14 @@ def pooled(values: Tensor, argmax: Tensor | None, table: Tensor, index: Tensor, 
     def backward(g: Any) -> tuple[Any, ...]:
         shares = _shares(backend, bags, index._data, weights, None if argmax is None else argmax._data, mode,
                          backend.dtype_of(g))
-        grads = [table_grad(g, index._data, table, padding_idx, scale_grad_by_freq, sparse, shares)
+        grads = [table_grad(g, index._data, table, bags.padding_idx, scale_grad_by_freq, sparse, shares)
                  if table._requires_grad else None]
         if weights is not None:
             grads.append(_weight_grad(backend, g, table._data, index._data, shares, weights))
         return tuple(grads)
 
-    return record(values._data, backend, inputs, backward, saves=())
+    reads_table = weights is not None and weights._requires_grad
+    return record(values._data, backend, inputs, backward, saves=(table,) if reads_table else ())
 
 
 def pooled_rows(rows: Tensor, index: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> Tensor:
@@ -105,6 +106,8 @@ def _shares(backend: Backend, bags: Bags, index: Any, weights: Tensor | None, ar
 
 
 def _weight_grad(backend: Backend, g: Any, table: Any, index: Any, shares: BagGradient, weights: Tensor) -> Any:
+    """The per-sample weights' gradient, in their shape and accumulation dtype (None when
+    they do not require one)."""
     if not weights._requires_grad:
         return None
     grad = backend.bag_weight_grad(g, table, index, shares)

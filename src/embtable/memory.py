@@ -1,0 +1,37 @@
+"""Host arrays whose data starts on a cache line.
+
+NumPy's allocator aligns to 16 bytes, so a 256-byte table row (64 floats) usually spans five
+cache lines instead of four, and its vector loads straddle lines. Measured on the 2-core
+machine, pooling 2048 bags of 50 Zipf rows of a 1e5 x 64 table took 1.17-1.19 ms from a
+64-byte aligned table against 1.36 ms from NumPy's own (8192 bags of 10 uniform rows of
+1e6 x 64, read from memory: 4.41-4.57 against 4.54-4.93 ms). Tables, optimizer state and
+large results are therefore allocated here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+CACHE_LINE = 64
+
+
+def _aligned(buffer: np.ndarray, shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    offset = -buffer.ctypes.data % CACHE_LINE
+    nbytes = math.prod(shape) * dtype.itemsize
+    return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
+
+
+def aligned_empty(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    """Like ``np.empty``, with the data on a cache-line boundary."""
+    dtype = np.dtype(dtype)
+    return _aligned(np.empty(math.prod(shape) * dtype.itemsize + CACHE_LINE, np.uint8), shape, dtype)
+
+
+def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    """Like ``np.zeros``, with the data on a cache-line boundary (still zeroed lazily, page
+    by page, by the system)."""
+    dtype = np.dtype(dtype)
+    return _aligned(np.zeros(math.prod(shape) * dtype.itemsize + CACHE_LINE, np.uint8), shape, dtype)
