@@ -43,3 +43,15 @@ def test_runs_and_repeats_must_be_positive(capsys):
         with pytest.raises(SystemExit):
             bench.main([flag, "0"])
         assert "must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_every_bag_op_runs_on_both_libraries():
+    from embtable.apps import bench_bags
+
+    workload = bench_bags.BagWorkload("zipf", 500, 8, 16, 4)
+    weights = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    rows = list(bench_bags.run_ops(workload, weights, repeats=1))
+    assert [op for _, op, _, _ in rows] == ["forward sum", "pool GB/s", "forward mean", "forward max",
+                                             "weighted sum", "dense backward", "sparse step"]
+    assert all(ours > 0 for _, _, _, ours in rows) and all(theirs > 0 for _, op, theirs, _ in rows if op != "pool GB/s")
+    assert "pool GB/s" in bench_bags.line(rows[1], 10.0) and bench_bags.line(rows[0], 10.0).split()[-1]
