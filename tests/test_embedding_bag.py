@@ -215,6 +215,31 @@ def test_backward_is_deterministic(rng):
     assert grads[0][0].tobytes() == grads[1][0].tobytes() and grads[0][1].tobytes() == grads[1][1].tobytes()
 
 
+# Row widths around every tile shape of the pooling kernel: whole vectors, a partial one,
+# one tile, a tile and a bit, several tiles (64 float32 / 32 float64 columns a tile).
+WIDTHS = [*range(1, 18), 31, 32, 33, 63, 64, 65, 127, 128, 129, 300]
+
+
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64], ids=str)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_row_width_pools_like_the_reference(width, dtype, rng):
+    weight = rng.standard_normal((40, width))
+    indices = rng.integers(0, 40, 300)
+    indices[:9] = 3
+    offsets = np.array([0, 9, 9, 10, 100, 300])  # padding only, empty, one row, long bags
+    weights = rng.standard_normal(300)
+    for mode in ("sum", "mean"):
+        for sample in (None, weights):
+            bag = EmbeddingBag.from_pretrained(weight, mode=mode, padding_idx=3, include_last_offset=True,
+                                              dtype=dtype)
+            out = bag(indices, offsets, None if sample is None else et.Tensor(sample, dtype=dtype))
+            expected = spec_reference(bag.weight.numpy().astype(np.float64), indices, offsets, True, mode,
+                                      padding_idx=3, weights=None if sample is None else
+                                      et.Tensor(sample, dtype=dtype).numpy().astype(np.float64))[0]
+            tolerance = 1e-12 if dtype is et.DType.F64 else 1e-5
+            np.testing.assert_allclose(out.numpy(), expected, atol=tolerance * np.abs(expected).max(),
+                                       err_msg=f"mode={mode}, weighted={sample is not None}")
+
 # --- errors: named, and nothing changed -----------------------------------------------------
 
 @pytest.mark.parametrize("indices, offsets, words", [

@@ -177,9 +177,9 @@ class NumpyBackend:
         wide = accumulation_dtype(DType.from_numpy(dtype)).numpy
         out = aligned_empty((offsets.shape[0] - 1, table.shape[1]), wide)
         argmax = np.full(out.shape, -1, np.int64) if mode == "max" else _NONE.reshape(0, 0)
-        _bag_kernels().pool(rows, positions, indices if ids is None else ids, offsets,
-                            -1 if padding_idx is None else padding_idx,
-                            _NONE.astype(wide) if weights is None else weights.astype(wide, copy=False),
+        weights = _NONE.astype(wide) if weights is None else weights.astype(wide, copy=False)
+        _bag_kernels().pool(*map(np.ascontiguousarray, (rows, positions, indices if ids is None else ids)), offsets,
+                            -1 if padding_idx is None else padding_idx, np.ascontiguousarray(weights),
                             _POOL_MODES[mode], out, argmax)
         return out.astype(dtype, copy=False), argmax if mode == "max" else None
 

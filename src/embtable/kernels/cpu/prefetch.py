@@ -17,6 +17,14 @@ GATHER_AHEAD = 16
 CACHE_LINE = 64
 
 
+def prefetch_hint(builder: ir.IRBuilder, address: ir.Value) -> None:
+    """Emit a hint to load the cache line holding `address` (an i8 pointer) and keep it."""
+    i32 = ir.IntType(32)
+    hint = builder.module.declare_intrinsic(
+        "llvm.prefetch", [cgutils.voidptr_t], ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32]))
+    builder.call(hint, [address, i32(0), i32(3), i32(1)])  # read, keep cached
+
+
 @intrinsic
 def prefetch_bytes(typingctx, array, offset, nbytes):
     """Hint the CPU to start loading the cache lines of bytes ``[offset, offset + nbytes)``
@@ -29,16 +37,10 @@ def prefetch_bytes(typingctx, array, offset, nbytes):
         offset = context.cast(builder, args[1], signature.args[1], nb.types.intp)
         length = context.cast(builder, args[2], signature.args[2], nb.types.intp)
         start = builder.gep(builder.bitcast(data, cgutils.voidptr_t), [offset])
-        i32 = ir.IntType(32)
-        hint = builder.module.declare_intrinsic(
-            "llvm.prefetch", [cgutils.voidptr_t], ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32]))
-
-        def prefetch(at):
-            builder.call(hint, [builder.gep(start, [at]), i32(0), i32(3), i32(1)])  # read, keep cached
-
         with cgutils.for_range_slice(builder, intp(0), length, intp(CACHE_LINE)) as (at, _):
-            prefetch(at)
-        prefetch(builder.sub(length, intp(1)))  # the last line, where the range straddles one more
+            prefetch_hint(builder, builder.gep(start, [at]))
+        # the last line, where the range straddles one more
+        prefetch_hint(builder, builder.gep(start, [builder.sub(length, intp(1))]))
         return context.get_dummy_value()
 
     return nb.types.void(array, offset, nbytes), codegen
