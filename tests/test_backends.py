@@ -12,6 +12,7 @@ import torch
 
 import embtable as et
 from embtable.backends import Backend, FusedStep
+from embtable.backends.base import NAMESPACE
 from embtable.backends.numpy_backend import NUMPY
 from embtable.backends.torch_backend import TorchBackend
 
@@ -51,9 +52,7 @@ def test_every_function_is_there_with_the_protocols_signature(backend):
     for name in PROTOCOL_METHODS:
         expected = list(inspect.signature(getattr(Backend, name)).parameters)[1:]  # without self
         assert list(inspect.signature(getattr(backend, name)).parameters) == expected, name
-    for name in ("abs", "exp", "log", "log1p", "sqrt", "sign", "tanh", "matmul", "swapaxes", "broadcast_to",
-                 "sum", "mean", "max", "where", "maximum", "squeeze", "expand_dims", "permute_dims",
-                 "cumsum", "asarray", "zeros", "arange"):
+    for name in NAMESPACE:
         assert callable(getattr(backend.xp, name)), name
     assert isinstance(backend.device, et.Device)
 

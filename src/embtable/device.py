@@ -74,13 +74,14 @@ _default_device = Device.CPU
 
 
 def as_device(device: DeviceLike) -> Device:
-    """The `Device` that `device` names; ``None`` is the default device."""
+    """The `Device` that `device` names (a `Device`, a name, a ``torch.device``); ``None``
+    is the default device."""
     if device is None:
         return _default_device
     if isinstance(device, Device):
         return device
-    if isinstance(device, str):
-        return Device.parse(device)
+    if isinstance(device, str) or type(device).__module__ == "torch":  # a torch.device
+        return Device.parse(str(device))
     raise InvalidArgumentError(
         f"expected a Device, a device name such as 'cuda:0', or None; got {device!r}"
     )

@@ -51,12 +51,17 @@ class FusedStep(enum.Enum):
         return self.value[1]
 
 
+#: The functions a backend's ``xp`` offers under NumPy's names, with NumPy's signatures.
+NAMESPACE = ("abs", "exp", "log", "log1p", "sqrt", "sign", "tanh", "matmul", "swapaxes", "broadcast_to",
+             "sum", "mean", "max", "min", "argmax", "argmin", "argsort", "where", "maximum", "clip",
+             "squeeze", "expand_dims", "permute_dims", "concatenate", "stack", "take", "take_along_axis",
+             "put_along_axis", "cumsum", "asarray", "zeros", "arange")
+
+
 @runtime_checkable
 class Backend(Protocol):
     """The functions every backend offers. ``xp`` is an array namespace with NumPy's names for
-    the element-wise math and reductions that ops use (``abs exp log log1p sqrt sign tanh
-    matmul swapaxes broadcast_to sum mean max where maximum squeeze expand_dims
-    permute_dims cumsum asarray zeros arange``)."""
+    the element-wise math and reductions that ops use (`NAMESPACE`)."""
 
     device: Device
     xp: Any
@@ -86,6 +91,11 @@ class Backend(Protocol):
 
     def concat(self, arrays: Sequence[Array]) -> Array:
         """The arrays joined along their first axis."""
+
+    def index_add_(self, array: Array, key: Any, values: Array) -> None:
+        """``array[key] += values`` in place for a float `array`, where `key` indexes as
+        NumPy does with integer or boolean arrays among its parts; repeated positions add
+        up (the gradient of advanced indexing)."""
 
     # --- indices --------------------------------------------------------------------------
 

@@ -108,6 +108,9 @@ class NumpyBackend:
     def concat(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate(arrays)
 
+    def index_add_(self, array: np.ndarray, key: Any, values: np.ndarray) -> None:
+        np.add.at(array, key, values)
+
     # --- indices --------------------------------------------------------------------------
 
     def first_out_of_range(self, indices: np.ndarray, limit: int) -> int:

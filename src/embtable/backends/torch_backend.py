@@ -54,6 +54,47 @@ class Namespace:
         return x.clone() if not dims else torch.amax(x, dim=dims, keepdim=keepdims)
 
     @staticmethod
+    def min(x: torch.Tensor, axis: Any = None, keepdims: bool = False) -> torch.Tensor:
+        dims = _dims(x, axis)
+        return x.clone() if not dims else torch.amin(x, dim=dims, keepdim=keepdims)
+
+    @staticmethod
+    def argmax(x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:
+        return torch.argmax(x, dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def argmin(x: torch.Tensor, axis: int, keepdims: bool = False) -> torch.Tensor:
+        return torch.argmin(x, dim=axis, keepdim=keepdims)
+
+    @staticmethod
+    def argsort(x: torch.Tensor, axis: int = -1, kind: str | None = None) -> torch.Tensor:
+        return torch.argsort(x, dim=axis, stable=kind == "stable")
+
+    @staticmethod
+    def take(x: torch.Tensor, indices: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.index_select(x, axis, indices.to(x.device))
+
+    @staticmethod
+    def take_along_axis(x: torch.Tensor, indices: torch.Tensor, axis: int) -> torch.Tensor:
+        return torch.gather(x, axis, indices)
+
+    @staticmethod
+    def put_along_axis(x: torch.Tensor, indices: torch.Tensor, values: torch.Tensor, axis: int) -> None:
+        x.scatter_(axis, indices, values)
+
+    @staticmethod
+    def clip(x: torch.Tensor, lower: Any, upper: Any) -> torch.Tensor:
+        return torch.clamp(x, lower, upper)
+
+    @staticmethod
+    def concatenate(arrays: Sequence[torch.Tensor], axis: int = 0) -> torch.Tensor:
+        return torch.cat(tuple(arrays), dim=axis)
+
+    @staticmethod
+    def stack(arrays: Sequence[torch.Tensor], axis: int = 0) -> torch.Tensor:
+        return torch.stack(tuple(arrays), dim=axis)
+
+    @staticmethod
     def where(condition: Any, a: Any, b: Any) -> torch.Tensor:
         like = next((t for t in (a, b, condition) if isinstance(t, torch.Tensor)))
         a, b = (t if isinstance(t, torch.Tensor) else torch.tensor(t, device=like.device) for t in (a, b))
@@ -146,6 +187,12 @@ class TorchBackend:
 
     def concat(self, arrays: Sequence[torch.Tensor]) -> torch.Tensor:
         return torch.cat(list(arrays))
+
+    def index_add_(self, array: torch.Tensor, key: Any, values: torch.Tensor) -> None:
+        source = torch.zeros_like(array, requires_grad=True)
+        with torch.enable_grad():  # PyTorch's own indexing backward: accumulates repeats
+            (summed,) = torch.autograd.grad(source[key], source, values)
+        array += summed
 
     def first_out_of_range(self, indices: torch.Tensor, limit: int) -> int:
         if indices.numel() == 0:

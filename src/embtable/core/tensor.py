@@ -190,6 +190,35 @@ class Tensor:
         value = self._backend.to_host(self._data).reshape(()).item()
         return float(value) if self.dtype is DType.BF16 else value
 
+    def _scalar(self, what: str) -> bool | int | float:
+        if self.numel() != 1:
+            raise ShapeError(f"{what} needs a tensor with exactly one element, this one has shape {self.shape}")
+        return self.item()
+
+    def __bool__(self) -> bool:
+        """The truth of a one-element tensor; a larger (or empty) one raises `ShapeError`
+        rather than being silently true."""
+        return bool(self._scalar("bool(tensor)"))
+
+    def __float__(self) -> float:
+        return float(self._scalar("float(tensor)"))
+
+    def __int__(self) -> int:
+        return int(self._scalar("int(tensor)"))
+
+    def __index__(self) -> int:
+        """A one-element integer tensor used as an index (``range(t)``, ``xs[t]``)."""
+        if not (self.dtype.is_integer or self.dtype is DType.BOOL):
+            raise TypeError(f"only integer tensors of one element can be used as an index, got {self.dtype.name}")
+        return int(self._scalar("an index"))
+
+    def __format__(self, spec: str) -> str:
+        """``f"{loss:.3f}"`` formats a one-element tensor's value (as PyTorch, a 0-d tensor's
+        value with any spec); a larger tensor takes only the empty spec, giving its repr."""
+        if spec or self.ndim == 0:
+            return format(self._scalar(f"format(tensor, {spec!r})"), spec)
+        return str(self)
+
     def detach(self) -> Tensor:
         """A tensor sharing this one's data, outside any autograd graph."""
         return wrap(self._data, self._backend, view_of=self)

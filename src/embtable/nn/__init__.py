@@ -1,9 +1,12 @@
 """Layers and the functions behind them."""
 
-from . import functional
+from . import functional, utils
+from .activation import Dropout, ReLU
 from .bag import EmbeddingBag
 from .embedding import Embedding
 from .layer import Layer, LayerState
 from .linear import Linear
+from .sequential import Sequential
 
-__all__ = ["Embedding", "EmbeddingBag", "Layer", "LayerState", "Linear", "functional"]
+__all__ = ["Dropout", "Embedding", "EmbeddingBag", "Layer", "LayerState", "Linear", "ReLU", "Sequential",
+           "functional", "utils"]

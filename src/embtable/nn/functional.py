@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import numbers
+
 from ..core import Tensor
-from ..core.ops.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss
+from ..core.ops.elementwise import relu
+from ..core.ops.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss, softmax
 from ..core.arguments import float_tensor_argument
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, InvalidArgumentError, ShapeError
+from ..rng import generator
 from .lookup import bag_lookup, lookup
 from .options import BagOptions, EmbeddingOptions
 
-__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "embedding", "embedding_bag", "linear",
-           "log_softmax", "mse_loss"]
+__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "dropout", "embedding", "embedding_bag", "linear",
+           "log_softmax", "mse_loss", "relu", "softmax"]
 
 
 def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,
@@ -57,3 +61,18 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
                          f"they must match")
     out = x @ weight.T
     return out if bias is None else out + bias
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
+    """In training, each element zeroed with probability `p` (drawn from embtable's
+    generator, so `manual_seed` repeats it) and the rest scaled by ``1 / (1 - p)``; outside
+    training, `x` itself."""
+    float_tensor_argument("x", x)
+    if not (isinstance(p, numbers.Real) and 0 <= p <= 1):
+        raise InvalidArgumentError(f"dropout probability must be in [0, 1], got {p!r}")
+    if not training or p == 0:
+        return x
+    if p == 1:
+        return x * 0
+    kept = generator().random(x.shape) >= p
+    return x * Tensor(kept / (1 - p), dtype=x.dtype, device=x.device)

@@ -226,6 +226,20 @@ class Layer:
         for name, tensor in tensors.items():
             storage_of(tensor).load_(values[name])
 
+    # --- description --------------------------------------------------------------------
+
+    def extra_repr(self) -> str:
+        """What the repr shows between the parentheses, before any children (as PyTorch)."""
+        return ""
+
+    def __repr__(self) -> str:
+        """``Name(extra)``, then one indented line per child, as PyTorch prints modules."""
+        children = [f"({name}): {child!r}" for name, child in self.named_children()]
+        if not children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = "\n".join(([self.extra_repr()] if self.extra_repr() else []) + children)
+        return f"{type(self).__name__}(\n  " + lines.replace("\n", "\n  ") + "\n)"
+
     # --- checkpoints ----------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:

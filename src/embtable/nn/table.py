@@ -125,9 +125,9 @@ class TableLayer(Layer):
                                      f"{ {k: tuple(v.shape) for k, v in tensors.items()} }")
         return cls._pretrained(tensors["weight"], freeze=False, **config)
 
-    def __repr__(self) -> str:
+    def extra_repr(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self._options.non_defaults().items())
-        return f"{type(self).__name__}({self.num_embeddings}, {self.embedding_dim}{options})"
+        return f"{self.num_embeddings}, {self.embedding_dim}{options}"
 
 
 def _seed_initialisation(rows: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:

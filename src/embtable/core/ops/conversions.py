@@ -1,12 +1,13 @@
-"""Copies of a tensor on another device or in another dtype."""
+"""Copies of a tensor on another device or in another dtype (`to` and PyTorch's shortcuts
+for it), and `clone`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ...backends import backend_for
-from ...device import DeviceLike, as_device
-from ...dtype import DTypeLike, accumulation_dtype, as_dtype
+from ...device import Device, DeviceLike, as_device
+from ...dtype import DType, DTypeLike, accumulation_dtype, as_dtype
 from ..autograd import record
 from ..sparse_grad import RowSparseGrad
 from ..tensor import Tensor, wrap
@@ -35,3 +36,40 @@ def to(a: Tensor, device: DeviceLike = None, dtype: DTypeLike = None) -> Tensor:
         return (source.astype(g if target is source else source.from_host(target.to_host(g)), wide),)
 
     return record(data, target, (a,), backward, saves=())
+
+
+def _cast(dtype: DType, name: str) -> Callable[[Tensor], Tensor]:
+    def cast(a: Tensor) -> Tensor:
+        return a if a.dtype is dtype else to(a, dtype=dtype)
+
+    cast.__name__ = cast.__qualname__ = name
+    cast.__doc__ = f"This tensor as {dtype.name} (itself when it already is), as PyTorch's ``{name}()``."
+    return cast
+
+
+#: PyTorch's cast methods, by name.
+CASTS = {name: _cast(dtype, name) for name, dtype in (
+    ("float", DType.F32), ("double", DType.F64), ("half", DType.F16), ("bfloat16", DType.BF16),
+    ("long", DType.I64), ("int", DType.I32), ("bool", DType.BOOL))}
+
+
+def clone(a: Tensor) -> Tensor:
+    """A copy of the values, its gradient flowing back to `a`."""
+    return record(a._backend.astype(a._data, a.dtype, copy=True), a._backend, (a,), lambda g: (g,), saves=())
+
+
+def requires_grad_(a: Tensor, requires_grad: bool = True) -> Tensor:
+    """Set ``requires_grad`` in place; returns `a`."""
+    a.requires_grad = requires_grad
+    return a
+
+
+def cpu(a: Tensor) -> Tensor:
+    """This tensor on the CPU (itself when it already is there)."""
+    return a if a.device == Device.CPU else to(a, Device.CPU)
+
+
+def cuda(a: Tensor, device: int = 0) -> Tensor:
+    """This tensor on CUDA device `device` (itself when it already is there)."""
+    target = as_device(f"cuda:{device}")
+    return a if a.device == target else to(a, target)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...dtype import DType, get_default_dtype
-from ...errors import DeviceError, ShapeError
+from ...errors import DeviceError, InvalidArgumentError, ShapeError
 from ..autograd import record
 from ..tensor import Tensor
 
@@ -43,12 +43,18 @@ def operand(value: Any, like: Tensor) -> Tensor:
 def result_dtype(a: Tensor, b: Tensor) -> DType:
     """PyTorch's promotion: the higher kind (bool < int < float) wins; within a kind a tensor
     with dimensions outranks a 0-d one; otherwise NumPy's promotion."""
-    ca, cb = _category(a.dtype), _category(b.dtype)
-    if ca != cb:
-        return a.dtype if ca > cb else b.dtype
-    if (a.ndim == 0) != (b.ndim == 0):
+    if _category(a.dtype) == _category(b.dtype) and (a.ndim == 0) != (b.ndim == 0):
         return b.dtype if a.ndim == 0 else a.dtype
-    return DType.from_numpy(np.promote_types(a.dtype.numpy, b.dtype.numpy))
+    return promoted(a.dtype, b.dtype)
+
+
+def promoted(a: DType, b: DType) -> DType:
+    """The dtype two tensors with dimensions promote to: the higher kind (bool < int <
+    float) wins, within a kind NumPy's promotion."""
+    ca, cb = _category(a), _category(b)
+    if ca != cb:
+        return a if ca > cb else b
+    return DType.from_numpy(np.promote_types(a.numpy, b.numpy))
 
 
 def float_data(a: Tensor, dtype: DType | None = None) -> Any:
@@ -178,3 +184,38 @@ def relu(a: Tensor) -> Tensor:
     """``max(x, 0)`` of each element."""
     xp = a._backend.xp
     return _unary(a, xp.maximum(a._data, 0), lambda g, o: g * (a._data > 0))
+
+
+def abs(a: Tensor) -> Tensor:  # noqa: A001
+    """``|x|`` of each element; the gradient is ``sign(x)`` (0 at 0, as PyTorch)."""
+    xp = a._backend.xp
+    return _unary(a, xp.abs(a._data), lambda g, o: g * xp.sign(a._data))
+
+
+def sqrt(a: Tensor) -> Tensor:
+    """The square root of each element (integers: in the default float dtype)."""
+    return _unary(a, a._backend.xp.sqrt(float_data(a)), lambda g, o: g / (2 * o))
+
+
+def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+    """Each element limited to ``[min, max]`` (either may be None; with ``min > max`` every
+    element is `max`, as PyTorch). The gradient passes where ``min <= x <= max``; a float
+    bound on an integer tensor gives the default float dtype."""
+    if min is None and max is None:
+        raise InvalidArgumentError("clamp needs min or max (or both), got neither")
+    for name, bound in (("min", min), ("max", max)):
+        if bound is not None and not (isinstance(bound, numbers.Real) and not isinstance(bound, bool)):
+            raise InvalidArgumentError(f"clamp's {name} must be a real number or None, got {bound!r}")
+    floating = any(isinstance(b, (float, np.floating)) for b in (min, max))
+    dtype = a.dtype if a.dtype.is_float or not floating else get_default_dtype()
+    backend = a._backend
+    xp, x = backend.xp, backend.astype(a._data, dtype)
+    out = xp.clip(x, min, max)
+
+    def backward(g: Any) -> tuple[Any]:
+        inside = (x >= min) if min is not None else None
+        if max is not None:
+            inside = (x <= max) if inside is None else inside & (x <= max)
+        return (g * inside,)
+
+    return record(out, backend, (a,), backward)

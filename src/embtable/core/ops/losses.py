@@ -1,4 +1,4 @@
-"""Losses and log-softmax, computed stably; half precision computes in F32."""
+"""Softmax, log-softmax and losses, computed stably; half precision computes in F32."""
 
 from __future__ import annotations
 
@@ -24,18 +24,39 @@ def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
     return shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
 
 
-def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
-    """``x - log(sum(exp(x), axis))``, computed without overflow (half precision in F32)."""
-    float_tensor_argument("x", x)
-    (axis,) = normalized_axes(axis, x.ndim) if x.ndim else (axis,)
-    backend = x._backend
+def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """``x - log(sum(exp(x), axis))``, computed without overflow (half precision in F32);
+    `dim` is PyTorch's name for `axis`."""
+    backend, axis, out = _softmax_inputs(x, axis, dim, "log_softmax")
     xp = backend.xp
-    out = _log_softmax(xp, _wide(x), axis)
 
     def backward(g: Any) -> tuple[Any]:
         return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
     return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=())
+
+
+def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
+    """``exp(x) / sum(exp(x), axis)``, computed without overflow (half precision in F32);
+    `dim` is PyTorch's name for `axis`."""
+    backend, axis, log_out = _softmax_inputs(x, axis, dim, "softmax")
+    xp = backend.xp
+    out = xp.exp(log_out)
+
+    def backward(g: Any) -> tuple[Any]:
+        return (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
+
+    return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=())
+
+
+def _softmax_inputs(x: Tensor, axis: int, dim: int | None, what: str) -> tuple[Any, int, Any]:
+    """The backend, the one axis and the log-softmax of `x` in its wide dtype."""
+    float_tensor_argument("x", x)
+    axis = axis if dim is None else dim
+    if not isinstance(axis, int):
+        raise ShapeError(f"{what} takes one int axis, got {axis!r}")
+    (axis,) = normalized_axes(axis, x.ndim) if x.ndim else (axis,)
+    return x._backend, axis, _log_softmax(x._backend.xp, _wide(x), axis)
 
 
 def cross_entropy(logits: Tensor, targets: Any) -> Tensor:

@@ -1,17 +1,24 @@
-"""Views of a tensor's values in another shape or order: reshape, permute, transpose and
-basic indexing. Each shares the input's data (and so its version counter)."""
+"""A tensor's values in another shape or order, selected by an index, or joined with
+others: reshape (view), unsqueeze, squeeze, flatten, permute, transpose, indexing, cat and
+stack. Reshapes, permutations and basic indexing are views sharing the input's data (and
+so its version counter); advanced indexing, cat and stack copy."""
 
 from __future__ import annotations
 
+import functools
+import math
 import numbers
 import operator
 from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import InvalidArgumentError, ShapeError
+from ...backends import Backend
+from ...dtype import DType
+from ...errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from ..autograd import record
 from ..tensor import Tensor
+from .elementwise import promoted
 
 
 def reshape(a: Tensor, *shape: int | Sequence[int]) -> Tensor:
@@ -77,16 +84,127 @@ def transpose(a: Tensor, *dims: int) -> Tensor:
     return permute(a, tuple(order))
 
 
+def unsqueeze(a: Tensor, dim: int) -> Tensor:
+    """A view with a new axis of size 1 at `dim` (``-a.ndim - 1 <= dim <= a.ndim``)."""
+    if not isinstance(dim, numbers.Integral) or not -a.ndim - 1 <= dim <= a.ndim:
+        raise ShapeError(f"unsqueeze dim must be an int in [{-a.ndim - 1}, {a.ndim}], got {dim!r}")
+    at = int(dim) % (a.ndim + 1)
+    return reshape(a, a.shape[:at] + (1,) + a.shape[at:])
+
+
+def squeeze(a: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
+    """A view without the axes of size 1 (only those among `dim` when given; a listed axis
+    of another size stays, as PyTorch)."""
+    axes = range(a.ndim) if dim is None else _axes_of(dim, a.ndim)
+    return reshape(a, tuple(n for i, n in enumerate(a.shape) if not (i in axes and n == 1)))
+
+
+def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """A view with axes `start_dim` to `end_dim` (inclusive) merged into one; a 0-d tensor
+    becomes 1-D."""
+    if a.ndim == 0:
+        return reshape(a, 1)
+    start, end = _axes_of(start_dim, a.ndim)[0], _axes_of(end_dim, a.ndim)[0]
+    if start > end:
+        raise ShapeError(f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim} for {a.ndim} axes")
+    return reshape(a, a.shape[:start] + (math.prod(a.shape[start:end + 1]),) + a.shape[end + 1:])
+
+
+def size(a: Tensor, dim: int | None = None) -> tuple[int, ...] | int:
+    """The shape, or the length of axis `dim`."""
+    return a.shape if dim is None else a.shape[_axes_of(dim, a.ndim)[0]]
+
+
+def _axes_of(dim: int | Sequence[int], ndim: int) -> tuple[int, ...]:
+    """`dim` (an int or ints, negative allowed) as axes of a tensor of `ndim` dimensions."""
+    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+    if not all(isinstance(d, numbers.Integral) and -max(ndim, 1) <= d < max(ndim, 1) for d in dims):
+        raise ShapeError(f"dim {dim!r} is out of range for a tensor of {ndim} dimensions")
+    return tuple(int(d) % max(ndim, 1) for d in dims)
+
+
 def getitem(a: Tensor, key: Any) -> Tensor:
-    """Basic indexing: ints, slices, None and Ellipsis."""
-    parts = key if isinstance(key, tuple) else (key,)
-    if not all(isinstance(k, (numbers.Integral, slice)) or k is None or k is Ellipsis for k in parts):
-        raise InvalidArgumentError(f"only basic indexing (ints, slices, None, ...) is supported, got {key!r}")
+    """``a[key]`` as NumPy indexes: ints, slices, None and Ellipsis give a view; integer
+    arrays, lists or tensors and boolean masks give a copy, whose gradient is summed back
+    into the positions it came from (repeats add up)."""
     backend = a._backend
+    index, advanced = index_parts(key, backend)
 
     def backward(g: Any) -> tuple[Any]:
         grad = backend.zeros(a.shape, backend.dtype_of(g))
-        grad[key] = g
+        if advanced:
+            backend.index_add_(grad, index, g)
+        else:
+            grad[index] = g
         return (grad,)
 
-    return record(a._data[key], backend, (a,), backward, saves=(), view_of=a)
+    return record(a._data[index], backend, (a,), backward, saves=(), view_of=None if advanced else a)
+
+
+def index_parts(key: Any, backend: Backend) -> tuple[Any, bool]:
+    """An indexing `key` as `backend`'s arrays index with it (a tuple stays a tuple), and
+    whether any part is advanced (an integer or boolean array)."""
+    parts, advanced = [], False
+    for part in key if isinstance(key, tuple) else (key,):
+        if isinstance(part, (numbers.Integral, slice)) or part is None or part is Ellipsis:
+            parts.append(operator.index(part) if isinstance(part, numbers.Integral) else part)
+            continue
+        if isinstance(part, Tensor):
+            if part._backend is not backend:
+                raise DeviceError(f"an index on {part.device} cannot index a tensor on {backend.device}")
+            array = part._data
+        else:
+            try:
+                host = np.asarray(part)
+            except (TypeError, ValueError):
+                host = None
+            if host is None or host.dtype.kind not in "biu" and host.size:
+                raise InvalidArgumentError(f"an index must be ints, slices, None, ..., or integer or boolean "
+                                           f"arrays, lists or tensors; got {part!r}")
+            array = backend.from_host(host if host.size else host.astype(np.int64))
+        if backend.dtype_of(array) is not DType.BOOL and not backend.dtype_of(array).is_integer:
+            raise DTypeError(f"an index tensor must be integer or BOOL, got {backend.dtype_of(array).name}")
+        parts.append(array)
+        advanced = True
+    return tuple(parts) if isinstance(key, tuple) else parts[0], advanced
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """The tensors joined along the existing axis `dim` (their other axes equal; dtypes
+    promoted as arithmetic does); each gets its slice of the gradient."""
+    arrays, backend, dtype = _joined_inputs(tensors, "cat")
+    first = tensors[0]
+    axis = _axes_of(dim, first.ndim)[0]
+    if first.ndim == 0 or any(t.shape[:axis] + t.shape[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]
+                              or t.ndim != first.ndim for t in tensors):
+        raise ShapeError(f"cat needs tensors of one shape except along dim {dim}, got "
+                         f"{[t.shape for t in tensors]}")
+    xp = backend.xp
+    ends = np.cumsum([t.shape[axis] for t in tensors])
+
+    def backward(g: Any) -> tuple[Any, ...]:
+        lead = (slice(None),) * axis
+        return tuple(g[lead + (slice(int(end) - t.shape[axis], int(end)),)] for t, end in zip(tensors, ends))
+
+    return record(xp.concatenate(arrays, axis=axis), backend, tuple(tensors), backward, saves=())
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """The tensors (all of one shape) joined along a new axis `dim`."""
+    _joined_inputs(tensors, "stack")
+    if any(t.shape != tensors[0].shape for t in tensors):
+        raise ShapeError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
+    if not isinstance(dim, numbers.Integral) or not -tensors[0].ndim - 1 <= dim <= tensors[0].ndim:
+        raise ShapeError(f"stack dim must be an int in [{-tensors[0].ndim - 1}, {tensors[0].ndim}], got {dim!r}")
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def _joined_inputs(tensors: Sequence[Tensor], what: str) -> tuple[list[Any], Backend, DType]:
+    """The arrays of the tensors to join, cast to their common dtype, and their backend."""
+    if not isinstance(tensors, (list, tuple)) or not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        raise InvalidArgumentError(f"{what} takes a non-empty list or tuple of Tensors, got {tensors!r}")
+    backend = tensors[0]._backend
+    if any(t._backend is not backend for t in tensors):
+        raise DeviceError(f"{what} needs tensors on one device, got {[str(t.device) for t in tensors]}")
+    dtype = functools.reduce(promoted, (t.dtype for t in tensors))
+    return [backend.astype(t._data, dtype) for t in tensors], backend, dtype
