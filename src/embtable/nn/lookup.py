@@ -86,7 +86,7 @@ def _checked_offsets(offsets: Any, size: int, include_last_offset: bool) -> np.n
     """The 1-D integer `offsets` of `size` indices as bag bounds: ``offsets[0]`` is 0, they
     never decrease nor exceed `size`; without `include_last_offset` the last bag runs to
     the end."""
-    host = offsets.numpy() if isinstance(offsets, Tensor) else host_array(offsets)
+    host = np.asarray(offsets) if isinstance(offsets, Tensor) else host_array(offsets)
     if host.size == 0 and not isinstance(offsets, Tensor):
         host = host.astype(np.int64)  # [] reads as float64
     if host.ndim != 1 or host.dtype.kind not in "iu":
@@ -94,21 +94,26 @@ def _checked_offsets(offsets: Any, size: int, include_last_offset: bool) -> np.n
     if include_last_offset and host.size == 0:
         raise InvalidArgumentError("with include_last_offset=True, offsets need one entry more than there are "
                                    "bags (at least one), got none")
-    starts = host.astype(np.int64)
-    if starts.size and starts[0] != 0:
+    starts = host.astype(np.int64)  # a copy: the caller's array may change later
+    if starts.size and (starts[0] != 0 or starts[-1] > size or (starts[1:] < starts[:-1]).any()):
+        _raise_bad_offsets(starts, size)
+    if include_last_offset:
+        return starts
+    return np.append(starts, np.int64(size)) if starts.size else np.zeros(1, np.int64)
+
+
+def _raise_bad_offsets(starts: np.ndarray, size: int) -> None:
+    """The error for the first thing wrong with `starts`: not starting at 0, decreasing, or
+    past the end of the `size` indices."""
+    if starts[0] != 0:
         raise InvalidArgumentError(f"offsets[0] must be 0, got {starts[0]}")
     falling = np.flatnonzero(starts[1:] < starts[:-1])
     if falling.size:
         i = int(falling[0]) + 1
         raise InvalidArgumentError(f"offsets must not decrease: offsets[{i}] = {starts[i]} is below "
                                    f"offsets[{i - 1}] = {starts[i - 1]}")
-    beyond = np.flatnonzero(starts > size)
-    if beyond.size:
-        i = int(beyond[0])
-        raise InvalidArgumentError(f"offsets[{i}] = {starts[i]} is past the end of the {size} indices")
-    if include_last_offset:
-        return starts
-    return np.append(starts, np.int64(size)) if starts.size else np.zeros(1, np.int64)
+    i = int(np.flatnonzero(starts > size)[0])
+    raise InvalidArgumentError(f"offsets[{i}] = {starts[i]} is past the end of the {size} indices")
 
 
 def _checked_sample_weights(weights: Any, index: Tensor, table: Tensor) -> Tensor | None:
