@@ -322,3 +322,26 @@ def test_a_layer_repr_lists_its_children():
 
     assert repr(Tower()) == ("Tower(\n  (user): Embedding(10, 4)\n  (mlp): Sequential(\n"
                              "    (0): Linear(4, 2, bias=True)\n    (1): ReLU()\n  )\n)")
+
+
+# --- arrays where tensors are expected --------------------------------------------------------
+
+def test_arrays_and_lists_are_accepted_where_tensors_are():
+    linear = et.nn.Linear(4, 2)
+    np.testing.assert_allclose(linear(A).numpy(), linear(et.Tensor(A, dtype=et.DType.F32)).numpy())
+    targets = np.array([0, 1, 1])
+    logits = RNG.standard_normal((3, 2))
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(targets)).item()
+    assert et.nn.functional.cross_entropy(logits, targets).item() == pytest.approx(expected, rel=1e-12)
+    assert et.nn.functional.cross_entropy(logits.tolist(), targets.tolist()).item() == pytest.approx(expected, 1e-6)
+    assert et.nn.functional.mse_loss([1.0, 2.0], [1.0, 4.0]).item() == pytest.approx(2.0)
+    np.testing.assert_allclose(et.nn.functional.softmax(A, dim=1).numpy(),
+                               torch.softmax(torch.tensor(A), 1).numpy(), rtol=1e-12)
+    assert et.cat([A, et.Tensor(B)], dim=1).shape == (3, 8) and et.stack([[1, 2], [3, 4]]).shape == (2, 2)
+
+
+def test_an_optimizer_given_a_layer_says_to_pass_its_parameters():
+    with pytest.raises(et.InvalidArgumentError, match=r"model\.parameters\(\)"):
+        et.optim.Adam(et.nn.Linear(2, 2))
+    with pytest.raises(et.InvalidArgumentError, match=r"\[tensor\]"):
+        et.optim.SGD(et.Tensor([1.0], requires_grad=True), lr=0.1)

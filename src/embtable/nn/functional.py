@@ -29,7 +29,7 @@ def embedding(indices: Any, weight: Tensor, padding_idx: int | None = None,
     keeps gradient away from it); with ``max_norm_mode="renorm"`` it rescales long rows of
     `weight` in place.
     """
-    float_tensor_argument("weight", weight, ndim=2)
+    float_tensor_argument("weight", weight, ndim=2, arrays=False)
     options = EmbeddingOptions.checked(weight.shape[0], padding_idx=padding_idx, max_norm=max_norm,
                                        norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
                                        max_norm_mode=max_norm_mode)
@@ -43,7 +43,7 @@ def embedding_bag(indices: Any, weight: Tensor, offsets: Any = None, max_norm: f
     """Each bag of `indices` pooled from `weight`, with the options of
     `embtable.nn.EmbeddingBag`, which documents them (like
     ``torch.nn.functional.embedding_bag``)."""
-    float_tensor_argument("weight", weight, ndim=2)
+    float_tensor_argument("weight", weight, ndim=2, arrays=False)
     options = BagOptions.checked(weight.shape[0], padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
                                  scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, max_norm_mode=max_norm_mode,
                                  mode=mode, include_last_offset=include_last_offset)
@@ -52,7 +52,7 @@ def embedding_bag(indices: Any, weight: Tensor, offsets: Any = None, max_norm: f
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``x @ weight.T + bias`` for `x` of shape ``[..., in]`` and `weight` ``[out, in]``."""
-    float_tensor_argument("x", x)
+    x = float_tensor_argument("x", x, like=weight)
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(f"linear input of shape {x.shape} does not fit a weight of shape "
                          f"{weight.shape}: the last dimension must be {weight.shape[1]}")
@@ -67,7 +67,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """In training, each element zeroed with probability `p` (drawn from embtable's
     generator, so `manual_seed` repeats it) and the rest scaled by ``1 / (1 - p)``; outside
     training, `x` itself."""
-    float_tensor_argument("x", x)
+    x = float_tensor_argument("x", x)
     if not (isinstance(p, numbers.Real) and 0 <= p <= 1):
         raise InvalidArgumentError(f"dropout probability must be in [0, 1], got {p!r}")
     if not training or p == 0:

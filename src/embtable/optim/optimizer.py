@@ -31,6 +31,12 @@ class Optimizer:
     fused_step: FusedStep | None = None  # None: the reference rule runs on every backend
 
     def __init__(self, params: Iterable[Tensor], **hyper: Any) -> None:
+        if callable(getattr(params, "parameters", None)):
+            raise InvalidArgumentError(f"{type(self).__name__} takes the tensors to optimize, got the layer "
+                                       f"{type(params).__name__}; pass model.parameters()")
+        if isinstance(params, Tensor):
+            raise InvalidArgumentError(f"{type(self).__name__} takes an iterable of tensors, got one Tensor; "
+                                       f"pass [tensor]")
         self.params = list(params)
         if not self.params:
             raise InvalidArgumentError(f"{type(self).__name__} got no parameters to optimize")

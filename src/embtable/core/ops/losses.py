@@ -27,7 +27,8 @@ def _log_softmax(xp: Any, x: Any, axis: int) -> Any:
 def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """``x - log(sum(exp(x), axis))``, computed without overflow (half precision in F32);
     `dim` is PyTorch's name for `axis`."""
-    backend, axis, out = _softmax_inputs(x, axis, dim, "log_softmax")
+    x, axis, out = _softmax_inputs(x, axis, dim, "log_softmax")
+    backend = x._backend
     xp = backend.xp
 
     def backward(g: Any) -> tuple[Any]:
@@ -39,7 +40,8 @@ def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
 def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """``exp(x) / sum(exp(x), axis)``, computed without overflow (half precision in F32);
     `dim` is PyTorch's name for `axis`."""
-    backend, axis, log_out = _softmax_inputs(x, axis, dim, "softmax")
+    x, axis, log_out = _softmax_inputs(x, axis, dim, "softmax")
+    backend = x._backend
     xp = backend.xp
     out = xp.exp(log_out)
 
@@ -49,14 +51,14 @@ def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=())
 
 
-def _softmax_inputs(x: Tensor, axis: int, dim: int | None, what: str) -> tuple[Any, int, Any]:
-    """The backend, the one axis and the log-softmax of `x` in its wide dtype."""
-    float_tensor_argument("x", x)
+def _softmax_inputs(x: Any, axis: int, dim: int | None, what: str) -> tuple[Tensor, int, Any]:
+    """`x` as a tensor, the one axis and the log-softmax of `x` in its wide dtype."""
+    x = float_tensor_argument("x", x)
     axis = axis if dim is None else dim
     if not isinstance(axis, int):
         raise ShapeError(f"{what} takes one int axis, got {axis!r}")
     (axis,) = normalized_axes(axis, x.ndim) if x.ndim else (axis,)
-    return x._backend, axis, _log_softmax(x._backend.xp, _wide(x), axis)
+    return x, axis, _log_softmax(x._backend.xp, _wide(x), axis)
 
 
 def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
@@ -64,7 +66,7 @@ def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
 
     `logits` is ``[N, C]`` (N >= 1) and `targets` ``[N]`` integers in ``[0, C)``.
     """
-    float_tensor_argument("logits", logits, ndim=2)
+    logits = float_tensor_argument("logits", logits, ndim=2)
     target = operand(targets, logits)
     count, classes = logits.shape
     if not target.dtype.is_integer:
@@ -90,7 +92,7 @@ def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
 def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
     """The mean of ``-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))``, computed stably;
     `targets` has the shape of `logits` (probabilities in [0, 1])."""
-    float_tensor_argument("logits", logits)
+    logits = float_tensor_argument("logits", logits)
     target = operand(targets, logits)
     if target.shape != logits.shape:
         raise ShapeError(f"binary_cross_entropy_with_logits needs targets of the logits' shape "
@@ -109,7 +111,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
 
 def mse_loss(a: Tensor, b: Any) -> Tensor:
     """The mean of ``(a - b) ** 2``; `b` has the shape of `a`."""
-    float_tensor_argument("a", a)
+    a = float_tensor_argument("a", a)
     b = operand(b, a)
     if a.shape != b.shape:
         raise ShapeError(f"mse_loss needs tensors of one shape, got {a.shape} and {b.shape}")

@@ -172,7 +172,7 @@ def index_parts(key: Any, backend: Backend) -> tuple[Any, bool]:
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """The tensors joined along the existing axis `dim` (their other axes equal; dtypes
     promoted as arithmetic does); each gets its slice of the gradient."""
-    arrays, backend, dtype = _joined_inputs(tensors, "cat")
+    tensors, arrays, backend = _joined_inputs(tensors, "cat")
     first = tensors[0]
     axis = _axes_of(dim, first.ndim)[0]
     if first.ndim == 0 or any(t.shape[:axis] + t.shape[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]
@@ -191,7 +191,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """The tensors (all of one shape) joined along a new axis `dim`."""
-    _joined_inputs(tensors, "stack")
+    tensors = _joined_inputs(tensors, "stack")[0]
     if any(t.shape != tensors[0].shape for t in tensors):
         raise ShapeError(f"stack needs tensors of one shape, got {[t.shape for t in tensors]}")
     if not isinstance(dim, numbers.Integral) or not -tensors[0].ndim - 1 <= dim <= tensors[0].ndim:
@@ -199,12 +199,16 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     return cat([unsqueeze(t, dim) for t in tensors], dim)
 
 
-def _joined_inputs(tensors: Sequence[Tensor], what: str) -> tuple[list[Any], Backend, DType]:
-    """The arrays of the tensors to join, cast to their common dtype, and their backend."""
-    if not isinstance(tensors, (list, tuple)) or not tensors or not all(isinstance(t, Tensor) for t in tensors):
+def _joined_inputs(tensors: Sequence[Any], what: str) -> tuple[list[Tensor], list[Any], Backend]:
+    """The tensors to join (arrays and lists made tensors), their arrays cast to their
+    common dtype, and their backend."""
+    if not isinstance(tensors, (list, tuple)) or not tensors:
         raise InvalidArgumentError(f"{what} takes a non-empty list or tuple of Tensors, got {tensors!r}")
+    like = next((t for t in tensors if isinstance(t, Tensor)), None)
+    tensors = [t if isinstance(t, Tensor) else Tensor(t, device=None if like is None else like.device)
+               for t in tensors]
     backend = tensors[0]._backend
     if any(t._backend is not backend for t in tensors):
         raise DeviceError(f"{what} needs tensors on one device, got {[str(t.device) for t in tensors]}")
     dtype = functools.reduce(promoted, (t.dtype for t in tensors))
-    return [backend.astype(t._data, dtype) for t in tensors], backend, dtype
+    return tensors, [backend.astype(t._data, dtype) for t in tensors], backend
