@@ -79,7 +79,7 @@ def test_the_import_graph_has_no_cycle():
 
 
 LEAVES = {"errors", "validate", "dtype", "device", "rng", "norms", "interop", "checkpoint", "memory"}
-LAYERS = ["kernels", "backends", "core", "tables", "optim", "nn", "io", "apps"]  # bottom first
+LAYERS = ["kernels", "backends", "core", "tables", "optim", "nn", "io", "torch", "apps"]  # bottom first
 
 
 def rank(name: str) -> int:

@@ -8,6 +8,7 @@ import embtable as et
 from embtable.core import data_of
 from embtable.nn import Embedding, Layer, Linear
 from embtable.nn import functional as F
+from helpers import auc
 
 
 class BagOfEmbeddings(Layer):
@@ -120,15 +121,6 @@ def test_bag_of_words_classifier_with_embedding_bag_learns(mode, rng):
             optimizer.step()
             losses.append(loss.item())
     assert np.mean(losses[-12:]) < 0.5 * np.mean(losses[:12])
-
-
-def auc(scores, labels):
-    """The probability that a positive pair scores above a negative one."""
-    order = np.argsort(scores)
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    positives = labels.sum()
-    return (ranks[labels == 1].sum() - positives * (positives + 1) / 2) / (positives * (len(labels) - positives))
 
 
 class TwoTower(Layer):
