@@ -55,3 +55,11 @@ def test_every_bag_op_runs_on_both_libraries():
                                              "weighted sum", "dense backward", "sparse step"]
     assert all(ours > 0 for _, _, _, ours in rows) and all(theirs > 0 for _, op, theirs, _ in rows if op != "pool GB/s")
     assert "pool GB/s" in bench_bags.line(rows[1], 10.0) and bench_bags.line(rows[0], 10.0).split()[-1]
+
+
+def test_every_way_of_the_dlrm_step_runs():
+    from embtable.apps import bench_dlrm
+
+    rows = bench_dlrm.run(500, "zipf", repeats=1)
+    assert [way for _, way, _, _ in rows] == ["PyTorch + embtable tables", "all embtable"]
+    assert all(theirs > 0 and ours > 0 for _, _, theirs, ours in rows)

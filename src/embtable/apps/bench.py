@@ -20,7 +20,7 @@ import numpy as np
 import embtable as et
 from embtable.nn import Embedding
 
-from . import bench_bags
+from . import bench_bags, bench_dlrm
 from .timing import Workload, copy_bandwidth, indices_for, machine, median_ms, medians, side_by_side, time_on_device
 
 
@@ -259,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
                                                         "libraries run there")
     parser.add_argument("--bags", action="store_true", help="time EmbeddingBag against "
                                                             "torch.nn.functional.embedding_bag instead")
+    parser.add_argument("--dlrm", action="store_true", help="time a DLRM-style training step: all PyTorch, "
+                                                            "PyTorch with embtable tables, all embtable")
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
-    if args.bags:
+    if args.bags or args.dlrm:
         print(f"machine: {machine()}; device: cpu")
-        return bench_bags.main(args.quick, repeats, args.runs)
+        return (bench_bags if args.bags else bench_dlrm).main(args.quick, repeats, args.runs)
     device = str(et.Device.parse(args.device))
     on_cpu = device == "cpu"
     if not on_cpu:
