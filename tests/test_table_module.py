@@ -81,6 +81,22 @@ def test_no_torch_parameters_and_a_shared_state_dict():
         module.load_state_dict({})
 
 
+def test_a_retained_graph_runs_backward_twice_and_strict_loads_check_keys(rng):
+    layer = et.nn.EmbeddingBag.from_pretrained(rng.standard_normal((6, 2)), freeze=False, mode="sum")
+    module = TableModule(layer)
+    weights = torch.tensor(rng.standard_normal(4), requires_grad=True)
+    out = module(torch.tensor([1, 2, 2, 5]), torch.tensor([0, 2]), per_sample_weights=weights).sum()
+    out.backward(retain_graph=True)
+    first_weights, first_table = weights.grad.clone(), layer.weight.grad.numpy().copy()
+    out.backward()
+    np.testing.assert_allclose(weights.grad.numpy(), 2 * first_weights.numpy())
+    np.testing.assert_allclose(layer.weight.grad.numpy(), 2 * first_table)
+    with pytest.raises(RuntimeError, match="Unexpected"):
+        module.load_state_dict({"weight": torch.zeros(6, 2), "bias": torch.zeros(2)})
+    module.load_state_dict({"weight": torch.zeros(6, 2), "bias": torch.zeros(2)}, strict=False)
+    assert (layer.weight.numpy() == 0).all()
+
+
 def test_inside_torch_no_grad_and_with_a_frozen_table():
     frozen = TableModule(et.nn.Embedding.from_pretrained(np.eye(4)))
     assert not frozen(torch.tensor([1, 2])).requires_grad

@@ -62,7 +62,8 @@ def _weights(pairs):
 @pytest.mark.parametrize("op", [
     lambda M, a, b: (a == b, a != b, a < b, a <= b, a > b, a >= b),
     lambda M, a, b: (a == 0, a != 0.0, 0 < a, a >= 1),
-    lambda M, a, b: ((a > 0) & (b > 0), (a > 0) | (b > 0), (a > 0) ^ (b > 0), ~(a > 0)),
+    lambda M, a, b: ((a > 0) & (b > 0), (a > 0) | (b > 0), (a > 0) ^ (b > 0), ~(a > 0), True & (a > 0),
+                     False | (b > 0)),
 ], ids=["tensors", "scalars", "logic"])
 def test_comparisons_are_element_wise_bool_tensors(op):
     check(op, TIED, np.round(B, 0), grad=False)
@@ -84,7 +85,8 @@ def test_a_padding_mask_multiplies_element_wise():
 def test_comparing_with_other_objects_is_python_equality():
     t = et.Tensor([1.0])
     assert (t == None) is False and (t != "a") is True  # noqa: E711
-    assert t in [t] and {t: 1}[t] == 1  # hashed by identity, as torch tensors
+    twins = {t: 1, et.Tensor([1.0]): 2}  # hashed by identity, as torch tensors: equal values, two keys
+    assert len(twins) == 2 and twins[t] == 1
 
 
 @pytest.mark.parametrize("op", [
@@ -216,6 +218,32 @@ def test_bad_indices_are_refused():
         t[[0.5, 1.0]]
     with pytest.raises(et.InvalidArgumentError, match="index"):
         t["a"]
+    with pytest.raises(et.InvalidArgumentError, match="bool index"):
+        t[True]
+    with pytest.raises(et.IndexOutOfRangeError):
+        t[[0, 3]]
+    before = t.numpy()
+    with pytest.raises(et.IndexOutOfRangeError):
+        t[[0, 3]] = 1.0
+    with pytest.raises(et.ShapeError, match="broadcast"):
+        t[[0, 1]] = np.ones(3)
+    assert t.numpy().tobytes() == before.tobytes()
+
+
+def test_integer_index_tensors_of_any_width_index_alike():
+    check(lambda M, a: (a[(M.tensor if M is torch else M.Tensor)(np.array([2, 0], np.uint8)).long()],
+                        a[(M.tensor if M is torch else M.Tensor)(1)]), A)
+    t = et.Tensor(A)
+    assert t[et.Tensor(np.array([2, 0], np.uint8))].numpy().tobytes() == A[[2, 0]].tobytes()
+
+
+def test_an_index_tensor_changed_before_the_backward_is_caught():
+    t = et.Tensor(A, requires_grad=True)
+    index = et.Tensor([0, 2])
+    picked = t[index].sum()
+    index[0] = 1
+    with pytest.raises(et.ModifiedTensorError):
+        picked.backward()
 
 
 # --- in place -----------------------------------------------------------------------------------
@@ -226,7 +254,9 @@ def test_in_place_changes_match_torch():
         t[0] = 1.5
         t[[1, 2], 3] = -1.0
         t[t < -1.2] = 0
-        t[2, :2] = t[1, :2] if isinstance(t, torch.Tensor) else t[1, :2]
+        t[2, :2] = t[1, :2]
+        t[1:] = t[:-1] if isinstance(t, et.Tensor) else t[:-1].clone()  # overlapping (torch refuses it)
+        t[0, 1].fill_(9)  # a view on both libraries, as on both backends
     np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
     np.testing.assert_array_equal(ours.clone().zero_().numpy(), np.zeros((3, 4)))
     np.testing.assert_array_equal(ours.clone().fill_(2).numpy(), np.full((3, 4), 2.0))
@@ -246,6 +276,40 @@ def test_weights_change_in_place_under_no_grad_and_a_pending_backward_refuses():
         emb.weight.fill_(0.5)
     with pytest.raises(et.ModifiedTensorError):
         weighted.backward()
+
+
+def test_assigning_a_value_that_requires_grad_is_refused():
+    w = et.Tensor([1.0, 2.0], requires_grad=True)
+    out = et.Tensor(np.zeros(3))
+    for change in (lambda: out.__setitem__(0, w.sum()), lambda: out.fill_(w.sum()), lambda: out.copy_(w.sum())):
+        with pytest.raises(et.InvalidArgumentError, match="gradient"):
+            change()
+    assert (out.numpy() == 0).all()
+    out[0] = w.sum().detach()
+    assert out.tolist() == [3.0, 0.0, 0.0]
+    with pytest.raises(et.InvalidArgumentError, match="number"):
+        out.fill_([1.0, 2.0])
+
+
+def test_results_of_comparisons_and_arg_reductions_are_arrays():
+    t = et.Tensor(A)
+    for result in (t.argmax(), t.argmin(), t[0, 0] > 0, et.Tensor(1.0) == 1, ~(t[0, 0] > 0)):
+        assert result.ndim == 0 and np.asarray(result).shape == () and result.numpy().ndim == 0
+    assert et.Tensor(np.zeros((0, 3))).argmax(dim=1).shape == (0,)
+    assert torch.zeros(0, 3).argmax(dim=1).shape == (0,)
+    with pytest.raises(et.ShapeError, match="empty"):
+        et.Tensor(np.zeros((3, 0))).argmax(dim=1)
+
+
+@pytest.mark.parametrize("op", [lambda x: x.exp(), lambda x: x.sqrt(), lambda x: x.softmax(0),
+                                lambda x: 2.0 ** x], ids=["exp", "sqrt", "softmax", "power"])
+def test_an_output_changed_before_the_backward_that_reads_it_is_caught(op):
+    x = et.Tensor(POSITIVE[0], requires_grad=True)
+    out = op(x)
+    with et.no_grad():
+        out[0] = 0.0
+    with pytest.raises(et.ModifiedTensorError):
+        out.sum().backward()
 
 
 def test_copy_refuses_a_shape_that_does_not_broadcast():

@@ -32,7 +32,9 @@ class TableModule(torch.nn.Module):
     It registers no torch ``Parameter`` (torch optimizers never see the table: step it with
     an embtable optimizer over ``layer.parameters()``). Its ``state_dict()`` holds the
     table's ``"weight"``, sharing memory with it, and ``load_state_dict`` loads into the
-    table; ``per_sample_weights`` that require grad get their gradient in torch.
+    table; ``per_sample_weights`` that require grad get their gradient in torch. The table
+    stays where it is when the module is moved or cast (``module.to``): move it with
+    ``module.layer.to(...)``.
     """
 
     def __init__(self, layer: Embedding | EmbeddingBag) -> None:
@@ -41,6 +43,7 @@ class TableModule(torch.nn.Module):
                                        f"{type(layer).__name__}")
         super().__init__()
         self.layer = layer
+        self.training = layer.training
 
     def forward(self, indices: torch.Tensor, offsets: torch.Tensor | None = None,
                 per_sample_weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -67,6 +70,8 @@ class TableModule(torch.nn.Module):
                               missing_keys: list, unexpected_keys: list, error_msgs: list) -> None:
         names = list(self.layer.state_dict())
         missing_keys.extend(prefix + n for n in names if prefix + n not in state_dict)
+        unexpected_keys.extend(k for k in state_dict if k.startswith(prefix) and "." not in k[len(prefix):]
+                               and k[len(prefix):] not in names)
         present = {n: state_dict[prefix + n] for n in names if prefix + n in state_dict}
         if len(present) == len(names):
             try:
@@ -102,13 +107,13 @@ class _Lookup(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        out, weights = ctx.embtable
-        ctx.embtable = None
+        out, weights = ctx.embtable  # kept: a backward with retain_graph=True may run again
         if out.requires_grad:
             out.backward(_to_embtable(grad, out.device))
         weights_grad = None
         if weights is not None and weights.grad is not None:
             weights_grad = torch.from_dlpack(weights.grad)
+            weights.grad = None  # torch accumulates it; a second backward starts afresh
         return None, None, None, None, weights_grad
 
 

@@ -48,6 +48,14 @@ def non_negative(name: str, value: Any) -> float:
     return real(name, value, positive=False)
 
 
+def probability(name: str, value: Any) -> float:
+    """`value` as a float in [0, 1]."""
+    number = real(name, value, positive=False)
+    if number > 1:
+        raise InvalidArgumentError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return number
+
+
 def flag(name: str, value: Any) -> bool:
     """`value` as a bool (True, False or NumPy's bools; not 0 or 1)."""
     if not isinstance(value, (bool, np.bool_)):

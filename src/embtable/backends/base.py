@@ -54,7 +54,7 @@ class FusedStep(enum.Enum):
 #: The functions a backend's ``xp`` offers under NumPy's names, with NumPy's signatures.
 NAMESPACE = ("abs", "exp", "log", "log1p", "sqrt", "sign", "tanh", "matmul", "swapaxes", "broadcast_to",
              "sum", "mean", "max", "min", "argmax", "argmin", "argsort", "where", "maximum", "clip",
-             "squeeze", "expand_dims", "permute_dims", "concatenate", "stack", "take", "take_along_axis",
+             "squeeze", "expand_dims", "permute_dims", "concatenate", "take", "take_along_axis",
              "put_along_axis", "cumsum", "asarray", "zeros", "arange")
 
 

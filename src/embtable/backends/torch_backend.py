@@ -91,10 +91,6 @@ class Namespace:
         return torch.cat(tuple(arrays), dim=axis)
 
     @staticmethod
-    def stack(arrays: Sequence[torch.Tensor], axis: int = 0) -> torch.Tensor:
-        return torch.stack(tuple(arrays), dim=axis)
-
-    @staticmethod
     def where(condition: Any, a: Any, b: Any) -> torch.Tensor:
         like = next((t for t in (a, b, condition) if isinstance(t, torch.Tensor)))
         a, b = (t if isinstance(t, torch.Tensor) else torch.tensor(t, device=like.device) for t in (a, b))

@@ -77,17 +77,19 @@ class Node:
 
 
 def record(data: Any, backend: Backend, inputs: tuple[Tensor, ...], backward: Backward,
-           saves: tuple[Tensor, ...] | None = None, view_of: Tensor | None = None) -> Tensor:
+           saves: tuple[Tensor, ...] | None = None, view_of: Tensor | None = None,
+           saves_output: bool = False) -> Tensor:
     """A tensor around `data` (an array of `backend`, or a NumPy scalar) that remembers how to
     pass gradients to `inputs`, when gradients are enabled and any input requires them.
     `backward` returns one gradient per input (None for none; those of inputs that do not
     require grad are ignored). `saves` lists the tensors whose values `backward` reads (all
-    inputs unless said otherwise); a view (`view_of`) shares that tensor's data and so its
-    version counter."""
+    inputs unless said otherwise), `saves_output` whether it reads the output's values too;
+    a view (`view_of`) shares that tensor's data and so its version counter."""
     tracked = _mode.enabled and any(t._requires_grad for t in inputs)
     out = wrap(backend.xp.asarray(data), backend, requires_grad=tracked, view_of=view_of)
     if tracked:
-        out._node = Node(inputs, backward, tuple((t, t._version) for t in (inputs if saves is None else saves)))
+        saved = tuple(inputs if saves is None else saves) + ((out,) if saves_output else ())
+        out._node = Node(inputs, backward, tuple((t, t._version) for t in saved))
     return out
 
 

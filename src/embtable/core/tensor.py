@@ -184,16 +184,14 @@ class Tensor:
 
     def item(self) -> bool | int | float:
         """The value of a one-element tensor as a Python scalar."""
-        if self.numel() != 1:
-            raise ShapeError(f"item() needs a tensor with exactly one element, "
-                             f"this one has shape {self.shape}")
-        value = self._backend.to_host(self._data).reshape(()).item()
-        return float(value) if self.dtype is DType.BF16 else value
+        return self._scalar("item()")
 
     def _scalar(self, what: str) -> bool | int | float:
+        """The one element as a Python scalar, or `ShapeError` saying that `what` needs one."""
         if self.numel() != 1:
             raise ShapeError(f"{what} needs a tensor with exactly one element, this one has shape {self.shape}")
-        return self.item()
+        value = self._backend.to_host(self._data).reshape(()).item()
+        return float(value) if self.dtype is DType.BF16 else value
 
     def __bool__(self) -> bool:
         """The truth of a one-element tensor; a larger (or empty) one raises `ShapeError`

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import Tensor
-from ..errors import InvalidArgumentError
+from ..validate import probability
 from .functional import dropout
 from .layer import Layer
 
@@ -25,9 +25,7 @@ class Dropout(Layer):
     ``1 / (1 - p)``; in evaluation, passes `x` through (see `functional.dropout`)."""
 
     def __init__(self, p: float = 0.5) -> None:
-        if not (isinstance(p, (int, float)) and 0 <= p <= 1):
-            raise InvalidArgumentError(f"dropout probability must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = probability("dropout probability p", p)
 
     def forward(self, x: Tensor) -> Tensor:
         return dropout(x, self.p, self.training)

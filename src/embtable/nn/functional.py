@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import numbers
 
 from ..core import Tensor
 from ..core.ops.elementwise import relu
 from ..core.ops.losses import binary_cross_entropy_with_logits, cross_entropy, log_softmax, mse_loss, softmax
 from ..core.arguments import float_tensor_argument
-from ..errors import DTypeError, InvalidArgumentError, ShapeError
+from ..errors import DTypeError, ShapeError
 from ..rng import generator
+from ..validate import probability
 from .lookup import bag_lookup, lookup
 from .options import BagOptions, EmbeddingOptions
 
@@ -68,8 +68,7 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     generator, so `manual_seed` repeats it) and the rest scaled by ``1 / (1 - p)``; outside
     training, `x` itself."""
     x = float_tensor_argument("x", x)
-    if not (isinstance(p, numbers.Real) and 0 <= p <= 1):
-        raise InvalidArgumentError(f"dropout probability must be in [0, 1], got {p!r}")
+    p = probability("dropout probability p", p)
     if not training or p == 0:
         return x
     if p == 1:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...dtype import DType
-from ...errors import DTypeError, ShapeError
+from ...errors import DTypeError, InvalidArgumentError, ShapeError
 from ..autograd import record
 from ..tensor import Tensor, wrap
 from .elementwise import operand, result_dtype, sum_to_shape
@@ -32,49 +32,43 @@ def _broadcast(*tensors: Tensor) -> None:
         raise ShapeError(f"shapes {shapes} do not broadcast together") from None
 
 
-def _comparison(compare: Callable[[Any, Any], Any]) -> Callable[[Tensor, Any], Any]:
+def _element_wise(combine: Callable[[Any, Any], Any], symbol: str, logical: bool,
+                  swapped: bool = False) -> Callable[[Tensor, Any], Any]:
+    """``a <symbol> other`` (``other <symbol> a`` when `swapped`) on the promoted operands,
+    recording no gradient: a comparison, or (`logical`) a logical / bitwise operation of
+    BOOL or integer tensors."""
+
     def method(a: Tensor, other: Any) -> Any:
         if not isinstance(other, _COMPARABLE):
             return NotImplemented
         b = operand(other, a)
         _broadcast(a, b)
         dtype, backend = result_dtype(a, b), a._backend
-        return wrap(compare(backend.astype(a._data, dtype), backend.astype(b._data, dtype)), backend)
+        if logical and dtype.is_float:
+            raise DTypeError(f"{symbol} needs BOOL or integer tensors, got {a.dtype.name} and {b.dtype.name}")
+        x, y = backend.astype(a._data, dtype), backend.astype(b._data, dtype)
+        return wrap(backend.xp.asarray(combine(y, x) if swapped else combine(x, y)), backend)
 
-    method.__name__ = method.__qualname__ = f"__{compare.__name__}__"
-    method.__doc__ = f"Element-wise ``{compare.__name__}`` of the promoted operands, as a BOOL tensor."
+    kind = "logical (BOOL) or bitwise (integer)" if logical else "comparison of the promoted operands"
+    method.__doc__ = f"Element-wise ``{symbol}``: a {kind}, as a tensor without gradient."
     return method
 
 
-eq, ne, lt, le, gt, ge = map(_comparison, (operator.eq, operator.ne, operator.lt, operator.le,
-                                           operator.gt, operator.ge))
-
-
-def _logical(combine: Callable[[Any, Any], Any], name: str) -> Callable[[Tensor, Any], Tensor]:
-    def method(a: Tensor, other: Any) -> Tensor:
-        b = operand(other, a)
-        _broadcast(a, b)
-        dtype = result_dtype(a, b)
-        if dtype.is_float:
-            raise DTypeError(f"{name} needs BOOL or integer tensors, got {a.dtype.name} and {b.dtype.name}")
-        backend = a._backend
-        return wrap(combine(backend.astype(a._data, dtype), backend.astype(b._data, dtype)), backend)
-
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = f"Element-wise ``{name}`` of BOOL (logical) or integer (bitwise) tensors."
-    return method
-
-
-logical_and = _logical(operator.and_, "__and__")
-logical_or = _logical(operator.or_, "__or__")
-logical_xor = _logical(operator.xor, "__xor__")
+eq, ne, lt, le, gt, ge = (_element_wise(op, symbol, logical=False) for op, symbol in (
+    (operator.eq, "=="), (operator.ne, "!="), (operator.lt, "<"), (operator.le, "<="), (operator.gt, ">"),
+    (operator.ge, ">=")))
+logical_and, logical_or, logical_xor = (_element_wise(op, symbol, logical=True) for op, symbol in (
+    (operator.and_, "&"), (operator.or_, "|"), (operator.xor, "^")))
+reflected_and, reflected_or, reflected_xor = (_element_wise(op, symbol, logical=True, swapped=True)
+                                              for op, symbol in ((operator.and_, "&"), (operator.or_, "|"),
+                                                                 (operator.xor, "^")))
 
 
 def invert(a: Tensor) -> Tensor:
     """``~a``: logical not of a BOOL tensor, bitwise not of an integer one."""
     if a.dtype.is_float:
         raise DTypeError(f"~ needs a BOOL or integer tensor, got {a.dtype.name}")
-    return wrap(~a._data, a._backend)
+    return wrap(a._backend.xp.asarray(~a._data), a._backend)
 
 
 def where(condition: Any, a: Any, b: Any) -> Tensor:
@@ -83,7 +77,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     tensors, arrays or scalars (one of the three must be a tensor)."""
     like = next((x for x in (condition, a, b) if isinstance(x, Tensor)), None)
     if like is None:
-        raise DTypeError("where() needs at least one Tensor among condition, a and b")
+        raise InvalidArgumentError("where() needs at least one Tensor among condition, a and b")
     mask, x, y = operand(condition, like), operand(a, like), operand(b, like)
     if mask.dtype is not DType.BOOL:
         raise DTypeError(f"where() needs a BOOL condition, got {mask.dtype.name}")

@@ -73,7 +73,7 @@ def sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
 
 
 def _binary(a: Tensor, b: Any, forward: Any, grad_a: Any, grad_b: Any, floating: bool = False,
-            reads_inputs: bool = True) -> Tensor:
+            reads_inputs: bool = True, exponent_reads_output: bool = False) -> Tensor:
     """An element-wise op of two broadcast operands, both cast to their `result_dtype` (a
     float one when `floating`, as true division needs). `reads_inputs`: whether the
     gradients need the operands' values."""
@@ -93,7 +93,8 @@ def _binary(a: Tensor, b: Any, forward: Any, grad_a: Any, grad_b: Any, floating:
         return (sum_to_shape(xp, grad_a(g, x, y, out), a.shape) if a.requires_grad else None,
                 sum_to_shape(xp, grad_b(g, x, y, out), b.shape) if b.requires_grad else None)
 
-    return record(out, backend, (a, b), backward, saves=None if reads_inputs else ())
+    return record(out, backend, (a, b), backward, saves=None if reads_inputs else (),
+                  saves_output=exponent_reads_output and b.requires_grad)
 
 
 def add(a: Tensor, b: Any) -> Tensor:
@@ -113,7 +114,7 @@ def mul(a: Tensor, b: Any) -> Tensor:
 
 def div(a: Tensor, b: Any) -> Tensor:
     """``a / b``, true division (integers divide as the default float dtype)."""
-    return _binary(a, b, lambda x, y: x / y, lambda g, x, y, o: g / y, lambda g, x, y, o: -g * o / y,
+    return _binary(a, b, lambda x, y: x / y, lambda g, x, y, o: g / y, lambda g, x, y, o: -g * x / (y * y),
                    floating=True)
 
 
@@ -129,7 +130,7 @@ def power(a: Tensor, b: Any) -> Tensor:
         safe = xp.where(x > 0, x, 1)  # d/dy x**y = x**y log x, taken as 0 where x <= 0
         return xp.where(x > 0, g * o * xp.log(safe), 0)
 
-    return _binary(a, b, lambda x, y: x**y, grad_base, grad_exponent)
+    return _binary(a, b, lambda x, y: x**y, grad_base, grad_exponent, exponent_reads_output=True)
 
 
 def reflected(op: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Tensor]:
@@ -142,8 +143,10 @@ def reflected(op: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Te
     return swapped
 
 
-def _unary(a: Tensor, out: Any, grad: Callable[[Any, Any], Any]) -> Tensor:
-    return record(out, a._backend, (a,), lambda g: (grad(g, out),))
+def _unary(a: Tensor, out: Any, grad: Callable[[Any, Any], Any], reads_output: bool = False) -> Tensor:
+    """An element-wise op of one tensor; its gradient reads the input, and the output too
+    when `reads_output` (as PyTorch's saves it: exp, tanh, sigmoid, sqrt)."""
+    return record(out, a._backend, (a,), lambda g: (grad(g, out),), saves_output=reads_output)
 
 
 def negative(a: Tensor) -> Tensor:
@@ -153,7 +156,7 @@ def negative(a: Tensor) -> Tensor:
 
 def exp(a: Tensor) -> Tensor:
     """e to the power of each element."""
-    return _unary(a, a._backend.xp.exp(float_data(a)), lambda g, o: g * o)
+    return _unary(a, a._backend.xp.exp(float_data(a)), lambda g, o: g * o, reads_output=True)
 
 
 def log(a: Tensor) -> Tensor:
@@ -164,7 +167,7 @@ def log(a: Tensor) -> Tensor:
 
 def tanh(a: Tensor) -> Tensor:
     """The hyperbolic tangent of each element."""
-    return _unary(a, a._backend.xp.tanh(float_data(a)), lambda g, o: g * (1 - o * o))
+    return _unary(a, a._backend.xp.tanh(float_data(a)), lambda g, o: g * (1 - o * o), reads_output=True)
 
 
 def logistic(xp: Any, x: Any) -> Any:
@@ -177,7 +180,7 @@ def sigmoid(a: Tensor) -> Tensor:
     """``1 / (1 + exp(-x))`` of each element, without overflow."""
     x = float_data(a)
     out = a._backend.astype(logistic(a._backend.xp, x), a._backend.dtype_of(x))
-    return _unary(a, out, lambda g, o: g * o * (1 - o))
+    return _unary(a, out, lambda g, o: g * o * (1 - o), reads_output=True)
 
 
 def relu(a: Tensor) -> Tensor:
@@ -194,7 +197,7 @@ def abs(a: Tensor) -> Tensor:  # noqa: A001
 
 def sqrt(a: Tensor) -> Tensor:
     """The square root of each element (integers: in the default float dtype)."""
-    return _unary(a, a._backend.xp.sqrt(float_data(a)), lambda g, o: g / (2 * o))
+    return _unary(a, a._backend.xp.sqrt(float_data(a)), lambda g, o: g / (2 * o), reads_output=True)
 
 
 def clamp(a: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002

@@ -9,6 +9,7 @@ embtable refuses them.)
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -16,20 +17,18 @@ import numpy as np
 from ...errors import InvalidArgumentError, ShapeError
 from ..autograd import is_grad_enabled
 from ..tensor import Tensor, as_array, mark_modified
-from .shapes import index_parts
+from .shapes import index_of, read_indexed
 
 
 def setitem(a: Tensor, key: Any, value: Any) -> None:
     """``a[key] = value``: `value` (a tensor, array or scalar, cast to `a`'s dtype) is
-    broadcast into the indexed part."""
-    _check_writable(a, "t[key] = value")
-    index, _ = index_parts(key, a._backend)
-    values = as_array(value, a.dtype, a._backend)
-    try:
-        a._data[index] = values
-    except (ValueError, RuntimeError) as error:
-        raise ShapeError(f"cannot assign a value of shape {tuple(values.shape)} to the indexed part of a "
-                         f"tensor of shape {a.shape}: {error}") from None
+    broadcast into the indexed part. Checked whole before anything is written."""
+    _check_writable(a, "t[key] = value", value)
+    index = index_of(key, a._backend)
+    target = tuple(read_indexed(a, index).shape)
+    values = as_array(value, a.dtype, a._backend, copy=True)  # a copy: `value` may overlap `a`
+    _check_broadcast(tuple(values.shape), target, "t[key] = value")
+    a._data[index.key] = values
     mark_modified(a)
 
 
@@ -39,8 +38,11 @@ def zero_(a: Tensor) -> Tensor:
 
 
 def fill_(a: Tensor, value: float) -> Tensor:
-    """Set every element to `value` (cast to `a`'s dtype); returns `a`."""
-    _check_writable(a, "fill_()")
+    """Set every element to `value` (a number, or a one-element tensor; cast to `a`'s
+    dtype); returns `a`."""
+    _check_writable(a, "fill_()", value)
+    if not isinstance(value, (numbers.Number, np.generic)) and not (isinstance(value, Tensor) and value.numel() == 1):
+        raise InvalidArgumentError(f"fill_() takes a number or a one-element tensor, got {value!r}")
     a._data[...] = as_array(value, a.dtype, a._backend)
     mark_modified(a)
     return a
@@ -49,20 +51,30 @@ def fill_(a: Tensor, value: float) -> Tensor:
 def copy_(a: Tensor, source: Any) -> Tensor:
     """Copy `source` (any tensor, on any device, or an array; broadcast to `a`'s shape and
     cast to its dtype) into `a`; returns `a`."""
-    _check_writable(a, "copy_()")
-    values = as_array(source, a.dtype, a._backend)
-    try:
-        fits = np.broadcast_shapes(tuple(values.shape), a.shape) == a.shape
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ShapeError(f"copy_() cannot broadcast a source of shape {tuple(values.shape)} to {a.shape}")
+    _check_writable(a, "copy_()", source)
+    values = as_array(source, a.dtype, a._backend, copy=True)
+    _check_broadcast(tuple(values.shape), a.shape, "copy_()")
     a._data[...] = values
     mark_modified(a)
     return a
 
 
-def _check_writable(a: Tensor, what: str) -> None:
-    if a.requires_grad and is_grad_enabled():
+def _check_broadcast(shape: tuple[int, ...], target: tuple[int, ...], what: str) -> None:
+    try:
+        fits = np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"{what} cannot broadcast a value of shape {shape} to {target}")
+
+
+def _check_writable(a: Tensor, what: str, value: Any) -> None:
+    if not is_grad_enabled():
+        return
+    if a.requires_grad:
         raise InvalidArgumentError(f"{what} would change a tensor that requires grad in place; do it under "
                                    f"et.no_grad() (as for weights) or on a tensor that does not require grad")
+    if isinstance(value, Tensor) and value.requires_grad:
+        raise InvalidArgumentError(f"{what} with a value that requires grad would lose its gradient (embtable "
+                                   f"does not record in-place changes); build the result with et.where or "
+                                   f"et.cat, or detach() the value")

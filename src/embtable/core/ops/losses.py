@@ -34,7 +34,7 @@ def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     def backward(g: Any) -> tuple[Any]:
         return (g - xp.exp(out) * xp.sum(g, axis=axis, keepdims=True),)
 
-    return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=())
+    return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=(), saves_output=True)
 
 
 def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
@@ -48,7 +48,7 @@ def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     def backward(g: Any) -> tuple[Any]:
         return (out * (g - xp.sum(g * out, axis=axis, keepdims=True)),)
 
-    return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=())
+    return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=(), saves_output=True)
 
 
 def _softmax_inputs(x: Any, axis: int, dim: int | None, what: str) -> tuple[Tensor, int, Any]:

@@ -173,14 +173,18 @@ def _extreme(a: Tensor, axis: Any, keepdims: bool, largest: bool) -> Tensor:
 
 def _arg_extreme(a: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
     name = "argmax" if largest else "argmin"
-    if a.numel() == 0:
-        raise ShapeError(f"{name}() of an empty tensor (shape {a.shape})")
     backend = a._backend
     find = backend.xp.argmax if largest else backend.xp.argmin
     if dim is None:
-        return wrap(backend.astype(find(a._data.reshape(-1), axis=0), DType.I64), backend)
-    found = find(a._data, axis=_one_axis(dim, a, name), keepdims=bool(keepdim))
-    return wrap(backend.astype(found, DType.I64), backend)
+        if a.numel() == 0:
+            raise ShapeError(f"{name}() of an empty tensor (shape {a.shape})")
+        found = find(a._data.reshape(-1), axis=0)
+    else:
+        axis = _one_axis(dim, a, name)
+        if a.shape[axis] == 0:
+            raise ShapeError(f"{name}(dim={dim}) over an empty axis of a tensor of shape {a.shape}")
+        found = find(a._data, axis=axis, keepdims=bool(keepdim))
+    return wrap(backend.xp.asarray(backend.astype(found, DType.I64)), backend)
 
 
 def _extreme_along(a: Tensor, dim: Any, keepdims: bool, largest: bool) -> ValuesIndices:

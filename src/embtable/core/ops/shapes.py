@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 import numbers
 import operator
 from typing import Any, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 
 from ...backends import Backend
 from ...dtype import DType
-from ...errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
+from ...errors import DeviceError, DTypeError, IndexOutOfRangeError, InvalidArgumentError, ShapeError
 from ..autograd import record
 from ..tensor import Tensor
 from .elementwise import promoted
@@ -124,28 +125,46 @@ def _axes_of(dim: int | Sequence[int], ndim: int) -> tuple[int, ...]:
 
 
 def getitem(a: Tensor, key: Any) -> Tensor:
-    """``a[key]`` as NumPy indexes: ints, slices, None and Ellipsis give a view; integer
-    arrays, lists or tensors and boolean masks give a copy, whose gradient is summed back
-    into the positions it came from (repeats add up)."""
+    """``a[key]`` as NumPy indexes: ints (and 0-d integer tensors), slices, None and
+    Ellipsis give a view; integer arrays, lists or tensors and boolean masks give a copy,
+    whose gradient is summed back into the positions it came from (repeats add up)."""
     backend = a._backend
-    index, advanced = index_parts(key, backend)
+    index = index_of(key, backend)
+    values = read_indexed(a, index)
 
     def backward(g: Any) -> tuple[Any]:
         grad = backend.zeros(a.shape, backend.dtype_of(g))
-        if advanced:
-            backend.index_add_(grad, index, g)
+        if index.advanced:
+            backend.index_add_(grad, index.key, g)
         else:
-            grad[index] = g
+            grad[index.key] = g
         return (grad,)
 
-    return record(a._data[index], backend, (a,), backward, saves=(), view_of=None if advanced else a)
+    return record(values, backend, (a,), backward, saves=index.tensors, view_of=None if index.advanced else a)
 
 
-def index_parts(key: Any, backend: Backend) -> tuple[Any, bool]:
-    """An indexing `key` as `backend`'s arrays index with it (a tuple stays a tuple), and
-    whether any part is advanced (an integer or boolean array)."""
-    parts, advanced = [], False
+@dataclass(frozen=True)
+class Index:
+    """An indexing key as a backend's arrays index with it: `key` (a tuple), whether any
+    part is `advanced` (an integer or boolean array), and the index `tensors` among the
+    parts (a backward that reads them checks they did not change)."""
+
+    key: tuple[Any, ...]
+    advanced: bool
+    tensors: tuple[Tensor, ...]
+
+
+def index_of(key: Any, backend: Backend) -> Index:
+    """`key` checked and converted for `backend`: integer arrays as int64 (a uint8 array is
+    indices on every backend), a basic key ended by ``...`` (so NumPy returns a view, never
+    a scalar copy)."""
+    parts: list[Any] = []
+    tensors: list[Tensor] = []
     for part in key if isinstance(key, tuple) else (key,):
+        if isinstance(part, (bool, np.bool_)):
+            raise InvalidArgumentError(f"a bool index ({part!r}) is not supported; index with a boolean mask")
+        if isinstance(part, Tensor) and part.ndim == 0 and part.dtype.is_integer:
+            part = int(part)  # indexes as an int, giving a view, as in PyTorch
         if isinstance(part, (numbers.Integral, slice)) or part is None or part is Ellipsis:
             parts.append(operator.index(part) if isinstance(part, numbers.Integral) else part)
             continue
@@ -153,6 +172,7 @@ def index_parts(key: Any, backend: Backend) -> tuple[Any, bool]:
             if part._backend is not backend:
                 raise DeviceError(f"an index on {part.device} cannot index a tensor on {backend.device}")
             array = part._data
+            tensors.append(part)
         else:
             try:
                 host = np.asarray(part)
@@ -162,11 +182,22 @@ def index_parts(key: Any, backend: Backend) -> tuple[Any, bool]:
                 raise InvalidArgumentError(f"an index must be ints, slices, None, ..., or integer or boolean "
                                            f"arrays, lists or tensors; got {part!r}")
             array = backend.from_host(host if host.size else host.astype(np.int64))
-        if backend.dtype_of(array) is not DType.BOOL and not backend.dtype_of(array).is_integer:
-            raise DTypeError(f"an index tensor must be integer or BOOL, got {backend.dtype_of(array).name}")
-        parts.append(array)
-        advanced = True
-    return tuple(parts) if isinstance(key, tuple) else parts[0], advanced
+        dtype = backend.dtype_of(array)
+        if dtype is not DType.BOOL and not dtype.is_integer:
+            raise DTypeError(f"an index tensor must be integer or BOOL, got {dtype.name}")
+        parts.append(array if dtype is DType.BOOL else backend.astype(array, DType.I64))
+    advanced = len(parts) > sum(isinstance(p, (int, slice)) or p is None or p is Ellipsis for p in parts)
+    if not advanced and not any(p is Ellipsis for p in parts):
+        parts.append(Ellipsis)
+    return Index(tuple(parts), advanced, tuple(tensors))
+
+
+def read_indexed(a: Tensor, index: Index) -> Any:
+    """``a``'s array at `index`, an index out of range raising `IndexOutOfRangeError`."""
+    try:
+        return a._data[index.key]
+    except IndexError as error:
+        raise IndexOutOfRangeError(f"index out of range for a tensor of shape {a.shape}: {error}") from None
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:

@@ -70,12 +70,13 @@ def _sum_bag(table, rows, ids, start, stop, padding_idx, weights, dst):
     """Sum a bag's kept (weighted) rows into `dst`, a tile of each row at a time; how many
     were kept."""
     tile = TILE_BYTES // dst.itemsize
-    dim = dst.shape[0]
     col = 0
-    while dim - col > tile:
-        tile_sum(table, rows, ids, start, stop, padding_idx, weights, dst, col, tile)
-        col += tile
-    return tile_sum(table, rows, ids, start, stop, padding_idx, weights, dst, col, dim - col)
+    while True:  # one call site: each inlines 17 loops
+        width = min(tile, dst.shape[0] - col)
+        count = tile_sum(table, rows, ids, start, stop, padding_idx, weights, dst, col, width)
+        col += width
+        if col >= dst.shape[0]:
+            return count
 
 
 @nb.njit(cache=True, inline="always")

@@ -16,7 +16,8 @@ from numba.extending import intrinsic
 
 from .prefetch import CACHE_LINE, GATHER_AHEAD, prefetch_hint
 
-#: One AVX2 register; a narrower CPU splits each vector in two, a wider one pairs them.
+#: One AVX2 register (LLVM splits a vector into narrower registers where there are no
+#: wider ones).
 VECTOR_BYTES = 32
 #: Accumulators per tile: half of AVX2's 16 vector registers, the others hold loads.
 TILE_VECTORS = 8
