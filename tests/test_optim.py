@@ -10,7 +10,7 @@ import torch
 
 import embtable as et
 from embtable.backends.numpy_backend import NumpyBackend
-from embtable.optim import SGD, Adagrad, Adam, AdamW
+from embtable.optim import SGD, Adagrad, Adam, AdamW, RowWiseAdagrad
 
 SHAPES = [(7, 4), (4,), ()]
 
@@ -204,7 +204,7 @@ def same_state(a, b):
             assert np.asarray(x[k]).tobytes() == np.asarray(y[k]).tobytes()
 
 
-@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, Adagrad])
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, Adagrad, RowWiseAdagrad])
 @pytest.mark.parametrize("bad", ["shape", "dtype", "sparse_order", "sparse_range", "sparse_values", "type"])
 def test_a_bad_gradient_changes_nothing(cls, bad, rng):
     params = [et.Tensor(rng.standard_normal((5, 3)), requires_grad=True) for _ in range(2)]
@@ -228,7 +228,7 @@ def test_a_bad_gradient_changes_nothing(cls, bad, rng):
     same_state(before, snapshot(params, opt))
 
 
-@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, Adagrad])
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, Adagrad, RowWiseAdagrad])
 def test_state_dict_round_trip(cls, rng):
     start = rng.standard_normal((6, 2))
     a = et.Tensor(start, requires_grad=True)
@@ -314,3 +314,55 @@ def test_loaded_column_major_state_still_updates(rng):
         opt.step()
     np.testing.assert_allclose(opt.state[0]["momentum_buffer"], 1.75)  # 0.5 * (0.5 + 1) + 1
     np.testing.assert_allclose(p.numpy(), 1 - 0.1 * (1.5 + 1.75))
+
+
+# --- RowWiseAdagrad: SPEC §6 against a float64 NumPy reference ------------------------------
+
+def rowwise_adagrad_reference(weight, steps, lr, eps):
+    """SPEC §6 in float64: per present row, ``s += mean(g ** 2)``, ``w -= lr * g / (sqrt(s) + eps)``."""
+    weight, total = weight.astype(np.float64).copy(), np.zeros(weight.shape[0])
+    for rows, values in steps:
+        total[rows] += (values ** 2).mean(axis=1)
+        weight[rows] -= lr * values / (np.sqrt(total[rows])[:, None] + eps)
+    return weight, total
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_rowwise_adagrad_matches_the_spec(sparse, rng):
+    start = rng.standard_normal((ROWS, DIM))
+    steps = [(rows, values) for rows, values in sparse_grads(rng)]
+    if not sparse:  # every row present, some with a zero gradient
+        steps = [(np.arange(ROWS), np.where(rng.random((ROWS, 1)) < 0.3, 0.0, rng.standard_normal((ROWS, DIM))))
+                 for _ in range(4)]
+    table = et.Tensor(start, requires_grad=True)
+    opt = RowWiseAdagrad([table], lr=0.3, eps=1e-6)
+    for rows, values in steps:
+        table.grad = ours_sparse(rows, values) if sparse else et.Tensor(values)
+        opt.step()
+    expected, total = rowwise_adagrad_reference(start, steps, 0.3, 1e-6)
+    np.testing.assert_allclose(table.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert opt.state[0]["sum"].shape == (ROWS,)
+    np.testing.assert_allclose(opt.state[0]["sum"].numpy(), total, rtol=1e-12, atol=1e-14)
+    if sparse:
+        untouched = np.setdiff1d(np.arange(ROWS), np.concatenate([rows for rows, _ in steps]))
+        assert untouched.size and (table.numpy()[untouched] == start[untouched]).all()
+
+
+def test_rowwise_adagrad_trains_a_sparse_table_from_a_backward(rng):
+    emb = et.nn.Embedding.from_pretrained(rng.standard_normal((50, 4)), freeze=False, sparse=True)
+    opt = RowWiseAdagrad(emb.parameters(), lr=1.0)
+    target = rng.standard_normal((8, 4))
+    ids = rng.choice(50, 8, replace=False)
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        loss = ((emb(ids) - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0]
+
+
+def test_rowwise_adagrad_takes_tables_only():
+    with pytest.raises(et.ShapeError, match="2-D"):
+        RowWiseAdagrad([et.Tensor(np.zeros(3), requires_grad=True)])

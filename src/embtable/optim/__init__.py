@@ -3,6 +3,7 @@
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .optimizer import Optimizer
+from .rowwise_adagrad import RowWiseAdagrad
 from .sgd import SGD
 
-__all__ = ["SGD", "Adam", "AdamW", "Adagrad", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "Adagrad", "Optimizer", "RowWiseAdagrad"]

@@ -33,7 +33,8 @@ class Optimizer:
     def __init__(self, params: Iterable[Tensor], **hyper: Any) -> None:
         if callable(getattr(params, "parameters", None)):
             raise InvalidArgumentError(f"{type(self).__name__} takes the tensors to optimize, got the layer "
-                                       f"{type(params).__name__}; pass model.parameters()")
+                                       f"{type(params).__name__}; pass model.parameters() (for a TableModule, "
+                                       f"module.layer.parameters())")
         if isinstance(params, Tensor):
             raise InvalidArgumentError(f"{type(self).__name__} takes an iterable of tensors, got one Tensor; "
                                        f"pass [tensor]")
@@ -74,8 +75,12 @@ class Optimizer:
             state["step"] = step
 
     def buffer_names(self) -> tuple[str, ...]:
-        """The state tensors kept per parameter, shaped like it and zero until first used."""
+        """The state tensors kept per parameter, zero until first used."""
         return ()
+
+    def buffer_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of each state tensor of a parameter of `shape`: the parameter's own."""
+        return shape
 
     def scalars(self, step: int) -> tuple:
         """The scalar arguments of update number `step` (counted per parameter, from 1), in
@@ -117,8 +122,8 @@ class Optimizer:
         previous = {name: getattr(self, name) for name in self.hyper}
         self._set_hyper(hyper)  # validates; undone below if the state does not fit
         try:
-            restored = [_restored_state(i, entries.get(i, {}), param, self.buffer_names())
-                        for i, param in enumerate(self.params)]
+            restored = [_restored_state(i, entries.get(i, {}), param, self.buffer_names(),
+                                        self.buffer_shape(param.shape)) for i, param in enumerate(self.params)]
         except BaseException:
             self._set_hyper(previous)
             raise
@@ -130,7 +135,8 @@ class Optimizer:
         self.state = restored
 
 
-def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str, ...]) -> dict[str, Any]:
+def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str, ...],
+                    shape: tuple[int, ...]) -> dict[str, Any]:
     """One parameter's saved state, checked, as fresh tensors on the parameter's device."""
     if not isinstance(entries, Mapping):
         raise InvalidArgumentError(f"the state of parameter {index} must be a mapping, got {entries!r}")
@@ -140,9 +146,9 @@ def _restored_state(index: int, entries: Any, param: Tensor, buffers: tuple[str,
             restored[name] = integer(f"parameter {index}'s step", value, 0)
         elif name in buffers:
             array = Tensor(value, dtype=accumulation_dtype(param.dtype), device=param.device)
-            if array.shape != param.shape:
+            if array.shape != shape:
                 raise ShapeError(f"optimizer state {name!r} of parameter {index} has shape "
-                                 f"{array.shape}, the parameter {param.shape}")
+                                 f"{array.shape}; expected {shape} for the parameter of shape {param.shape}")
             restored[name] = array  # a fresh row-major copy, as the fused kernels need
         else:
             raise InvalidArgumentError(f"parameter {index} has unknown optimizer state {name!r}; "

@@ -28,7 +28,11 @@ class RowRule(Protocol):
     fused_step: FusedStep | None
 
     def buffer_names(self) -> tuple[str, ...]:
-        """The state kept per parameter element (zeros until first used), in kernel order."""
+        """The state kept per parameter (zeros until first used), in kernel order."""
+
+    def buffer_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape of each state buffer of a parameter of `shape`: the parameter's own
+        (a value per element), or ``shape[:1]`` for a value per row."""
 
     def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple, sparse: bool) -> list[Any]:
         """The reference rule: new values of the parameter rows `p` and of its `buffers`'

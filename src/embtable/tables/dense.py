@@ -63,7 +63,7 @@ class DenseTable:
     def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
                      scalars: Sequence[Any]) -> None:
         param = self._tensor
-        kept = {name: self._buffer(state.get(name)) for name in rule.buffer_names()}
+        kept = {name: self._buffer(state.get(name), rule.buffer_shape(self.shape)) for name in rule.buffer_names()}
         buffers = [data_of(buffer) for buffer in kept.values()]
         sparse = isinstance(grad, RowSparseGrad)
         rows = data_of(grad.indices) if sparse else None
@@ -90,14 +90,14 @@ class DenseTable:
             else:
                 target[rows] = new
 
-    def _buffer(self, buffer: Tensor | None) -> Tensor:
-        """A state tensor shaped like the table, on its device in its accumulation dtype:
-        zeros when first used, moved and cast when the table moved (``Layer.to``) since."""
+    def _buffer(self, buffer: Tensor | None, shape: tuple[int, ...]) -> Tensor:
+        """A state tensor of `shape` on the table's device in its accumulation dtype: zeros
+        when first used, moved and cast when the table moved (``Layer.to``) since."""
         param = self._tensor
         wide = accumulation_dtype(param.dtype)
         if buffer is None:
             backend = backend_of(param)
-            return wrap(backend.zeros(param.shape, wide), backend)
+            return wrap(backend.zeros(shape, wide), backend)
         if buffer.device != param.device or buffer.dtype != wide:
             return buffer.to(param.device, wide)
         return buffer
