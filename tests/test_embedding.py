@@ -127,6 +127,23 @@ def test_initialisation_is_scaled_normal_and_reproducible():
     assert abs(np.mean(np.abs(values) < 1) - 0.6827) < 0.005
 
 
+def test_a_rows_initial_values_depend_only_on_the_seed_and_its_place():
+    """Rows are drawn in fixed chunks, each from its own stream, on all cores: a smaller
+    table is the start of a larger one, and chunks are not copies of each other."""
+    from embtable.rng import CHUNK_ROWS
+
+    et.manual_seed(11)
+    large = Embedding(2 * CHUNK_ROWS + 5, 8).weight.numpy()
+    et.manual_seed(11)
+    small = Embedding(100, 8).weight.numpy()
+    et.manual_seed(11)
+    middle = Embedding(CHUNK_ROWS + 3, 8).weight.numpy()
+    assert small.tobytes() == large[:100].tobytes() and middle.tobytes() == large[:CHUNK_ROWS + 3].tobytes()
+    assert not np.array_equal(large[:100], large[CHUNK_ROWS:CHUNK_ROWS + 100])
+    second = Embedding(100, 8).weight.numpy()  # the next table draws another seed
+    assert not np.array_equal(second, small)
+
+
 def test_a_failed_construction_does_not_consume_randomness():
     et.manual_seed(3)
     with pytest.raises(et.InvalidArgumentError):

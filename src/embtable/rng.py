@@ -5,11 +5,17 @@ reproducible. Values are drawn on the host, so a seed gives the same weights on 
 from __future__ import annotations
 
 import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
 
 from .validate import integer
+
+#: Rows per independently seeded chunk of a table's initial values. Fixed, so that a table
+#: drawn whole, in a file chunk by chunk, or shard by shard gets the same values.
+CHUNK_ROWS = 1 << 16
 
 _generator = np.random.default_rng()
 
@@ -34,3 +40,23 @@ def preserved_generator() -> Iterator[None]:
         yield
     finally:
         _generator.bit_generator.state = state
+
+
+def standard_normal_rows(out: np.ndarray) -> None:
+    """Fill the 2-D float array `out` with N(0, 1) samples, one draw from the generator
+    seeding it: rows ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)`` come from their own stream
+    (the seed and ``c``), so the values of a row depend only on the seed and the row's
+    place; the chunks are drawn on all cores."""
+    seed = int(_generator.integers(1 << 63))
+    starts = range(0, out.shape[0], CHUNK_ROWS)
+
+    def draw(start: int) -> None:
+        stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(start // CHUNK_ROWS,))))
+        stream.standard_normal(dtype=out.dtype, out=out[start:start + CHUNK_ROWS])
+
+    if len(starts) <= 1:
+        for start in starts:
+            draw(start)
+        return
+    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+        list(pool.map(draw, starts))

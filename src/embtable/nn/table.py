@@ -13,7 +13,7 @@ from ..device import DeviceLike
 from ..dtype import DType, DTypeLike
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..memory import aligned_empty
-from ..rng import generator
+from ..rng import standard_normal_rows
 from ..validate import positive_int
 from .init import parameter, placement
 from .layer import Layer
@@ -135,7 +135,7 @@ def _seed_initialisation(rows: int, dim: int, padding_idx: int | None, dtype: DT
     whose rows start on cache lines."""
     draw_dtype = np.dtype(np.float64 if dtype is DType.F64 else np.float32)
     drawn = aligned_empty((rows, dim), draw_dtype)
-    generator().standard_normal(dtype=draw_dtype, out=drawn)
+    standard_normal_rows(drawn)
     drawn *= 1.0 / math.sqrt(dim)
     table = drawn
     if dtype.numpy != draw_dtype:
