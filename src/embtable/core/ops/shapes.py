@@ -20,6 +20,7 @@ from ...errors import DeviceError, DTypeError, IndexOutOfRangeError, InvalidArgu
 from ..autograd import record
 from ..tensor import Tensor
 from .elementwise import promoted
+from .reductions import normalized_axes
 
 
 def reshape(a: Tensor, *shape: int | Sequence[int]) -> Tensor:
@@ -96,7 +97,7 @@ def unsqueeze(a: Tensor, dim: int) -> Tensor:
 def squeeze(a: Tensor, dim: int | Sequence[int] | None = None) -> Tensor:
     """A view without the axes of size 1 (only those among `dim` when given; a listed axis
     of another size stays, as PyTorch)."""
-    axes = range(a.ndim) if dim is None else _axes_of(dim, a.ndim)
+    axes = range(a.ndim) if dim is None else normalized_axes(dim, max(a.ndim, 1))
     return reshape(a, tuple(n for i, n in enumerate(a.shape) if not (i in axes and n == 1)))
 
 
@@ -105,7 +106,7 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     becomes 1-D."""
     if a.ndim == 0:
         return reshape(a, 1)
-    start, end = _axes_of(start_dim, a.ndim)[0], _axes_of(end_dim, a.ndim)[0]
+    start, end = normalized_axes(start_dim, a.ndim)[0], normalized_axes(end_dim, a.ndim)[0]
     if start > end:
         raise ShapeError(f"flatten needs start_dim <= end_dim, got {start_dim} and {end_dim} for {a.ndim} axes")
     return reshape(a, a.shape[:start] + (math.prod(a.shape[start:end + 1]),) + a.shape[end + 1:])
@@ -113,15 +114,7 @@ def flatten(a: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def size(a: Tensor, dim: int | None = None) -> tuple[int, ...] | int:
     """The shape, or the length of axis `dim`."""
-    return a.shape if dim is None else a.shape[_axes_of(dim, a.ndim)[0]]
-
-
-def _axes_of(dim: int | Sequence[int], ndim: int) -> tuple[int, ...]:
-    """`dim` (an int or ints, negative allowed) as axes of a tensor of `ndim` dimensions."""
-    dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
-    if not all(isinstance(d, numbers.Integral) and -max(ndim, 1) <= d < max(ndim, 1) for d in dims):
-        raise ShapeError(f"dim {dim!r} is out of range for a tensor of {ndim} dimensions")
-    return tuple(int(d) % max(ndim, 1) for d in dims)
+    return a.shape if dim is None else a.shape[normalized_axes(dim, max(a.ndim, 1))[0]]
 
 
 def getitem(a: Tensor, key: Any) -> Tensor:
@@ -205,7 +198,7 @@ def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     promoted as arithmetic does); each gets its slice of the gradient."""
     tensors, arrays, backend = _joined_inputs(tensors, "cat")
     first = tensors[0]
-    axis = _axes_of(dim, first.ndim)[0]
+    axis = normalized_axes(dim, max(first.ndim, 1))[0]
     if first.ndim == 0 or any(t.shape[:axis] + t.shape[axis + 1:] != first.shape[:axis] + first.shape[axis + 1:]
                               or t.ndim != first.ndim for t in tensors):
         raise ShapeError(f"cat needs tensors of one shape except along dim {dim}, got "
