@@ -57,6 +57,15 @@ def test_every_function_is_there_with_the_protocols_signature(backend):
     assert isinstance(backend.device, et.Device)
 
 
+def test_the_torch_namespace_creates_arrays_on_its_device():
+    """PyTorch's meta device stands in for a GPU: arrays the ops create (aranges, zeros,
+    results of host scalars) must land where the backend keeps its data."""
+    meta = TorchBackend(et.Device.CPU, torch_device="meta").xp
+    created = [meta.arange(3), meta.zeros((2,), torch.float32), meta.asarray(np.float32(1.0)),
+               meta.where(meta.zeros((2,), torch.bool), meta.zeros((2,), torch.float32), 0)]
+    assert all(t.device.type == "meta" for t in created)
+
+
 @pytest.mark.parametrize("dtype", list(et.DType), ids=str)
 def test_host_round_trip_and_dtypes(backend, dtype):
     values = (np.arange(6) % 2).astype(dtype.numpy).reshape(2, 3)

@@ -33,7 +33,11 @@ def _dims(x: torch.Tensor, axis: Any) -> tuple[int, ...]:
 
 
 class Namespace:
-    """NumPy's names for the element-wise math and reductions that ops use, over torch."""
+    """NumPy's names for the element-wise math and reductions that ops use, over torch; the
+    functions that create arrays create them on `device`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
 
     abs, exp, log, log1p, sqrt, sign, tanh = torch.abs, torch.exp, torch.log, torch.log1p, torch.sqrt, torch.sign, torch.tanh
     matmul, swapaxes, broadcast_to = torch.matmul, torch.swapaxes, torch.broadcast_to
@@ -118,17 +122,14 @@ class Namespace:
     def cumsum(x: torch.Tensor) -> torch.Tensor:
         return torch.cumsum(x, 0)
 
-    @staticmethod
-    def asarray(x: Any) -> torch.Tensor:
-        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    def asarray(self, x: Any) -> torch.Tensor:
+        return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x), device=self.device)
 
-    @staticmethod
-    def zeros(shape: Sequence[int], dtype: Any) -> torch.Tensor:
-        return torch.zeros(tuple(shape), dtype=dtype)
+    def zeros(self, shape: Sequence[int], dtype: Any) -> torch.Tensor:
+        return torch.zeros(tuple(shape), dtype=dtype, device=self.device)
 
-    @staticmethod
-    def arange(n: int) -> torch.Tensor:
-        return torch.arange(n)
+    def arange(self, n: int) -> torch.Tensor:
+        return torch.arange(n, device=self.device)
 
 
 @contextlib.contextmanager
@@ -147,11 +148,10 @@ class TorchBackend:
     labelled with, `torch_device` where PyTorch keeps their data (the same device, except in
     tests that stand a torch CPU backend in for a second device)."""
 
-    xp = Namespace()
-
     def __init__(self, device: Device, torch_device: str | None = None) -> None:
         self.device = device
         self.torch_device = torch.device(torch_device or str(device))
+        self.xp = Namespace(self.torch_device)
 
     def owns(self, array: object) -> bool:
         return isinstance(array, torch.Tensor) and array.device == self.torch_device
