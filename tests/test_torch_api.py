@@ -230,6 +230,19 @@ def test_bad_indices_are_refused():
     assert t.numpy().tobytes() == before.tobytes()
 
 
+def test_keys_that_do_not_fit_are_shape_errors_and_0d_arrays_index_as_ints():
+    t = et.Tensor(A.copy())
+    for key in ((Ellipsis, Ellipsis), (0, 0, 0)):
+        with pytest.raises(et.ShapeError):
+            t[key]
+    t[np.array(1)].fill_(5.0)  # a view, as t[1], on both backends
+    assert (t.numpy()[1] == 5.0).all()
+    t[0] = np.ones((1, 4))  # leading size-1 axes drop, as in NumPy and PyTorch
+    theirs = torch.tensor(A.copy())
+    theirs[0] = torch.ones((1, 4))
+    assert (t.numpy()[0] == 1).all() and (theirs.numpy()[0] == 1).all()
+
+
 def test_integer_index_tensors_of_any_width_index_alike():
     check(lambda M, a: (a[(M.tensor if M is torch else M.Tensor)(np.array([2, 0], np.uint8)).long()],
                         a[(M.tensor if M is torch else M.Tensor)(1)]), A)
@@ -302,14 +315,28 @@ def test_results_of_comparisons_and_arg_reductions_are_arrays():
 
 
 @pytest.mark.parametrize("op", [lambda x: x.exp(), lambda x: x.sqrt(), lambda x: x.softmax(0),
-                                lambda x: 2.0 ** x], ids=["exp", "sqrt", "softmax", "power"])
+                                lambda x: 2.0 ** x, lambda x: x.max(), lambda x: x.amax(dim=0), lambda x: x.norm()],
+                         ids=["exp", "sqrt", "softmax", "power", "max", "amax", "norm"])
 def test_an_output_changed_before_the_backward_that_reads_it_is_caught(op):
     x = et.Tensor(POSITIVE[0], requires_grad=True)
     out = op(x)
     with et.no_grad():
-        out[0] = 0.0
+        out.fill_(100.0)
     with pytest.raises(et.ModifiedTensorError):
-        out.sum().backward()
+        (out + 1).sum().backward()
+
+
+def test_a_backward_that_reads_only_the_output_ignores_a_changed_input():
+    x = et.Tensor(POSITIVE[0], requires_grad=True)
+    theirs = torch.tensor(POSITIVE[0], requires_grad=True)
+    out, expected = x.exp(), theirs.exp()
+    with et.no_grad():
+        x.fill_(0.0)
+    with torch.no_grad():
+        theirs.fill_(0.0)
+    out.sum().backward()
+    expected.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), theirs.grad.numpy(), rtol=1e-12)
 
 
 def test_copy_refuses_a_shape_that_does_not_broadcast():

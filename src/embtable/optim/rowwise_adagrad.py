@@ -40,5 +40,5 @@ class RowWiseAdagrad(Optimizer):
     def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple,
                sparse: bool) -> list[Any]:
         lr, eps = scalars
-        total = buffers[0] + xp.mean(g * g, axis=1)
+        total = buffers[0] + xp.sum(g * g, axis=1) / max(g.shape[1], 1)
         return [p + -lr * (g / (xp.sqrt(total)[:, None] + eps)), total]

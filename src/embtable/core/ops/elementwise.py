@@ -144,9 +144,10 @@ def reflected(op: Callable[[Tensor, Any], Tensor]) -> Callable[[Tensor, Any], Te
 
 
 def _unary(a: Tensor, out: Any, grad: Callable[[Any, Any], Any], reads_output: bool = False) -> Tensor:
-    """An element-wise op of one tensor; its gradient reads the input, and the output too
-    when `reads_output` (as PyTorch's saves it: exp, tanh, sigmoid, sqrt)."""
-    return record(out, a._backend, (a,), lambda g: (grad(g, out),), saves_output=reads_output)
+    """An element-wise op of one tensor; its gradient reads the input, or with
+    `reads_output` the output instead (as PyTorch saves it: exp, tanh, sigmoid, sqrt)."""
+    return record(out, a._backend, (a,), lambda g: (grad(g, out),), saves=() if reads_output else None,
+                  saves_output=reads_output)
 
 
 def negative(a: Tensor) -> Tensor:

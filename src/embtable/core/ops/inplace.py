@@ -27,6 +27,8 @@ def setitem(a: Tensor, key: Any, value: Any) -> None:
     index = index_of(key, a._backend)
     target = tuple(read_indexed(a, index).shape)
     values = as_array(value, a.dtype, a._backend, copy=True)  # a copy: `value` may overlap `a`
+    while values.ndim > len(target) and values.shape[0] == 1:  # leading 1s drop, as in NumPy
+        values = values.reshape(tuple(values.shape[1:]))
     _check_broadcast(tuple(values.shape), target, "t[key] = value")
     a._data[index.key] = values
     mark_modified(a)

@@ -168,7 +168,7 @@ def _extreme(a: Tensor, axis: Any, keepdims: bool, largest: bool) -> Tensor:
         share = winners / xp.sum(winners, axis=axes, keepdims=True)
         return (_expand(xp, g, a.shape, axes, keepdims) * share,)
 
-    return record(out, a._backend, (a,), backward)
+    return record(out, a._backend, (a,), backward, saves_output=True)  # `kept` is the output's data
 
 
 def _arg_extreme(a: Tensor, dim: Any, keepdim: bool, largest: bool) -> Tensor:
@@ -230,4 +230,4 @@ def norm(a: Tensor, p: float = 2.0, axis: Any = None, keepdims: bool = False, *,
     def backward(g: Any) -> tuple[Any]:
         return (_expand(xp, g, a.shape, axes, keepdims) * p_norm_grad(xp, x, kept, float(p), axes),)
 
-    return record(out, a._backend, (a,), backward)
+    return record(out, a._backend, (a,), backward, saves_output=True)  # `kept` may be the output's data

@@ -156,8 +156,8 @@ def index_of(key: Any, backend: Backend) -> Index:
     for part in key if isinstance(key, tuple) else (key,):
         if isinstance(part, (bool, np.bool_)):
             raise InvalidArgumentError(f"a bool index ({part!r}) is not supported; index with a boolean mask")
-        if isinstance(part, Tensor) and part.ndim == 0 and part.dtype.is_integer:
-            part = int(part)  # indexes as an int, giving a view, as in PyTorch
+        if _is_integer_scalar(part):
+            part = operator.index(int(np.asarray(part)))  # indexes as an int, giving a view, as in PyTorch
         if isinstance(part, (numbers.Integral, slice)) or part is None or part is Ellipsis:
             parts.append(operator.index(part) if isinstance(part, numbers.Integral) else part)
             continue
@@ -185,12 +185,37 @@ def index_of(key: Any, backend: Backend) -> Index:
     return Index(tuple(parts), advanced, tuple(tensors))
 
 
+def _is_integer_scalar(part: Any) -> bool:
+    """A 0-d integer array or tensor of any library (not a Python int, not a bool)."""
+    if isinstance(part, (numbers.Integral, bool, np.bool_)):
+        return False
+    if isinstance(part, Tensor):
+        return part.ndim == 0 and part.dtype.is_integer
+    if getattr(part, "shape", None) != () or not hasattr(part, "dtype"):
+        return False
+    try:
+        return np.dtype(str(part.dtype).removeprefix("torch.")).kind in "iu"
+    except TypeError:  # a dtype NumPy does not name (bfloat16)
+        return False
+
+
 def read_indexed(a: Tensor, index: Index) -> Any:
-    """``a``'s array at `index`, an index out of range raising `IndexOutOfRangeError`."""
+    """``a``'s array at `index`: a key with two ``...`` or more indexed axes than `a` has
+    raises `ShapeError`, an index out of range `IndexOutOfRangeError`."""
+    if sum(p is Ellipsis for p in index.key) > 1:
+        raise ShapeError("an index can hold one ... at most")
+    used = sum(getattr(p, "ndim", 1) if _is_bool_array(p) else p is not None and p is not Ellipsis
+               for p in index.key)
+    if used > a.ndim:
+        raise ShapeError(f"an index of {used} axes for a tensor of shape {a.shape}")
     try:
         return a._data[index.key]
     except IndexError as error:
         raise IndexOutOfRangeError(f"index out of range for a tensor of shape {a.shape}: {error}") from None
+
+
+def _is_bool_array(part: Any) -> bool:
+    return hasattr(part, "dtype") and str(part.dtype).removeprefix("torch.") == "bool"
 
 
 def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
