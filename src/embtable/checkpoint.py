@@ -45,7 +45,8 @@ def _umask() -> int:
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The arrays and metadata in the safetensors file at `path`."""
+    """The arrays (read-only, memory-mapped) and metadata in the safetensors file at
+    `path`."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
@@ -88,6 +89,9 @@ def _read_tensor(file: Any, name: str, entry: Any, data_start: int, size: int, p
         raise SerializationError(f"{path!r}: tensor {name!r} of shape {shape} and dtype {dtype.name} "
                                  f"does not fit its byte range [{begin}, {end}) (file has "
                                  f"{size - data_start} data bytes)")
-    file.seek(data_start + begin)
-    array = np.fromfile(file, dtype=dtype.numpy.newbyteorder("<"), count=count)
-    return array.astype(dtype.numpy, copy=False).reshape(shape)
+    stored = dtype.numpy.newbyteorder("<")
+    if count == 0:
+        return np.empty(shape, dtype.numpy)
+    # Mapped, not read: a caller that copies the values (a load) holds them in memory once.
+    array = np.memmap(file, dtype=stored, mode="r", offset=data_start + begin, shape=shape)
+    return array.astype(dtype.numpy, copy=False)
