@@ -24,10 +24,18 @@ def _aligned(buffer: np.ndarray, shape: Sequence[int], dtype: np.dtype) -> np.nd
     return buffer[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
+#: Below this many bytes an array is allocated as NumPy does: its rows are too few for
+#: alignment to matter, and a small lookup's call time would (a few microseconds).
+SMALL_BYTES = 4096
+
+
 def aligned_empty(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
-    """Like ``np.empty``, with the data on a cache-line boundary."""
+    """Like ``np.empty``, with the data on a cache-line boundary (from `SMALL_BYTES` up)."""
     dtype = np.dtype(dtype)
-    return _aligned(np.empty(math.prod(shape) * dtype.itemsize + CACHE_LINE, np.uint8), shape, dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < SMALL_BYTES:
+        return np.empty(shape, dtype)
+    return _aligned(np.empty(nbytes + CACHE_LINE, np.uint8), shape, dtype)
 
 
 def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:

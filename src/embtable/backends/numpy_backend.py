@@ -57,6 +57,7 @@ def _bag_kernels() -> Any:
 
 _POOL_MODES = {"sum": 0, "mean": 1, "max": 2}  # the kernels' mode codes (kernels.cpu.bags)
 _NONE = np.empty(0, np.int64)
+_NO_WEIGHTS = {dtype: np.empty(0, dtype) for dtype in _KERNEL_FLOATS}  # the kernels' "no weights"
 
 
 @functools.lru_cache(maxsize=None)
@@ -180,7 +181,7 @@ class NumpyBackend:
         wide = accumulation_dtype(DType.from_numpy(dtype)).numpy
         out = aligned_empty((offsets.shape[0] - 1, table.shape[1]), wide)
         argmax = np.full(out.shape, -1, np.int64) if mode == "max" else _NONE.reshape(0, 0)
-        weights = _NONE.astype(wide) if weights is None else weights.astype(wide, copy=False)
+        weights = _NO_WEIGHTS[wide] if weights is None else weights.astype(wide, copy=False)
         _bag_kernels().pool(*map(np.ascontiguousarray, (rows, positions, indices if ids is None else ids)), offsets,
                             -1 if padding_idx is None else padding_idx, np.ascontiguousarray(weights),
                             _POOL_MODES[mode], out, argmax)

@@ -94,12 +94,17 @@ def _checked_offsets(offsets: Any, size: int, include_last_offset: bool) -> np.n
     if include_last_offset and host.size == 0:
         raise InvalidArgumentError("with include_last_offset=True, offsets need one entry more than there are "
                                    "bags (at least one), got none")
-    starts = host.astype(np.int64)  # a copy: the caller's array may change later
-    if starts.size and (starts[0] != 0 or starts[-1] > size or (starts[1:] < starts[:-1]).any()):
-        _raise_bad_offsets(starts, size)
+    if host.size == 0:
+        return np.zeros(1, np.int64)  # no bags
     if include_last_offset:
-        return starts
-    return np.append(starts, np.int64(size)) if starts.size else np.zeros(1, np.int64)
+        bounds = host.astype(np.int64)  # a copy: the caller's array may change later
+    else:  # the last bag runs to the end
+        bounds = np.empty(host.size + 1, np.int64)
+        bounds[:-1] = host
+        bounds[-1] = size
+    if bounds[0] != 0 or bounds[-1] > size or (bounds[1:] < bounds[:-1]).any():
+        _raise_bad_offsets(host.astype(np.int64), size)
+    return bounds
 
 
 def _raise_bad_offsets(starts: np.ndarray, size: int) -> None:

@@ -42,8 +42,8 @@ def _target_shape(args: tuple, current: tuple[int, ...]) -> tuple[int, ...]:
         raise ShapeError(f"a shape must be ints, got {dims!r}") from None
     if sum(d == -1 for d in wanted) > 1 or any(d < -1 for d in wanted):
         raise ShapeError(f"invalid shape {tuple(wanted)}: dimensions must be >= 0, with at most one -1")
-    size = int(np.prod(current, dtype=np.int64))
-    known = int(np.prod([d for d in wanted if d != -1], dtype=np.int64))
+    size = math.prod(current)
+    known = math.prod(d for d in wanted if d != -1)
     if -1 in wanted:
         if known == 0 or size % known:
             raise ShapeError(f"cannot reshape a tensor of shape {current} ({size} elements) "
