@@ -63,3 +63,12 @@ def test_every_way_of_the_dlrm_step_runs():
     rows = bench_dlrm.run(500, "zipf", repeats=1)
     assert [way for _, way, _, _ in rows] == ["PyTorch + embtable tables", "all embtable"]
     assert all(theirs > 0 and ours > 0 for _, _, theirs, ours in rows)
+
+
+def test_small_bag_pools_run_on_both_libraries():
+    from embtable.apps import bench_bags
+
+    weights = np.random.default_rng(0).standard_normal((500, 8)).astype(np.float32)
+    rows = bench_bags.small_bags(weights, calls=2)
+    assert [label for label, _, _ in rows] == ["B=1 L=10", "B=32 L=10", "B=256 L=20"]
+    assert all(theirs > 0 and ours > 0 for _, theirs, ours in rows)

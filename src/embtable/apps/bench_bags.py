@@ -105,6 +105,35 @@ def run_ops(workload: BagWorkload, weights: np.ndarray, repeats: int) -> Iterato
     yield label, "sparse step", *side_by_side([(torch_step, lambda: None), (our_step, lambda: None)], repeats)
 
 
+SMALL = ((1, 10), (32, 10), (256, 20))  # (bags, ids per bag) of a serving call
+
+
+def small_bags(weights: np.ndarray, calls: int = 30) -> list[tuple[str, float, float]]:
+    """(label, torch us, embtable us) of an inference sum-pool (no autograd) of B bags of L
+    uniform ids: serving latency, where per-call costs decide. As the lookup's small
+    batches: each call pools other ids (64 batches in turn), the libraries take turns of
+    `calls` calls, about 600 calls each."""
+    import itertools
+
+    import torch
+
+    rng = np.random.default_rng(4)
+    theirs = torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(weights), mode="sum")
+    ours = et.nn.EmbeddingBag.from_pretrained(weights, mode="sum")
+    results = []
+    for bags, length in SMALL:
+        hosts = [rng.integers(0, weights.shape[0], bags * length) for _ in range(64)]
+        offsets = np.arange(bags, dtype=np.int64) * length
+        theirs_in = itertools.cycle([(torch.from_numpy(h), torch.from_numpy(offsets)) for h in hosts])
+        ours_in = itertools.cycle([(et.Tensor(h), et.Tensor(offsets)) for h in hosts])
+        with torch.no_grad(), et.no_grad():
+            times = side_by_side([(lambda: theirs(*next(theirs_in)), lambda: None),
+                                  (lambda: ours(*next(ours_in)), lambda: None)], repeats=max(600 // calls, 1),
+                                 calls=calls)
+        results.append((f"B={bags} L={length}", times[0] * 1e3, times[1] * 1e3))
+    return results
+
+
 def table(workloads: list[BagWorkload], repeats: int) -> Iterator[tuple[str, str, float, float]]:
     for workload in workloads:
         weights = (np.random.default_rng(5).standard_normal((workload.rows, workload.dim)) / 8).astype(np.float32)
@@ -136,4 +165,9 @@ def main(quick: bool, repeats: int, runs: int) -> int:
     if runs > 1:
         for row in medians(results):
             print(line(row, prealloc))
+    print()
+    print(f"inference sum-pool (no autograd), V=1e5 D=64: {'bags':>12} {'torch us':>9} {'embtable us':>11} {'ratio':>6}")
+    weights = (np.random.default_rng(5).standard_normal((100_000, 64)) / 8).astype(np.float32)
+    for label, theirs, ours in medians([small_bags(weights) for _ in range(runs)]):
+        print(f"{'':46}{label:>12} {theirs:9.1f} {ours:11.1f} {theirs / ours:6.2f}")
     return 0
