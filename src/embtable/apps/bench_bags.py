@@ -5,6 +5,7 @@ speed."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 from typing import Iterator
@@ -113,8 +114,6 @@ def small_bags(weights: np.ndarray, calls: int = 30) -> list[tuple[str, float, f
     uniform ids: serving latency, where per-call costs decide. As the lookup's small
     batches: each call pools other ids (64 batches in turn), the libraries take turns of
     `calls` calls, about 600 calls each."""
-    import itertools
-
     import torch
 
     rng = np.random.default_rng(4)

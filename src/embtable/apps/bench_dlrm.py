@@ -25,22 +25,13 @@ def click_batch(rows: int, distribution: str, rng: np.random.Generator) -> tuple
     return ids[0], ids[1], offsets, (rng.random(BATCH) < 0.3).astype(np.float32)
 
 
-def torch_mlp() -> Any:
-    import torch
-
+def mlp(nn: Any) -> Any:
+    """The model's MLP from `nn` (``torch.nn`` or ``embtable.nn``: they spell these alike)."""
     widths = (2 * DIM, *HIDDEN)
     layers: list[Any] = []
     for a, b in zip(widths, widths[1:]):
-        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-    return torch.nn.Sequential(*layers, torch.nn.Linear(widths[-1], 1))
-
-
-def embtable_mlp() -> et.nn.Sequential:
-    widths = (2 * DIM, *HIDDEN)
-    layers: list[et.nn.Layer] = []
-    for a, b in zip(widths, widths[1:]):
-        layers += [et.nn.Linear(a, b), et.nn.ReLU()]
-    return et.nn.Sequential(*layers, et.nn.Linear(widths[-1], 1))
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(widths[-1], 1))
 
 
 def steps(rows: int, batch: tuple[np.ndarray, ...]) -> dict[str, Callable[[], None]]:
@@ -56,7 +47,7 @@ def steps(rows: int, batch: tuple[np.ndarray, ...]) -> dict[str, Callable[[], No
 
     torch_tables = [torch.nn.EmbeddingBag.from_pretrained(torch.from_numpy(w.copy()), freeze=False, mode="sum",
                                                           sparse=True) for w in weights]
-    torch_top = torch_mlp()
+    torch_top = mlp(torch.nn)
     torch_optimizers = [torch.optim.SparseAdam([p for t in torch_tables for p in t.parameters()], lr=1e-3),
                         torch.optim.Adam(torch_top.parameters(), lr=1e-3)]
 
@@ -64,12 +55,12 @@ def steps(rows: int, batch: tuple[np.ndarray, ...]) -> dict[str, Callable[[], No
         return [TableModule(et.nn.EmbeddingBag.from_pretrained(w.copy(), freeze=False, mode="sum", sparse=True))
                 for w in weights]
 
-    mixed, mixed_top = mixed_tables(), torch_mlp()
+    mixed, mixed_top = mixed_tables(), mlp(torch.nn)
     mixed_optimizers = [et.optim.Adam([p for t in mixed for p in t.layer.parameters()], lr=1e-3),
                         torch.optim.Adam(mixed_top.parameters(), lr=1e-3)]
 
     ours = [et.nn.EmbeddingBag.from_pretrained(w.copy(), freeze=False, mode="sum", sparse=True) for w in weights]
-    our_top = embtable_mlp()
+    our_top = mlp(et.nn)
     our_optimizer = et.optim.Adam([p for t in ours for p in t.parameters()] + our_top.parameters(), lr=1e-3)
 
     def torch_way(tables: list[Any], top: Any, optimizers: list[Any]) -> Callable[[], None]:

@@ -26,19 +26,9 @@ def _transposed(self: Tensor) -> Tensor:
     return shapes.permute(self)
 
 
-def _view(self: Tensor, *shape: int) -> Tensor:
-    """The same values in a new shape (PyTorch's name for `reshape`)."""
-    return shapes.reshape(self, *shape)
-
-
 def _dim(self: Tensor) -> int:
     """The number of dimensions (``ndim``), as PyTorch's ``dim()``."""
     return self.ndim
-
-
-def _softmax(self: Tensor, dim: int = -1) -> Tensor:
-    """``exp(x) / sum(exp(x))`` along `dim`."""
-    return losses.softmax(self, dim)
 
 
 _METHODS = {
@@ -55,11 +45,11 @@ _METHODS = {
     "__getitem__": shapes.getitem, "__setitem__": inplace.setitem,
     "exp": elementwise.exp, "log": elementwise.log, "tanh": elementwise.tanh,
     "sigmoid": elementwise.sigmoid, "relu": elementwise.relu, "abs": elementwise.abs, "sqrt": elementwise.sqrt,
-    "clamp": elementwise.clamp, "clip": elementwise.clamp, "softmax": _softmax,
+    "clamp": elementwise.clamp, "clip": elementwise.clamp, "softmax": losses.softmax,
     "sum": reductions.sum, "mean": reductions.mean, "max": reductions.max, "min": reductions.min,
     "amax": reductions.amax, "amin": reductions.amin, "argmax": reductions.argmax, "argmin": reductions.argmin,
     "topk": reductions.topk, "norm": reductions.norm,
-    "reshape": shapes.reshape, "view": _view, "unsqueeze": shapes.unsqueeze, "squeeze": shapes.squeeze,
+    "reshape": shapes.reshape, "view": shapes.reshape, "unsqueeze": shapes.unsqueeze, "squeeze": shapes.squeeze,
     "flatten": shapes.flatten, "size": shapes.size, "dim": _dim,
     "permute": shapes.permute, "transpose": shapes.transpose, "T": property(_transposed),
     "zero_": inplace.zero_, "fill_": inplace.fill_, "copy_": inplace.copy_,

@@ -14,22 +14,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ...dtype import DType
-from ...errors import DTypeError, InvalidArgumentError, ShapeError
+from ...errors import DTypeError, InvalidArgumentError
 from ..autograd import record
 from ..tensor import Tensor, wrap
-from .elementwise import operand, result_dtype, sum_to_shape
+from .elementwise import check_broadcast, operand, result_dtype, sum_to_shape
 
 #: What a comparison operand may be; anything else (None, a string) compares as Python
 #: objects do, so ``t == None`` is False as in PyTorch.
 _COMPARABLE = (Tensor, numbers.Number, np.generic, np.ndarray, list, tuple)
-
-
-def _broadcast(*tensors: Tensor) -> None:
-    try:
-        np.broadcast_shapes(*(t.shape for t in tensors))
-    except ValueError:
-        shapes = ", ".join(str(t.shape) for t in tensors)
-        raise ShapeError(f"shapes {shapes} do not broadcast together") from None
 
 
 def _element_wise(combine: Callable[[Any, Any], Any], symbol: str, logical: bool,
@@ -42,7 +34,7 @@ def _element_wise(combine: Callable[[Any, Any], Any], symbol: str, logical: bool
         if not isinstance(other, _COMPARABLE):
             return NotImplemented
         b = operand(other, a)
-        _broadcast(a, b)
+        check_broadcast(a, b)
         dtype, backend = result_dtype(a, b), a._backend
         if logical and dtype.is_float:
             raise DTypeError(f"{symbol} needs BOOL or integer tensors, got {a.dtype.name} and {b.dtype.name}")
@@ -81,7 +73,7 @@ def where(condition: Any, a: Any, b: Any) -> Tensor:
     mask, x, y = operand(condition, like), operand(a, like), operand(b, like)
     if mask.dtype is not DType.BOOL:
         raise DTypeError(f"where() needs a BOOL condition, got {mask.dtype.name}")
-    _broadcast(mask, x, y)
+    check_broadcast(mask, x, y)
     dtype, backend = result_dtype(x, y), like._backend
     xp, chosen = backend.xp, mask._data
     out = xp.where(chosen, backend.astype(x._data, dtype), backend.astype(y._data, dtype))

@@ -72,16 +72,22 @@ def sum_to_shape(xp: Any, grad: Any, shape: tuple[int, ...]) -> Any:
     return xp.sum(grad, axis=stretched, keepdims=True) if stretched else grad
 
 
+def check_broadcast(*tensors: Tensor) -> None:
+    """`ShapeError` unless the tensors' shapes broadcast together (NumPy's rules)."""
+    try:
+        np.broadcast_shapes(*(t.shape for t in tensors))
+    except ValueError:
+        shapes = " and ".join(str(t.shape) for t in tensors)
+        raise ShapeError(f"shapes {shapes} do not broadcast together") from None
+
+
 def _binary(a: Tensor, b: Any, forward: Any, grad_a: Any, grad_b: Any, floating: bool = False,
             reads_inputs: bool = True, exponent_reads_output: bool = False) -> Tensor:
     """An element-wise op of two broadcast operands, both cast to their `result_dtype` (a
     float one when `floating`, as true division needs). `reads_inputs`: whether the
     gradients need the operands' values."""
     b = operand(b, a)
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ShapeError(f"shapes {a.shape} and {b.shape} do not broadcast together") from None
+    check_broadcast(a, b)
     dtype = result_dtype(a, b)
     if floating and not dtype.is_float:
         dtype = get_default_dtype()
