@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,19 +45,57 @@ def _umask() -> int:
     return mask
 
 
-def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The arrays (read-only, memory-mapped) and metadata in the safetensors file at
-    `path`."""
+@dataclass(frozen=True)
+class Stored:
+    """Where one tensor's bytes are in a safetensors file: from byte `offset` (of the file),
+    little-endian `dtype` values of `shape`, row-major."""
+
+    dtype: DType
+    shape: tuple[int, ...]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def layout(path: str | os.PathLike) -> tuple[dict[str, Stored], dict[str, str]]:
+    """Where each tensor of the safetensors file at `path` is, and its metadata, every field
+    checked (`SerializationError`)."""
     path = os.fspath(path)
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         header, data_start = _read_header(file, size, path)
-        metadata = header.pop("__metadata__", {}) or {}
-        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-            raise SerializationError(f"{path!r}: __metadata__ must map names to strings")
-        arrays = {name: _read_tensor(file, name, entry, data_start, size, path)
-                  for name, entry in header.items()}
-    return arrays, metadata
+    metadata = header.pop("__metadata__", {}) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise SerializationError(f"{path!r}: __metadata__ must map names to strings")
+    return {name: _stored(name, entry, data_start, size, path) for name, entry in header.items()}, metadata
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The arrays (read-only, memory-mapped) and metadata in the safetensors file at
+    `path`."""
+    stored, metadata = layout(path)
+    return {name: _mapped(path, entry) for name, entry in stored.items()}, metadata
+
+
+def write_header(file: Any, tensors: dict[str, tuple[DType, tuple[int, ...]]], metadata: dict[str, str],
+                 align: int = 8) -> dict[str, Stored]:
+    """Write the header of a safetensors file for `tensors` (name: dtype and shape, stored
+    in this order) at the start of the open binary `file`, padded so that the data starts
+    at a multiple of `align` bytes (a power of two >= 8); where each tensor's bytes go.
+    The caller writes the data."""
+    entries: dict[str, Any] = {"__metadata__": metadata}
+    begin = 0
+    for name, (dtype, shape) in tensors.items():
+        end = begin + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        entries[name] = {"dtype": dtype.name, "shape": list(shape), "data_offsets": [begin, end]}
+        begin = end
+    text = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+    length = -(-(8 + len(text)) // align) * align - 8
+    file.write(length.to_bytes(8, "little") + text.ljust(length, b" "))
+    return {name: Stored(dtype, tuple(shape), 8 + length + entries[name]["data_offsets"][0])
+            for name, (dtype, shape) in tensors.items()}
 
 
 def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
@@ -75,7 +114,7 @@ def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
     return header, 8 + length
 
 
-def _read_tensor(file: Any, name: str, entry: Any, data_start: int, size: int, path: str) -> np.ndarray:
+def _stored(name: str, entry: Any, data_start: int, size: int, path: str) -> Stored:
     try:
         dtype = DType(entry["dtype"])
         shape = tuple(entry["shape"])
@@ -84,14 +123,18 @@ def _read_tensor(file: Any, name: str, entry: Any, data_start: int, size: int, p
             raise ValueError("shape and offsets must be ints >= 0")
     except (KeyError, TypeError, ValueError) as error:
         raise SerializationError(f"{path!r}: tensor {name!r} has a bad header entry {entry!r} ({error})") from None
-    count = int(np.prod(shape, dtype=np.int64))
-    if end - begin != count * dtype.itemsize or data_start + end > size:
+    stored = Stored(dtype, shape, data_start + begin)
+    if end - begin != stored.nbytes or data_start + end > size:
         raise SerializationError(f"{path!r}: tensor {name!r} of shape {shape} and dtype {dtype.name} "
                                  f"does not fit its byte range [{begin}, {end}) (file has "
                                  f"{size - data_start} data bytes)")
-    stored = dtype.numpy.newbyteorder("<")
-    if count == 0:
-        return np.empty(shape, dtype.numpy)
+    return stored
+
+
+def _mapped(path: str | os.PathLike, stored: Stored) -> np.ndarray:
+    if stored.nbytes == 0:
+        return np.empty(stored.shape, stored.dtype.numpy)
     # Mapped, not read: a caller that copies the values (a load) holds them in memory once.
-    array = np.memmap(file, dtype=stored, mode="r", offset=data_start + begin, shape=shape)
-    return array.astype(dtype.numpy, copy=False)
+    array = np.memmap(path, dtype=stored.dtype.numpy.newbyteorder("<"), mode="r", offset=stored.offset,
+                      shape=stored.shape)
+    return array.astype(stored.dtype.numpy, copy=False)

@@ -42,16 +42,22 @@ def preserved_generator() -> Iterator[None]:
         _generator.bit_generator.state = state
 
 
-def standard_normal_rows(out: np.ndarray) -> None:
-    """Fill the 2-D float array `out` with N(0, 1) samples, one draw from the generator
-    seeding it: rows ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)`` come from their own stream
-    (the seed and ``c``), so the values of a row depend only on the seed and the row's
-    place; the chunks are drawn on all cores."""
-    seed = int(_generator.integers(1 << 63))
+def table_seed() -> int:
+    """One draw from the generator: the seed of a table's initial values (`standard_normal_rows`)."""
+    return int(_generator.integers(1 << 63))
+
+
+def standard_normal_rows(out: np.ndarray, seed: int, first_row: int = 0) -> None:
+    """Fill the 2-D float array `out` with rows ``first_row ..`` (a multiple of
+    `CHUNK_ROWS`) of the N(0, 1) rows of `seed`: rows ``[c * CHUNK_ROWS, (c + 1) *
+    CHUNK_ROWS)`` come from their own stream (the seed and ``c``), so the values of a row
+    depend only on the seed and the row's place, however the table is drawn; the chunks are
+    drawn on all cores."""
     starts = range(0, out.shape[0], CHUNK_ROWS)
 
     def draw(start: int) -> None:
-        stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(start // CHUNK_ROWS,))))
+        chunk = (first_row + start) // CHUNK_ROWS
+        stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(chunk,))))
         stream.standard_normal(dtype=out.dtype, out=out[start:start + CHUNK_ROWS])
 
     if len(starts) <= 1:

@@ -6,7 +6,8 @@ a tensor *is*; what can be done with one (arithmetic, reductions, reshapes, ``ba
 is installed on the class by `embtable.core.ops`, which imports this module, never the
 other way round.
 
-The functions at the end (`wrap`, `data_of`, `backend_of`, `replace_data`, `mark_modified`)
+The functions at the end (`wrap`, `data_of`, `backend_of`, `replace_data`, `mark_modified`,
+`keep_values`)
 are the one seam between tensors and backend arrays, for the code that must cross it: the
 ops and autograd here in `core`, and the table storages (`embtable.tables`).
 """
@@ -14,7 +15,7 @@ ops and autograd here in `core`, and the table storages (`embtable.tables`).
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -60,13 +61,14 @@ class Tensor:
         requires_grad: whether autograd records operations on this tensor (float only).
     """
 
-    __slots__ = ("_data", "_backend", "_requires_grad", "_node", "_grad", "_versions", "__weakref__")
+    __slots__ = ("_array", "_keeper", "_backend", "_requires_grad", "_node", "_grad", "_versions", "__weakref__")
     __array_ufunc__ = None  # `numpy_value * tensor` calls Tensor.__rmul__, keeping gradients
 
     def __init__(self, data: Any, dtype: DTypeLike = None, device: DeviceLike = None,
                  requires_grad: bool = False) -> None:
         backend = backend_for(as_device(device))
-        self._data = as_array(data, dtype, backend, copy=True)
+        self._array = as_array(data, dtype, backend, copy=True)
+        self._keeper = None
         self._backend = backend
         self._requires_grad = False
         self._node = None
@@ -91,25 +93,37 @@ class Tensor:
     # --- what it is ---------------------------------------------------------------------
 
     @property
+    def _data(self) -> Any:
+        """The backend array of the values, brought up to date first when a `ValueKeeper`
+        keeps them (reading the metadata — shape, dtype — never asks it)."""
+        if self._keeper is not None:
+            self._keeper.bring_up_to_date()
+        return self._array
+
+    @_data.setter
+    def _data(self, array: Any) -> None:
+        self._array = array
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self._data.shape)
+        return tuple(self._array.shape)
 
     @property
     def ndim(self) -> int:
-        return len(self._data.shape)
+        return len(self._array.shape)
 
     def numel(self) -> int:
         """The number of elements."""
-        return int(np.prod(self._data.shape, dtype=np.int64))
+        return int(np.prod(self._array.shape, dtype=np.int64))
 
     def __len__(self) -> int:
-        if not self._data.shape:
+        if not self._array.shape:
             raise TypeError("len() of a 0-d tensor")
-        return self._data.shape[0]
+        return self._array.shape[0]
 
     @property
     def dtype(self) -> DType:
-        return self._backend.dtype_of(self._data)
+        return self._backend.dtype_of(self._array)
 
     @property
     def device(self) -> Device:
@@ -262,7 +276,8 @@ def wrap(array: Any, backend: Backend, *, requires_grad: bool = False, view_of: 
     """A tensor around an existing array of `backend`, without copying or validating; a view
     of another tensor's data shares that tensor's version counter."""
     tensor = Tensor.__new__(Tensor)
-    tensor._data = array
+    tensor._array = array
+    tensor._keeper = None
     tensor._backend = backend
     tensor._requires_grad = requires_grad
     tensor._node = None
@@ -295,3 +310,24 @@ def mark_modified(tensor: Tensor) -> None:
     backward that needs the old values then refuses to run."""
     tensor._versions[0] += 1
 
+
+class ValueKeeper(Protocol):
+    """What keeps a tensor's values somewhere the tensor's array does not fully hold (a
+    file-backed table keeps changed rows in a cache before writing them to its file)."""
+
+    def bring_up_to_date(self) -> None:
+        """Make the tensor's array hold every current value: called before each read of it."""
+
+    def refuse_in_place(self, what: str) -> None:
+        """Raise the error that says why `what` (``"fill_()"``, ...) cannot change the values."""
+
+
+def keep_values(tensor: Tensor, keeper: ValueKeeper) -> None:
+    """Let `keeper` keep `tensor`'s values: it is asked to bring the array up to date before
+    every read of the values, and in-place changes go through it."""
+    tensor._keeper = keeper
+
+
+def keeper_of(tensor: Tensor) -> ValueKeeper | None:
+    """The `ValueKeeper` of `tensor`, or None: its array holds its values."""
+    return tensor._keeper

@@ -176,14 +176,18 @@ class Layer:
         resolved = None if dtype is None else as_float_dtype(dtype)
         if target is not None:
             backend_for(target)  # refuse an unavailable device before anything moves
-        tensors = self.parameters() + self.buffers()
-        moved = []
-        for tensor in tensors:
+        tensors = []
+        for tensor in self.parameters() + self.buffers():
             cast = resolved if tensor.dtype.is_float else None
+            if (target is not None and target != tensor.device) or (cast is not None and cast != tensor.dtype):
+                storage_of(tensor).check_load(target, cast)
+                tensors.append((tensor, cast))
+        moved = []
+        for tensor, cast in tensors:
             grad = tensor.grad
             moved.append((storage_of(tensor).values().to(target, cast),
                           None if grad is None else grad.to(target, cast)))
-        for tensor, (copy, grad) in zip(tensors, moved):
+        for (tensor, _), (copy, grad) in zip(tensors, moved):
             tensor.grad = None
             storage_of(tensor).load_(copy)
             tensor.grad = grad
@@ -217,6 +221,7 @@ class Layer:
                 f"unexpected keys {unexpected}")
         values = {}
         for name, tensor in tensors.items():
+            storage_of(tensor).check_load(tensor.device, tensor.dtype)
             value = state[name]
             array = value.numpy() if isinstance(value, Tensor) else host_array(value)
             if tuple(array.shape) != tensor.shape:
@@ -248,26 +253,15 @@ class Layer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the parameters, the buffers and the config to a safetensors file."""
-        metadata = {
-            "embtable.layer": type(self).__name__,
-            "embtable.config": json.dumps(self.config()),
-            "embtable.frozen": json.dumps([n for n, t in self.named_parameters() if not t.requires_grad]),
-        }
-        checkpoint.write(path, {name: t.numpy() for name, t in self.state_dict().items()}, metadata)
+        frozen = [n for n, t in self.named_parameters() if not t.requires_grad]
+        checkpoint.write(path, {name: t.numpy() for name, t in self.state_dict().items()},
+                         checkpoint_metadata(type(self).__name__, self.config(), frozen))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Layer:
         """Rebuild a layer written by `save`."""
         tensors, metadata = checkpoint.read(path)
-        try:
-            kind = metadata["embtable.layer"]
-            config = json.loads(metadata["embtable.config"])
-            frozen = json.loads(metadata.get("embtable.frozen", "[]"))
-        except (KeyError, ValueError) as error:
-            raise SerializationError(f"{os.fspath(path)!r} is not an embtable layer checkpoint "
-                                     f"(bad metadata: {error})") from None
-        if kind != cls.__name__:
-            raise SerializationError(f"{os.fspath(path)!r} holds a {kind} layer, not {cls.__name__}")
+        config, frozen = checkpoint_config(cls.__name__, metadata, path)
         try:
             layer = cls._from_checkpoint(config, tensors)
         except SerializationError:
@@ -288,6 +282,29 @@ class Layer:
         layer.load_state_dict(tensors)
         return layer
 
+
+
+def checkpoint_metadata(kind: str, config: dict[str, Any], frozen: list[str]) -> dict[str, str]:
+    """The metadata of a checkpoint of a `kind` layer (its class name) built from `config`,
+    whose parameters named in `frozen` do not require grad."""
+    return {"embtable.layer": kind, "embtable.config": json.dumps(config), "embtable.frozen": json.dumps(frozen)}
+
+
+def checkpoint_config(kind: str, metadata: dict[str, str], path: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+    """The config and frozen parameter names in a checkpoint's `metadata`, which must be of
+    a `kind` layer (else `SerializationError`)."""
+    try:
+        stored_kind = metadata["embtable.layer"]
+        config = json.loads(metadata["embtable.config"])
+        frozen = json.loads(metadata.get("embtable.frozen", "[]"))
+        if not isinstance(config, dict) or not isinstance(frozen, list):
+            raise ValueError("config must be an object and frozen a list")
+    except (KeyError, ValueError) as error:
+        raise SerializationError(f"{os.fspath(path)!r} is not an embtable layer checkpoint "
+                                 f"(bad metadata: {error})") from None
+    if stored_kind != kind:
+        raise SerializationError(f"{os.fspath(path)!r} holds a {stored_kind} layer, not {kind}")
+    return config, frozen
 
 
 def _tensor_or_none(kind: str, name: str, value: Any) -> None:

@@ -13,7 +13,7 @@ from ..device import DeviceLike
 from ..dtype import DType, DTypeLike
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..memory import aligned_empty
-from ..rng import standard_normal_rows
+from ..rng import standard_normal_rows, table_seed
 from ..validate import positive_int
 from .init import parameter, placement
 from .layer import Layer
@@ -34,7 +34,7 @@ class TableLayer(Layer):
         dim = positive_int("embedding_dim", embedding_dim)
         checked = self.options_type.checked(rows, **options)
         device, dtype = placement(device, dtype)
-        self._adopt(parameter(_seed_initialisation(rows, dim, checked.padding_idx, dtype), device), checked)
+        self._adopt(parameter(seed_rows(table_seed(), 0, rows, dim, checked.padding_idx, dtype), device), checked)
 
     @classmethod
     def _pretrained(cls, weights: Any, freeze: bool, device: DeviceLike = None, dtype: DTypeLike = None,
@@ -130,17 +130,18 @@ class TableLayer(Layer):
         return f"{self.num_embeddings}, {self.embedding_dim}{options}"
 
 
-def _seed_initialisation(rows: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:
-    """N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of `dtype`
-    whose rows start on cache lines."""
+def seed_rows(seed: int, start: int, stop: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:
+    """Rows ``start:stop`` (`start` a multiple of `rng.CHUNK_ROWS`) of the initial table of
+    `seed`: N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of
+    `dtype` whose rows start on cache lines. The same rows whatever the range drawn."""
     draw_dtype = np.dtype(np.float64 if dtype is DType.F64 else np.float32)
-    drawn = aligned_empty((rows, dim), draw_dtype)
-    standard_normal_rows(drawn)
+    drawn = aligned_empty((stop - start, dim), draw_dtype)
+    standard_normal_rows(drawn, seed, start)
     drawn *= 1.0 / math.sqrt(dim)
     table = drawn
     if dtype.numpy != draw_dtype:
-        table = aligned_empty((rows, dim), dtype.numpy)
+        table = aligned_empty((stop - start, dim), dtype.numpy)
         np.copyto(table, drawn, casting="unsafe")
-    if padding_idx is not None:
-        table[padding_idx] = 0
+    if padding_idx is not None and start <= padding_idx < stop:
+        table[padding_idx - start] = 0
     return table

@@ -49,7 +49,7 @@ class Optimizer:
                 raise InvalidArgumentError(f"parameter {i} is parameter {seen[id(param)]} again")
             seen[id(param)] = i
         self._set_hyper(hyper)
-        self.state: list[dict[str, Any]] = [{} for _ in self.params]
+        self.state: list[dict[str, Any]] = [storage_of(param).resumed_state(self) for param in self.params]
 
     def _set_hyper(self, values: dict[str, Any]) -> None:
         checked = {name: check(name, values[name]) for name, check in self.hyper.items()}
@@ -66,12 +66,14 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter that has a gradient. Every gradient is checked first, so a
         bad one raises before any parameter or state changes."""
-        work = [(param, state, _checked_gradient(i, param))
+        work = [(storage_of(param), state, _checked_gradient(i, param))
                 for i, (param, state) in enumerate(zip(self.params, self.state))
                 if param.grad is not None]
-        for param, state, grad in work:
+        for storage, _, _ in work:
+            storage.check_writable("an optimizer step")
+        for storage, state, grad in work:
             step = state.get("step", 0) + 1
-            storage_of(param).apply_update(self, grad, state, self.scalars(step))
+            storage.apply_update(self, grad, state, self.scalars(step))
             state["step"] = step
 
     def buffer_names(self) -> tuple[str, ...]:

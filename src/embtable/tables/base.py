@@ -2,7 +2,8 @@
 
 A layer (`Embedding`, `EmbeddingBag`) keeps the semantics of a lookup in
 `embtable.nn.lookup` and asks its storage for the rest: gather rows, pool bags of rows,
-renorm rows in place, apply an optimizer's update with its state, give and take the whole table for checkpoints, say where it lives. A new kind of
+renorm rows in place, apply an optimizer's update with its state, give and take the whole
+table for checkpoints, say where it lives and whether it may change, commit. A new kind of
 table (quantized, memory-mapped, sharded) is one new class that satisfies this protocol;
 nothing above it changes.
 
@@ -83,6 +84,26 @@ class TableStorage(Protocol):
         """Apply `rule` with `scalars` in place: to every element from a dense `grad`, or to
         the rows of a `RowSparseGrad` only. `state` holds the rule's buffers by name; a
         missing one starts at zeros, one on another device moves here."""
+
+    @property
+    def path(self) -> str | None:
+        """The file the rows live in, or None for a table in memory."""
+
+    def check_writable(self, change: str) -> None:
+        """Raise `InvalidArgumentError` naming `change` (``"an optimizer step"``) if the
+        table may not change: called before anything is modified."""
+
+    def check_load(self, device: Device | None, dtype: DType | None) -> None:
+        """Raise `InvalidArgumentError` if `load_` would refuse values on `device` of
+        `dtype` (None: the table's own): called before any tensor of a layer changes."""
+
+    def resumed_state(self, rule: RowRule) -> dict[str, Any]:
+        """The state a new optimizer of `rule`'s kind starts from for this table: what a
+        file-backed table's files hold (``{"step": n}``), else nothing."""
+
+    def commit(self) -> None:
+        """Make every change so far durable (a file-backed table), or raise
+        `InvalidArgumentError` (a table in memory has no file)."""
 
     def values(self) -> Tensor:
         """The whole table as a tensor (shared with the storage where it is in memory):

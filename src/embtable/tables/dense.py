@@ -9,6 +9,7 @@ from ..core import RowSparseGrad, Tensor, backend_of, data_of, mark_modified, re
 from ..core.ops.bags import Bags
 from ..device import Device
 from ..dtype import DType, accumulation_dtype
+from ..errors import InvalidArgumentError
 from .base import RowRule
 
 
@@ -44,6 +45,23 @@ class DenseTable:
     @property
     def backend(self) -> Backend:
         return backend_of(self._tensor)
+
+    @property
+    def path(self) -> None:
+        return None
+
+    def check_writable(self, change: str) -> None:
+        pass  # a tensor in memory may always change
+
+    def check_load(self, device: Device | None, dtype: DType | None) -> None:
+        pass  # it takes any device and dtype
+
+    def resumed_state(self, rule: RowRule) -> dict[str, Any]:
+        return {}
+
+    def commit(self) -> None:
+        raise InvalidArgumentError("commit() is for file-backed tables (Embedding.create / open); this table is "
+                                   "in memory: save(path) writes it to a file")
 
     def gather(self, indices: Tensor) -> Tensor:
         backend = backend_of(self._tensor)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...errors import InvalidArgumentError, ShapeError
 from ..autograd import is_grad_enabled
-from ..tensor import Tensor, as_array, mark_modified
+from ..tensor import Tensor, as_array, keeper_of, mark_modified
 from .shapes import index_of, read_indexed
 
 
@@ -71,6 +71,9 @@ def _check_broadcast(shape: tuple[int, ...], target: tuple[int, ...], what: str)
 
 
 def _check_writable(a: Tensor, what: str, value: Any) -> None:
+    keeper = keeper_of(a)
+    if keeper is not None:
+        keeper.refuse_in_place(what)
     if not is_grad_enabled():
         return
     if a.requires_grad:
