@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import embtable as et
+
+pytestmark = pytest.mark.usefixtures("both_storages")
 from embtable.nn import Embedding
 from embtable.nn import functional as F
 

@@ -10,6 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import embtable as et
+
+pytestmark = pytest.mark.usefixtures("both_storages")
 from embtable.nn import EmbeddingBag
 from embtable.nn import functional as F
 

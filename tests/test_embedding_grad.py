@@ -11,6 +11,8 @@ import pytest
 import torch
 
 import embtable as et
+
+pytestmark = pytest.mark.usefixtures("both_storages")
 from embtable.nn import Embedding
 from embtable.nn import functional as F
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..core import Tensor
@@ -58,6 +59,19 @@ class EmbeddingBag(TableLayer):
                                scale_grad_by_freq=scale_grad_by_freq, mode=mode, sparse=sparse,
                                include_last_offset=include_last_offset, padding_idx=padding_idx,
                                max_norm_mode=max_norm_mode)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, num_embeddings: int, embedding_dim: int, *,
+               max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
+               mode: str = "mean", sparse: bool = True, include_last_offset: bool = False,
+               padding_idx: int | None = None, dtype: DTypeLike = None, max_norm_mode: str = "renorm",
+               cache_bytes: int | None = None) -> EmbeddingBag:
+        """A new file-backed table at `path`, as `Embedding.create` (row-sparse gradients by
+        default)."""
+        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, max_norm=max_norm,
+                           norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, mode=mode, sparse=sparse,
+                           include_last_offset=include_last_offset, padding_idx=padding_idx,
+                           max_norm_mode=max_norm_mode)
 
     def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> Tensor:
         """Each bag's pooled vector: ``[num_bags, embedding_dim]``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..core import Tensor
@@ -77,6 +78,20 @@ class Embedding(TableLayer):
         return cls._pretrained(weights, freeze, device, dtype, padding_idx=padding_idx, max_norm=max_norm,
                                norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, sparse=sparse,
                                max_norm_mode=max_norm_mode)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike, num_embeddings: int, embedding_dim: int,
+               padding_idx: int | None = None, max_norm: float | None = None, norm_type: float = 2.0,
+               scale_grad_by_freq: bool = False, dtype: DTypeLike = None, *, sparse: bool = True,
+               max_norm_mode: str = "renorm", cache_bytes: int | None = None) -> Embedding:
+        """A new table in the file `path` (a checkpoint `Layer.load` also reads, replacing
+        any file there), larger than memory if need be: initialised as a new `Embedding`
+        (the same rows for the same seed), written in chunks, committed, and opened for
+        writing as `open` does. Gradients are row-sparse by default (a dense gradient of a
+        huge table would not fit in memory)."""
+        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, padding_idx=padding_idx,
+                           max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
+                           sparse=sparse, max_norm_mode=max_norm_mode)
 
     def forward(self, indices: Any) -> Tensor:
         """The rows of `indices` (integers of any dtype and shape, each in

@@ -4,19 +4,22 @@ options, the seed's initialisation, pretrained weights, properties, config and r
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 
+from .. import checkpoint
 from ..core import Tensor
 from ..device import DeviceLike
-from ..dtype import DType, DTypeLike
+from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..memory import aligned_empty
-from ..rng import standard_normal_rows, table_seed
-from ..validate import positive_int
+from ..rng import CHUNK_ROWS, standard_normal_rows, table_seed
+from ..tables import MappedTable, TableFiles, create_file, storage_of
+from ..validate import integer, positive_int
 from .init import parameter, placement
-from .layer import Layer
+from .layer import Layer, checkpoint_config, checkpoint_metadata
 from .options import EmbeddingOptions
 
 
@@ -52,6 +55,68 @@ class TableLayer(Layer):
         layer = cls.__new__(cls)
         layer._adopt(table, checked)
         return layer
+
+    @classmethod
+    def _create(cls, path: str | os.PathLike, num_embeddings: int, embedding_dim: int, dtype: DTypeLike,
+                cache_bytes: int | None, **options: Any) -> TableLayer:
+        """A new file-backed table at `path` with the seed's initialisation, written in
+        chunks (a progress bar on a terminal) and committed, opened for writing."""
+        rows = positive_int("num_embeddings", num_embeddings)
+        dim = positive_int("embedding_dim", embedding_dim)
+        checked = cls.options_type.checked(rows, **options)
+        resolved = as_float_dtype(dtype)
+        cache = _cache_bytes(cache_bytes)
+        config = {"num_embeddings": rows, "embedding_dim": dim, **checked.non_defaults(), "dtype": resolved.name}
+        seed = table_seed()
+        create_file(os.fspath(path), (rows, dim), resolved, checkpoint_metadata(cls.__name__, config, []),
+                    lambda start, stop: seed_rows(seed, start, stop, dim, checked.padding_idx, resolved),
+                    block_rows=16 * CHUNK_ROWS)
+        return cls.open(path, writable=True, cache_bytes=cache)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, writable: bool = False, *, cache_bytes: int | None = None) -> TableLayer:
+        """The table in the checkpoint at `path` (any file `save` or `create` wrote), its rows
+        left in the file: read as lookups need them, at most about `cache_bytes` of rows
+        and optimizer state held in memory (default `DEFAULT_CACHE_BYTES`, 1 GiB). Every
+        option is restored. With `writable`, optimizer steps and renorms change the table
+        (`commit` makes them durable; the file must have no other writable handle), and its
+        optimizer state is kept beside it; otherwise those changes raise
+        `InvalidArgumentError`. A file that is not an embtable table raises
+        `SerializationError`; one left by a process that died before committing opens as
+        its last commit."""
+        path = os.fspath(path)
+        cache = _cache_bytes(cache_bytes)
+        stored, metadata = checkpoint.layout(path)
+        config, frozen = checkpoint_config(cls.__name__, metadata, path)
+        try:
+            config = dict(config)
+            shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
+            dtype = as_float_dtype(config.pop("dtype"))
+            checked = cls.options_type.checked(shape[0], **config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SerializationError(f"{path!r} does not rebuild a {cls.__name__}: {error}") from None
+        weight = stored.get("weight")
+        if set(stored) != {"weight"} or weight.shape != shape or weight.dtype != dtype:
+            raise SerializationError(f"{path!r}: an {cls.__name__} table needs exactly one tensor 'weight' "
+                                     f"{dtype.name} {list(shape)}, found "
+                                     f"{ {k: (v.dtype.name, list(v.shape)) for k, v in stored.items()} }")
+        weight = MappedTable.weight_of(TableFiles(path, writable), cache)
+        weight.requires_grad = "weight" not in frozen
+        layer = cls.__new__(cls)
+        layer._adopt(weight, checked)
+        return layer
+
+    @property
+    def path(self) -> str | None:
+        """The file this table's rows live in (`create`, `open`), or None for a table in memory."""
+        return storage_of(self.weight).path
+
+    def commit(self) -> None:
+        """Make every change to this file-backed table so far durable: its rows and the
+        optimizer state kept with them, together; if the process dies at any moment, the
+        next `open` gives exactly the state of the last completed commit. An in-memory
+        table raises `InvalidArgumentError` (`save` writes it to a file)."""
+        storage_of(self.weight).commit()
 
     def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
         self.register_parameter("weight", weight)
@@ -128,6 +193,10 @@ class TableLayer(Layer):
     def extra_repr(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self._options.non_defaults().items())
         return f"{self.num_embeddings}, {self.embedding_dim}{options}"
+
+
+def _cache_bytes(value: int | None) -> int | None:
+    return None if value is None else integer("cache_bytes", value, 0)
 
 
 def seed_rows(seed: int, start: int, stop: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:

@@ -1,15 +1,19 @@
 """Table storages: what a table's rows live in (`TableStorage`), one module per kind."""
 
-from ..core import Tensor
+from ..core import Tensor, keeper_of
 from .base import RowRule, TableStorage
 from .dense import DenseTable
+from .mapped import DEFAULT_CACHE_BYTES, MappedTable
+from .table_files import TableFiles, create_file, state_folder
 
 
 def storage_of(tensor: Tensor) -> TableStorage:
     """The storage that holds `tensor`'s values, through which optimizers, moves and loads
-    change them. Every tensor's values are in memory today (`DenseTable`); a kind of table
-    that keeps its rows elsewhere will link its weight to its storage, found here."""
-    return DenseTable(tensor)
+    change them: the `MappedTable` keeping a file-backed table's weight, else the tensor's
+    own array (`DenseTable`)."""
+    keeper = keeper_of(tensor)
+    return keeper if isinstance(keeper, MappedTable) else DenseTable(tensor)
 
 
-__all__ = ["DenseTable", "RowRule", "TableStorage", "storage_of"]
+__all__ = ["DEFAULT_CACHE_BYTES", "DenseTable", "MappedTable", "RowRule", "TableFiles", "TableStorage",
+           "create_file", "state_folder", "storage_of"]
