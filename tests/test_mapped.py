@@ -235,6 +235,32 @@ def test_training_resumes_from_the_last_commit(tmp_path, rng):
     assert opt.state == [{"step": 8}]
 
 
+def test_a_commit_cut_short_after_its_manifest_keeps_later_changes_undoable(tmp_path, rng, monkeypatch):
+    memory, file = pair(Embedding, tmp_path, 1, sparse=True)
+    path = file.path
+    opt = SGD(file.parameters(), lr=0.5)
+    for ids, _ in batches(rng, 2, bag=False):
+        opt.zero_grad()
+        file(ids).sum().backward()
+        opt.step()
+    with monkeypatch.context() as patch:  # the process dies after the manifest, before emptying the journal
+        patch.setattr(et.tables.TableFiles, "_empty_journal", lambda self: None)
+        file.commit()
+    committed = file.weight.numpy()
+    del file, opt
+    gc.collect()
+    file = Embedding.open(path, writable=True, cache_bytes=1)
+    opt = SGD(file.parameters(), lr=0.5)
+    for ids, _ in batches(rng, 3, bag=False):  # written back through the journal, never committed
+        opt.zero_grad()
+        file(ids).sum().backward()
+        opt.step()
+    assert file.weight.numpy().tobytes() != committed.tobytes()
+    del file, opt
+    gc.collect()
+    assert Embedding.open(path).weight.numpy().tobytes() == committed.tobytes()
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 @pytest.fixture

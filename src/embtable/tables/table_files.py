@@ -128,6 +128,12 @@ class TableFiles:
             os.fsync(file.fileno())
         self._write_manifest({"format": _FORMAT, "generation": self._manifest["generation"] + 1,
                               "steps": dict(steps), "state": dict(self._state_entries)})
+        self._empty_journal()
+
+    def _empty_journal(self) -> None:
+        """Drop the journal's entries, which the commit just made obsolete (a process that
+        dies first leaves them: they are of an earlier generation, skipped and dropped by
+        the next open)."""
         self._journal.truncate(0)
         self._journal.flush()
         os.fsync(self._journal.fileno())
@@ -158,6 +164,8 @@ class TableFiles:
         entries = _entries(journal, self._manifest["generation"]) if os.path.exists(journal) else []
         stale = self._uncommitted_state_files()
         if not entries and not stale:
+            if self.writable and os.path.exists(journal) and os.path.getsize(journal):
+                os.truncate(journal, 0)  # entries of a commit that completed: the process died before emptying it
             return
         if not self.writable:
             try:
@@ -341,8 +349,9 @@ def _bytes_of(array: np.ndarray) -> memoryview:
 
 
 def _entries(journal: str, generation: int) -> list[tuple[np.ndarray, dict[str, bytes]]]:
-    """The complete entries of `generation` in the journal file, in the order written; an
-    entry cut short or damaged ends the list."""
+    """The complete entries of `generation` in the journal file, in the order written
+    (entries of earlier generations are skipped); an entry cut short or damaged ends the
+    list."""
     entries = []
     with open(journal, "rb") as file:
         while True:
@@ -351,8 +360,10 @@ def _entries(journal: str, generation: int) -> list[tuple[np.ndarray, dict[str, 
                 break
             magic, entry_generation, size, crc = _ENTRY.unpack(head)
             payload = file.read(size)
-            if magic != _MAGIC or entry_generation != generation or len(payload) < size or zlib.crc32(payload) != crc:
+            if magic != _MAGIC or len(payload) < size or zlib.crc32(payload) != crc:
                 break
+            if entry_generation != generation:  # before a commit that completed
+                continue
             (names_size,) = struct.unpack_from("<I", payload)
             names = json.loads(payload[4:4 + names_size])
             at = 4 + names_size

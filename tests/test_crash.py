@@ -1,0 +1,90 @@
+"""Crash safety of file-backed tables (SPEC §11): a training process (crash_trainer.py)
+killed with SIGKILL at random moments — mid-step, mid-write-back, mid-commit — leaves files
+that open as exactly its last completed commit, weights and Adam state bit for bit (against
+a replay of the same steps in memory), and the next run resumes from there."""
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import crash_trainer as trainer
+import embtable as et
+
+KILLS = 24  # at least 20
+
+
+def wait_for_a_step(log, runs, process):
+    """Block until the log shows that run number `runs` (1-based) finished a step."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        text = open(log).read()
+        if text.count("start ") >= runs and "step " in text[text.rindex("start "):]:
+            return
+        assert process.poll() is None, "the trainer exited on its own"
+        time.sleep(0.01)
+    raise AssertionError("the trainer did not start")
+
+
+def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path):
+    table, log = str(tmp_path / "table.safetensors"), str(tmp_path / "log")
+    open(log, "w").close()
+    et.manual_seed(0)
+    et.nn.Embedding.create(table, trainer.ROWS, trainer.DIM)
+    gc.collect()  # closes the created table
+    replica = et.nn.Embedding.load(table)  # the same table in memory, trained by replay
+    replica_optimizer = et.optim.Adam(replica.parameters(), lr=trainer.LR)
+    replayed = 0
+    rng = np.random.default_rng(7)
+    killed_in_commit = 0
+    server = subprocess.Popen([sys.executable, trainer.__file__, table, log], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        for run in range(1, KILLS + 1):
+            server.stdin.write("go\n")
+            server.stdin.flush()
+            pid = int(server.stdout.readline())
+            try:
+                wait_for_a_step(log, run, server)
+                time.sleep(rng.uniform(0.0, 0.3))
+            finally:
+                os.kill(pid, signal.SIGKILL)
+                assert server.stdout.readline() == "reaped\n"
+            replayed, in_commit = check_reopened(table, log, replica, replica_optimizer, replayed)
+            killed_in_commit += in_commit
+    finally:
+        server.kill()
+        server.wait(timeout=60)
+    print("replayed", replayed, "killed in commit", killed_in_commit)
+    assert replayed > 0
+    assert killed_in_commit >= 1  # some kills landed inside a commit
+
+
+def check_reopened(table, log, replica, replica_optimizer, replayed):
+    """Reopen the killed trainer's table and check that it is its last commit, bit for bit
+    against the replica advanced by replay to that commit; the steps replayed so far, and
+    whether the kill landed inside a commit."""
+    lines = open(log).read().split()
+    events = list(zip(lines[::2], map(int, lines[1::2])))
+    logged = max([step for event, step in events if event == "commit-end"], default=0)
+    reopened = et.nn.Embedding.open(table)  # read-only: undoes the uncommitted rows
+    step = et.optim.Adam(reopened.parameters()).state[0].get("step", 0)
+    # the last commit noted, or one that completed just before the kill
+    assert step in (logged, logged + trainer.EVERY), (step, logged)
+    assert step >= replayed
+    while replayed < step:
+        trainer.take_step(replica, replica_optimizer, replayed)
+        replayed += 1
+    assert reopened.weight.numpy().tobytes() == replica.weight.numpy().tobytes(), step
+    for name in ("exp_avg", "exp_avg_sq"):
+        state_file = f"{table}.state/Adam.{name}"
+        if step == 0:  # killed before the first commit: no optimizer state was committed
+            assert not os.path.exists(state_file)
+            continue
+        stored = np.fromfile(state_file, "<f4").reshape(trainer.ROWS, trainer.DIM)
+        assert stored.tobytes() == replica_optimizer.state[0][name].numpy().tobytes(), (step, name)
+    return replayed, events[-1][0] == "commit-begin"
