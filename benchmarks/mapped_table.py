@@ -1,0 +1,160 @@
+"""File-backed tables (SPEC §11) against an in-memory table: creation, sparse training steps,
+commits, bytes written to disk and peak memory. Run once by hand (never in CI):
+
+    .venv/bin/python benchmarks/mapped_table.py --path /big/disk/table.safetensors
+        [--rows 100000000] [--dim 64] [--steps 300] [--batch 65536] [--cache-gib 4]
+
+It writes a rows x dim float32 table (25.6 GB at the defaults), trains it with Adam and
+RowWiseAdagrad on Zipf(1.05) ids (hot rows scattered over the table) and on uniform ids,
+committing every --commit-every steps, and times the same steps on an in-memory 1e6 x dim
+table given Zipf ids of the same ranks. It deletes its files at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import resource
+import shutil
+import statistics
+import time
+
+import numpy as np
+
+import embtable as et
+
+MEMORY_ROWS = 1_000_000
+SCATTER = 0x9E3779B1  # rank -> row: multiplication by a constant coprime to the row count
+
+
+def zipf_rows(rng: np.random.Generator, rows: int, count: int, exponent: float = 1.05) -> np.ndarray:
+    """`count` ids whose ranks follow Zipf(`exponent`) over `rows` (inverse CDF of the
+    continuous law), rank r placed at row ``r * SCATTER mod rows`` (hot rows scattered)."""
+    u = rng.random(count)
+    ranks = np.floor((1 + u * (rows ** (1 - exponent) - 1)) ** (1 / (1 - exponent))).astype(np.int64) - 1
+    ranks = np.clip(ranks, 0, rows - 1)
+    return (ranks * SCATTER) % rows
+
+
+def memory_status() -> dict[str, int]:
+    """This process's resident memory now (anonymous and file-backed pages), in bytes."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+    return fields
+
+
+def written_bytes() -> int:
+    """Bytes this process caused to be written to storage so far (/proc/self/io)."""
+    with open("/proc/self/io") as io:
+        for line in io:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    return 0
+
+
+def train(emb: et.nn.Embedding, optimizer_cls: type, batches: list[np.ndarray], commit_every: int | None,
+          state_bytes_per_row: int) -> dict[str, object]:
+    """Time each step (lookup, backward, optimizer step) over `batches`; commit every
+    `commit_every` steps (file-backed tables), timing each commit against the rows changed
+    since the previous one and the bytes written meanwhile."""
+    optimizer = optimizer_cls(emb.parameters(), lr=0.01)
+    step_ms, commits, peak = [], [], {"RssAnon": 0, "RssFile": 0, "VmRSS": 0}
+    changed: list[np.ndarray] = []
+    written = written_bytes()
+    row_bytes = emb.embedding_dim * 4 + state_bytes_per_row
+    for number, ids in enumerate(batches, 1):
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        emb(ids).sum().backward()
+        optimizer.step()
+        step_ms.append((time.perf_counter() - start) * 1e3)
+        changed.append(ids)
+        if commit_every and number % commit_every == 0:
+            start = time.perf_counter()
+            emb.commit()
+            seconds = time.perf_counter() - start
+            rows = np.unique(np.concatenate(changed)).shape[0]
+            now = written_bytes()
+            commits.append({"seconds": seconds, "rows": rows, "written_per_changed": (now - written) / (rows * row_bytes)})
+            written, changed = now, []
+        status = memory_status()
+        for name in peak:
+            peak[name] = max(peak[name], status[name])
+    warm = step_ms[len(step_ms) // 5:]  # the first fifth fills the cache
+    return {"step_ms": statistics.median(warm), "first_ms": step_ms[0], "mean_ms": statistics.fmean(step_ms),
+            "commits": commits, "peak": peak,
+            "distinct": statistics.median(np.unique(ids).shape[0] for ids in batches[:20])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--path", required=True)
+    parser.add_argument("--rows", type=int, default=100_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=65536)
+    parser.add_argument("--commit-every", type=int, default=50)
+    parser.add_argument("--cache-gib", type=float, default=4.0)
+    parser.add_argument("--only", choices=["zipf", "uniform"], default=None)
+    args = parser.parse_args()
+    cache_bytes = int(args.cache_gib * (1 << 30))
+    print(f"table {args.rows:.0e} x {args.dim} float32 ({args.rows * args.dim * 4 / 1e9:.1f} GB), "
+          f"cache {args.cache_gib} GiB, batches of {args.batch}, {args.steps} steps, "
+          f"commit every {args.commit_every}; machine: {os.cpu_count()} cores, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    before = memory_status()
+    start, written = time.perf_counter(), written_bytes()
+    et.manual_seed(0)
+    et.nn.Embedding.create(args.path, args.rows, args.dim, cache_bytes=cache_bytes)
+    gc.collect()
+    print(f"create: {time.perf_counter() - start:.1f} s, {(written_bytes() - written) / 1e9:.1f} GB written, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB "
+          f"(RSS before: {before['VmRSS'] / 2**20:.0f} MiB)")
+    rng = np.random.default_rng(0)
+    cases = [("zipf", lambda rows: zipf_rows(rng, rows, args.batch)),
+             ("uniform", lambda rows: rng.integers(0, rows, args.batch))]
+    try:
+        for optimizer_cls, state_per_row in ((et.optim.RowWiseAdagrad, 4), (et.optim.Adam, 2 * args.dim * 4)):
+            for name, draw in cases:
+                if args.only and name != args.only:
+                    continue
+                seed = int(rng.integers(1 << 30))
+                rng = np.random.default_rng(seed)
+                file_batches = [draw(args.rows) for _ in range(args.steps)]
+                rng = np.random.default_rng(seed)  # the same ranks, placed in the smaller table
+                memory_batches = [draw(MEMORY_ROWS) for _ in range(args.steps)]
+                emb = et.nn.Embedding.open(args.path, writable=True, cache_bytes=cache_bytes)
+                on_file = train(emb, optimizer_cls, file_batches, args.commit_every, state_per_row)
+                del emb
+                gc.collect()
+                memory = et.nn.Embedding(MEMORY_ROWS, args.dim, sparse=True)
+                in_memory = train(memory, optimizer_cls, memory_batches, None, state_per_row)
+                del memory
+                gc.collect()
+                report(optimizer_cls.__name__, name, on_file, in_memory)
+    finally:
+        os.unlink(args.path)
+        shutil.rmtree(args.path + ".state", ignore_errors=True)
+
+
+def report(optimizer: str, distribution: str, on_file: dict, in_memory: dict) -> None:
+    commits = on_file["commits"]
+    print(f"\n{optimizer} {distribution}: step {on_file['step_ms']:.1f} ms in the file vs {in_memory['step_ms']:.1f} ms "
+          f"in memory ({on_file['step_ms'] / in_memory['step_ms']:.2f}x; first step {on_file['first_ms']:.0f} ms, "
+          f"mean with evictions {on_file['mean_ms']:.1f} ms); distinct rows a batch: {on_file['distinct']:.0f} "
+          f"(memory table: {in_memory['distinct']:.0f})")
+    for commit in commits:
+        print(f"  commit: {commit['seconds']:.2f} s for {commit['rows']} rows changed; "
+              f"{commit['written_per_changed']:.1f} bytes written per changed byte")
+    peak = on_file["peak"]
+    print(f"  peak: RSS {peak['VmRSS'] / 2**30:.2f} GiB (anonymous {peak['RssAnon'] / 2**30:.2f}, "
+          f"file pages {peak['RssFile'] / 2**30:.2f})")
+
+
+if __name__ == "__main__":
+    main()
