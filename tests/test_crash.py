@@ -80,11 +80,12 @@ def check_reopened(table, log, replica, replica_optimizer, replayed):
         trainer.take_step(replica, replica_optimizer, replayed)
         replayed += 1
     assert reopened.weight.numpy().tobytes() == replica.weight.numpy().tobytes(), step
-    for name in ("exp_avg", "exp_avg_sq"):
-        state_file = f"{table}.state/Adam.{name}"
-        if step == 0:  # killed before the first commit: no optimizer state was committed
-            assert not os.path.exists(state_file)
-            continue
-        stored = np.fromfile(state_file, "<f4").reshape(trainer.ROWS, trainer.DIM)
-        assert stored.tobytes() == replica_optimizer.state[0][name].numpy().tobytes(), (step, name)
+    state_file = f"{table}.state/Adam"
+    if step == 0:  # killed before the first commit: no optimizer state was committed
+        assert not os.path.exists(state_file)
+    else:  # a record a row: the two moments side by side
+        record = np.dtype([("exp_avg", "<f4", (trainer.DIM,)), ("exp_avg_sq", "<f4", (trainer.DIM,))])
+        stored = np.fromfile(state_file, record)
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert stored[name].tobytes() == replica_optimizer.state[0][name].numpy().tobytes(), (step, name)
     return replayed, events[-1][0] == "commit-begin"

@@ -19,9 +19,11 @@ from embtable.rng import CHUNK_ROWS
 ROWS, DIM = 300, 8
 
 
-def state_file(path, name, shape):
-    """An optimizer state file beside a committed table: raw little-endian float32."""
-    return np.fromfile(f"{path}.state/{name}", "<f4").reshape(shape)
+def state_file(path, optimizer, buffers, rows):
+    """An optimizer's state file beside a committed table: one record a row, its buffers'
+    float32 values side by side (`buffers`: name -> shape of a row's values)."""
+    record = np.dtype([(name, "<f4", shape) for name, shape in buffers.items()])
+    return np.fromfile(f"{path}.state/{optimizer}", record, count=rows)
 
 
 # --- creation --------------------------------------------------------------------------------
@@ -137,11 +139,12 @@ def test_sparse_training_is_bit_identical_in_a_file(tmp_path, rng, optimizer, hy
     gc.collect()
     reopened = Embedding.open(path, cache_bytes=cache_bytes)
     assert reopened.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
-    for name, value in opt_memory.state[0].items():
-        if name == "step":
-            assert json.loads(open(f"{path}.state/manifest.json").read())["steps"] == {optimizer.__name__: value}
-        else:
-            assert state_file(path, f"{optimizer.__name__}.{name}", value.shape).tobytes() == value.numpy().tobytes()
+    state = dict(opt_memory.state[0])
+    assert json.loads(open(f"{path}.state/manifest.json").read())["steps"] == {optimizer.__name__: state.pop("step")}
+    if state:
+        stored = state_file(path, optimizer.__name__, {name: value.shape[1:] for name, value in state.items()}, ROWS)
+        for name, value in state.items():
+            assert stored[name].tobytes() == value.numpy().tobytes(), name
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
@@ -208,7 +211,7 @@ def test_rowwise_adagrad_in_a_file_matches_the_spec(tmp_path, rng, sparse):
     np.testing.assert_allclose(table.numpy(), weight, rtol=1e-12, atol=1e-12)
     storage = et.tables.storage_of(table)
     storage.commit()
-    stored = np.fromfile(f"{storage.path}.state/RowWiseAdagrad.sum", "<f8")
+    stored = np.fromfile(f"{storage.path}.state/RowWiseAdagrad", "<f8")
     np.testing.assert_allclose(stored, total, rtol=1e-12, atol=1e-14)
 
 

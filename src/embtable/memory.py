@@ -43,3 +43,4 @@ def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
     by page, by the system)."""
     dtype = np.dtype(dtype)
     return _aligned(np.zeros(math.prod(shape) * dtype.itemsize + CACHE_LINE, np.uint8), shape, dtype)
+

@@ -28,6 +28,7 @@ from ..errors import InvalidArgumentError
 from .base import RowRule
 from .dense import DenseTable
 from .row_cache import RowCache
+from .row_copy import copy_rows, taken
 from .table_files import WEIGHT, TableFiles
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -47,6 +48,7 @@ class MappedTable:
         self._cpu: Backend = backend_for(as_device("cpu"))
         self._budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
         self._buffers: dict[str, dict[str, Tensor]] = {}  # optimizer name -> buffer -> [capacity, ...]
+        self._records: dict[str, np.dtype] = {}  # optimizer name -> its state file's record
         self._optimizer_states: dict[str, dict[str, Any]] = {}  # optimizer name -> its state of this table
         self._unwritten = False  # some cached row differs from the file
         self._new_cache(self._capacity())
@@ -266,12 +268,12 @@ class MappedTable:
         self._make_room(missing.shape[0])
         cache = self._cache
         placed = cache.assign(missing)
-        self._host(self._rows)[placed] = self._files.rows[missing]
-        for optimizer, buffers in self._buffers.items():
-            for name, buffer in buffers.items():
-                stored = self._files.state(f"{optimizer}.{name}")
-                self._host(buffer)[placed] = 0 if stored is None else stored[missing]
-        return cache.slots_of(rows)
+        self._files.read_weight(missing, self._host(self._rows), placed)
+        for optimizer, buffers in self._stateful():
+            self._files.read_state(optimizer, missing, {name: self._host(b) for name, b in buffers.items()}, placed)
+        absent = slots < 0
+        slots[absent] = placed[np.searchsorted(missing, rows[absent])]
+        return slots
 
     def _make_room(self, count: int) -> None:
         """At least `count` empty slots: the least recently used rows written back and
@@ -314,12 +316,19 @@ class MappedTable:
         rows = self._cache.row_of[slots]
         order = np.argsort(rows, kind="stable")
         rows, slots = rows[order], slots[order]
-        blocks = {WEIGHT: self._host(self._rows)[slots]}
-        for optimizer, buffers in self._buffers.items():
+        blocks = {WEIGHT: taken(self._host(self._rows), slots)}
+        order = np.arange(slots.shape[0], dtype=np.int64)
+        for optimizer, buffers in self._stateful():
+            records = np.empty(slots.shape[0], self._records[optimizer])
             for name, buffer in buffers.items():
-                blocks[f"{optimizer}.{name}"] = self._host(buffer)[slots]
+                copy_rows(self._host(buffer), slots, records[name], order)
+            blocks[optimizer] = records
         self._files.write_rows(rows, blocks)
         self._cache.dirty[slots] = False
+
+    def _stateful(self) -> list[tuple[str, dict[str, Tensor]]]:
+        """The optimizers in use that keep state, with their buffers in the cache."""
+        return [(optimizer, buffers) for optimizer, buffers in self._buffers.items() if buffers]
 
     def _drop_cache(self) -> None:
         """Write back every changed row and empty the cache."""
@@ -334,9 +343,9 @@ class MappedTable:
             return self._buffers[optimizer]
         wide = accumulation_dtype(self.dtype)
         shape = rule.buffer_shape(self.shape)
-        for name in rule.buffer_names():
-            if self._files.state(f"{optimizer}.{name}") is None:
-                self._files.create_state(f"{optimizer}.{name}", wide, shape)
+        if rule.buffer_names() and not self._files.has_state(optimizer):
+            self._files.create_state(optimizer, [(name, wide, shape[1:]) for name in rule.buffer_names()])
+        self._records[optimizer] = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
         self.bring_up_to_date()
         self._buffers[optimizer] = {name: self._zeros((1, *shape[1:]), wide) for name in rule.buffer_names()}
         self._new_cache(self._capacity())

@@ -5,8 +5,9 @@ by `Layer.save` or `create`) plus, once opened for writing, a folder ``path + ".
 
 - ``manifest.json``: what the last completed commit made durable — its generation number,
   each optimizer's step count, and the optimizer state files it covers;
-- ``<Optimizer>.<buffer>``: one raw little-endian array per optimizer state buffer, shaped
-  like the weight or one value per row, zero until written (created sparse);
+- ``<Optimizer>``: one raw file per optimizer holding its state as one record per row (each
+  buffer's values for that row, side by side: a row's whole state is written together),
+  zero until written (created sparse);
 - ``journal``: an undo journal of the rows overwritten since that commit.
 
 Rows are changed in the files in place (`write_rows`), but only after the values they
@@ -23,6 +24,7 @@ recovery, is proportional to the rows changed since the last commit, never to th
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import mmap
@@ -37,6 +39,7 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
+from .row_copy import copy_rows, taken, zero_rows
 
 _ENTRY = struct.Struct("<4sQQI")  # magic, generation, payload bytes, crc32 of the payload
 _MAGIC = b"ETJ1"
@@ -70,11 +73,12 @@ class TableFiles:
             self._recover_if_needed()
             self._maps: dict[str, tuple[mmap.mmap | None, np.ndarray]] = {}
             self._state_files: dict[str, Any] = {}
-            self._state_entries: dict[str, dict[str, Any]] = {}
+            self._state_entries: dict[str, list[list[Any]]] = {}
+            self._written_pages: dict[str, np.ndarray] = {}  # per state file: pages that may hold data
             self.rows = self._map(WEIGHT, self._file, self._weight, mmap.ACCESS_READ)
             self.writable_view = self._map("view", self._file, self._weight, mmap.ACCESS_COPY)
-            for name, entry in self._manifest["state"].items():
-                self._open_state(name, DType(entry["dtype"]), tuple(entry["shape"]))
+            for name, fields in self._manifest["state"].items():
+                self._open_state(name, fields)
             self._journal = open(os.path.join(self._folder, "journal"), "ab") if writable else None
         except BaseException:
             self._file.close()
@@ -95,19 +99,50 @@ class TableFiles:
         """Each optimizer's step count at the last commit, by its name."""
         return dict(self._manifest["steps"])
 
-    def state(self, name: str) -> np.ndarray | None:
-        """The rows of the optimizer state file `name` (``"Adam.exp_avg"``) as a read-only
-        mapped array, or None when there is none yet."""
-        entry = self._maps.get(name)
-        return None if entry is None else entry[1]
+    def weight_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The weight's `rows` (int64, in range), read from the file."""
+        return taken(self.rows, rows)
 
-    def create_state(self, name: str, dtype: DType, shape: tuple[int, ...]) -> np.ndarray:
-        """A new optimizer state file of zeros (sparse on disk: no byte is written), mapped;
-        it becomes part of the table at the next commit."""
+    def read_weight(self, rows: np.ndarray, target: np.ndarray, places: np.ndarray) -> None:
+        """``target[places] = weight[rows]``: rows of the weight read into an array."""
+        copy_rows(self.rows, rows, target, places)
+
+    def read_state(self, name: str, rows: np.ndarray, targets: dict[str, np.ndarray], places: np.ndarray) -> None:
+        """``targets[buffer][places] = state[rows][buffer]`` for each buffer of the state file
+        `name`, read only from pages ever written: the rest are zeros, set for free."""
+        records = self._maps[name][1]
+        stored = self._stored(name, rows)
+        for buffer, target in targets.items():
+            copy_rows(records[buffer], rows[stored], target, places[stored])
+            zero_rows(target, places[~stored])
+
+    def has_state(self, name: str) -> bool:
+        """Whether the optimizer `name` has a state file here."""
+        return name in self._state_files
+
+    def create_state(self, name: str, fields: list[tuple[str, DType, tuple[int, ...]]]) -> None:
+        """A new state file for the optimizer `name`, one record of `fields` (buffer name,
+        dtype, shape of a row's values) per table row, all zeros (sparse on disk: no byte is
+        written); it becomes part of the table at the next commit."""
+        entry = [[buffer, dtype.name, list(shape)] for buffer, dtype, shape in fields]
         with open(os.path.join(self._folder, name), "wb") as file:
-            file.truncate(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-        self._open_state(name, dtype, shape)
-        return self._maps[name][1]
+            file.truncate(self.shape[0] * _record_dtype(entry).itemsize)
+        self._open_state(name, entry)
+
+    def state_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """The records of `rows` in the state file `name` (a structured array, a field per
+        buffer), read only from pages ever written: the rest are zeros, read for free."""
+        records = self._maps[name][1]
+        out = np.zeros(rows.shape[0], records.dtype)
+        stored = self._stored(name, rows)
+        out[stored] = taken(records, rows[stored])
+        return out
+
+    def _stored(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Which of `rows` of the state file `name` lie on pages ever written."""
+        width = self._maps[name][1].dtype.itemsize
+        pages = self._written_pages[name]
+        return pages[rows * width // mmap.PAGESIZE] | pages[((rows + 1) * width - 1) // mmap.PAGESIZE]
 
     # --- changing rows --------------------------------------------------------------------
 
@@ -115,11 +150,17 @@ class TableFiles:
         """Overwrite `rows` (int64, ascending, distinct) of the weight and of state files
         with `blocks` (name: ``[len(rows), ...]`` values), journaling the values they replace
         first."""
-        committed = [name for name in blocks if name == WEIGHT or name in self._manifest["state"]]
-        self._journal_rows(rows, {name: self._maps[name][1][rows] for name in committed})
+        old = {name: self.weight_rows(rows) if name == WEIGHT else self.state_rows(name, rows)
+               for name in blocks if name == WEIGHT or name in self._manifest["state"]}
+        self._journal_rows(rows, old)
         for name, block in blocks.items():
             file, offset = self._target(name)
             _write_runs(file.fileno(), offset, rows, np.ascontiguousarray(block))
+            if name in self._written_pages:
+                width = block.dtype.itemsize
+                pages = self._written_pages[name]
+                pages[rows * width // mmap.PAGESIZE] = True
+                pages[((rows + 1) * width - 1) // mmap.PAGESIZE] = True
 
     def commit(self, steps: dict[str, int]) -> None:
         """Make every row written so far and the optimizer `steps` durable together."""
@@ -222,8 +263,8 @@ class TableFiles:
                 manifest = json.loads(file.read())
             if manifest["format"] != _FORMAT or not isinstance(manifest["generation"], int):
                 raise ValueError(f"format {manifest['format']!r}")
-            for entry in manifest["state"].values():
-                DType(entry["dtype"]), tuple(entry["shape"])
+            for fields in manifest["state"].values():
+                _record_dtype(fields)
             dict(manifest["steps"])
         except (OSError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise SerializationError(f"{name!r} is not an embtable table manifest ({error})") from None
@@ -242,23 +283,31 @@ class TableFiles:
 
     # --- mappings -------------------------------------------------------------------------
 
-    def _open_state(self, name: str, dtype: DType, shape: tuple[int, ...]) -> None:
+    def _open_state(self, name: str, fields: list[list[Any]]) -> None:
         file = open(os.path.join(self._folder, name), "r+b" if self.writable else "rb")
         self._state_files[name] = file
-        self._state_entries[name] = {"dtype": dtype.name, "shape": list(shape)}
-        self._map(name, file, checkpoint.Stored(dtype, shape, 0), mmap.ACCESS_READ)
+        self._state_entries[name] = fields
+        dtype = _record_dtype(fields)
+        self._mapped(name, file, dtype, (self.shape[0],), 0, mmap.ACCESS_READ)
+        self._written_pages[name] = _data_pages(file.fileno(), self.shape[0] * dtype.itemsize)
 
     def _map(self, name: str, file: Any, stored: checkpoint.Stored, access: int) -> np.ndarray:
-        """`stored`'s values in `file`, mapped with `access`, advised random access (a
-        lookup reads scattered rows: read-ahead would pull in the whole file)."""
-        if stored.nbytes == 0:
-            array = np.zeros(stored.shape, stored.dtype.numpy)
+        return self._mapped(name, file, stored.dtype.numpy, stored.shape, stored.offset, access)
+
+    def _mapped(self, name: str, file: Any, dtype: np.dtype, shape: tuple[int, ...], offset: int,
+                access: int) -> np.ndarray:
+        """The array of `dtype` and `shape` at byte `offset` of `file`, mapped with `access`
+        and advised random access (a lookup reads scattered rows: read-ahead would pull in
+        the whole file)."""
+        count = int(np.prod(shape, dtype=np.int64))
+        if count == 0:
+            array = np.zeros(shape, dtype)
             self._maps[name] = (None, array)
             return array
-        mapping = mmap.mmap(file.fileno(), stored.offset + stored.nbytes, access=access)
+        mapping = mmap.mmap(file.fileno(), offset + count * dtype.itemsize, access=access)
         mapping.madvise(mmap.MADV_RANDOM)
-        array = np.frombuffer(mapping, stored.dtype.numpy.newbyteorder("<"), count=int(np.prod(stored.shape)),
-                              offset=stored.offset).reshape(stored.shape).view(stored.dtype.numpy)
+        stored = dtype.newbyteorder("<") if dtype.fields is None else dtype
+        array = np.frombuffer(mapping, stored, count=count, offset=offset).reshape(shape).view(dtype)
         self._maps[name] = (mapping, array)
         return array
 
@@ -341,6 +390,29 @@ def _write_runs(fd: int, offset: int, rows: np.ndarray, block: Any) -> None:
     ends = np.concatenate([breaks, [count]])
     for start, end in zip(starts.tolist(), ends.tolist()):
         os.pwrite(fd, data[start * width:end * width], offset + int(rows[start]) * width)
+
+
+def _record_dtype(fields: list[list[Any]]) -> np.dtype:
+    """The NumPy record of a state file's `fields` (``[buffer, dtype name, shape]``, as the
+    manifest lists them): little-endian values, packed."""
+    return np.dtype([(buffer, DType(dtype).numpy.newbyteorder("<"), tuple(shape)) for buffer, dtype, shape in fields])
+
+
+def _data_pages(fd: int, size: int) -> np.ndarray:
+    """Which pages of the first `size` bytes of `fd` hold data (not holes of a sparse file),
+    from the file system's extents (every page, where it cannot say)."""
+    pages = np.zeros(-(-size // mmap.PAGESIZE), bool)
+    offset = 0
+    try:
+        while offset < size:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            pages[start // mmap.PAGESIZE:-(-end // mmap.PAGESIZE)] = True
+            offset = end
+    except OSError as error:
+        if error.errno != errno.ENXIO:  # ENXIO: no data after offset
+            pages[:] = True
+    return pages
 
 
 def _bytes_of(array: np.ndarray) -> memoryview:

@@ -28,6 +28,26 @@ def first_out_of_range(indices, limit):
 
 
 @parallel_jit
+def copy_rows(source, source_rows, target, target_rows):
+    """``target[target_rows[i]] = source[source_rows[i]]`` for 2-D arrays of one width
+    (any strides: a field of a record array is a column slice of its bytes)."""
+    width = source.shape[1]
+    for i in nb.prange(source_rows.shape[0]):
+        prefetch_row(source, ahead(source_rows, i, GATHER_AHEAD))
+        row, place = source_rows[i], target_rows[i]
+        for d in range(width):
+            target[place, d] = source[row, d]
+
+
+@parallel_jit
+def zero_rows(target, rows):
+    """``target[rows] = 0`` for a 2-D `target`."""
+    for i in nb.prange(rows.shape[0]):
+        for d in range(target.shape[1]):
+            target[rows[i], d] = 0
+
+
+@parallel_jit
 def gather(table, indices, out):
     """``out[i] = table[indices[i]]`` for a flat `indices`."""
     dim = table.shape[1]
