@@ -99,6 +99,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch", type=int, default=65536)
     parser.add_argument("--commit-every", type=int, default=50)
+    parser.add_argument("--uniform-steps", type=int, default=40,
+                        help="steps of uniform ids (each changes ~batch new rows: commits write far more)")
     parser.add_argument("--cache-gib", type=float, default=4.0)
     parser.add_argument("--only", choices=["zipf", "uniform"], default=None)
     args = parser.parse_args()
@@ -116,20 +118,20 @@ def main() -> None:
           f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB "
           f"(RSS before: {before['VmRSS'] / 2**20:.0f} MiB)")
     rng = np.random.default_rng(0)
-    cases = [("zipf", lambda rows: zipf_rows(rng, rows, args.batch)),
-             ("uniform", lambda rows: rng.integers(0, rows, args.batch))]
+    cases = [("zipf", lambda rows: zipf_rows(rng, rows, args.batch), args.steps, args.commit_every),
+             ("uniform", lambda rows: rng.integers(0, rows, args.batch), args.uniform_steps, args.uniform_steps)]
     try:
         for optimizer_cls, state_per_row in ((et.optim.RowWiseAdagrad, 4), (et.optim.Adam, 2 * args.dim * 4)):
-            for name, draw in cases:
+            for name, draw, steps, commit_every in cases:
                 if args.only and name != args.only:
                     continue
                 seed = int(rng.integers(1 << 30))
                 rng = np.random.default_rng(seed)
-                file_batches = [draw(args.rows) for _ in range(args.steps)]
+                file_batches = [draw(args.rows) for _ in range(steps)]
                 rng = np.random.default_rng(seed)  # the same ranks, placed in the smaller table
-                memory_batches = [draw(MEMORY_ROWS) for _ in range(args.steps)]
+                memory_batches = [draw(MEMORY_ROWS) for _ in range(steps)]
                 emb = et.nn.Embedding.open(args.path, writable=True, cache_bytes=cache_bytes)
-                on_file = train(emb, optimizer_cls, file_batches, args.commit_every, state_per_row)
+                on_file = train(emb, optimizer_cls, file_batches, commit_every, state_per_row)
                 del emb
                 gc.collect()
                 memory = et.nn.Embedding(MEMORY_ROWS, args.dim, sparse=True)

@@ -261,6 +261,7 @@ def test_a_commit_cut_short_after_its_manifest_keeps_later_changes_undoable(tmp_
     assert file.weight.numpy().tobytes() != committed.tobytes()
     del file, opt
     gc.collect()
+    assert Embedding.load(path).weight.numpy().tobytes() == committed.tobytes()  # loading restores it too
     assert Embedding.open(path).weight.numpy().tobytes() == committed.tobytes()
 
 

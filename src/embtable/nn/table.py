@@ -16,7 +16,7 @@ from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import DTypeError, SerializationError, ShapeError
 from ..memory import aligned_empty
 from ..rng import CHUNK_ROWS, standard_normal_rows, table_seed
-from ..tables import MappedTable, TableFiles, create_file, storage_of
+from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
 from ..validate import integer, positive_int
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
@@ -100,11 +100,19 @@ class TableLayer(Layer):
             raise SerializationError(f"{path!r}: an {cls.__name__} table needs exactly one tensor 'weight' "
                                      f"{dtype.name} {list(shape)}, found "
                                      f"{ {k: (v.dtype.name, list(v.shape)) for k, v in stored.items()} }")
-        weight = MappedTable.weight_of(TableFiles(path, writable), cache)
+        weight = MappedTable.weight_of(TableFiles(path, writable, MappedTable.resident_bytes(cache)), cache)
         weight.requires_grad = "weight" not in frozen
         layer = cls.__new__(cls)
         layer._adopt(weight, checked)
         return layer
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TableLayer:
+        """Rebuild a layer written by `save`, `create` or `commit` (into memory). A table left
+        by a process that died before committing is first restored to its last commit."""
+        if os.path.isdir(state_folder(os.fspath(path))):
+            TableFiles(os.fspath(path), writable=False).close()  # opening undoes uncommitted rows
+        return super().load(path)
 
     @property
     def path(self) -> str | None:

@@ -54,6 +54,13 @@ class MappedTable:
         self._new_cache(self._capacity())
         self._weight: Callable[[], Tensor | None] = lambda: None
 
+    @staticmethod
+    def resident_bytes(cache_bytes: int | None) -> int:
+        """How many bytes of file pages a table with this cache budget keeps mapped: an
+        eighth of the budget (at least 16 MiB), so that its memory stays within about
+        `cache_bytes` plus a batch."""
+        return max(16 << 20, (DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes) // 8)
+
     @classmethod
     def weight_of(cls, files: TableFiles, cache_bytes: int | None = None) -> Tensor:
         """A tensor whose values are the table in `files`, kept by a new `MappedTable`

@@ -31,6 +31,7 @@ import mmap
 import os
 import shutil
 import struct
+import sys
 import zlib
 from typing import Any, Callable
 
@@ -41,6 +42,9 @@ from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
 from .row_copy import copy_rows, taken, zero_rows
 
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
+_PREFETCH_FROM = 256  # rows read at once from which their pages are asked for ahead
+WRITE_CHUNK_ROWS = 1 << 16  # rows journaled and written back together
 _ENTRY = struct.Struct("<4sQQI")  # magic, generation, payload bytes, crc32 of the payload
 _MAGIC = b"ETJ1"
 _FORMAT = 1
@@ -54,16 +58,22 @@ def state_folder(path: str) -> str:
 
 class TableFiles:
     """The open files of one table: the weight's rows mapped for reading, the optimizer
-    state files, and (when `writable`) the journal and the exclusive lock on `path`."""
+    state files, and (when `writable`) the journal and the exclusive lock on `path`.
+    Reads keep about `resident_bytes` of file pages mapped at most."""
 
-    def __init__(self, path: str, writable: bool) -> None:
+    def __init__(self, path: str, writable: bool, resident_bytes: int = 256 << 20) -> None:
         self.path = path
         self.writable = writable
+        self._resident_bytes = resident_bytes  # file pages kept mapped by reads, at most about
+        self._resident = 0
         stored, self.metadata = checkpoint.layout(path)
         if WEIGHT not in stored or len(stored[WEIGHT].shape) != 2:
             raise SerializationError(f"{path!r} is not an embtable table: it has no 2-D tensor 'weight' "
                                      f"(tensors: {sorted(stored)})")
         self._weight = stored[WEIGHT]
+        # Files larger than half the memory are mostly not in the page cache: their reads
+        # are asked for ahead (for a file in the cache that costs more than it saves).
+        self._cold = 2 * self._weight.nbytes > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._file = open(path, "r+b" if writable else "rb")
         try:
             if writable:
@@ -75,8 +85,8 @@ class TableFiles:
             self._state_files: dict[str, Any] = {}
             self._state_entries: dict[str, list[list[Any]]] = {}
             self._written_pages: dict[str, np.ndarray] = {}  # per state file: pages that may hold data
-            self.rows = self._map(WEIGHT, self._file, self._weight, mmap.ACCESS_READ)
-            self.writable_view = self._map("view", self._file, self._weight, mmap.ACCESS_COPY)
+            self.rows = self._map(WEIGHT, self._file, self._weight, private=False)
+            self.writable_view = self._map("view", self._file, self._weight, private=True)
             for name, fields in self._manifest["state"].items():
                 self._open_state(name, fields)
             self._journal = open(os.path.join(self._folder, "journal"), "ab") if writable else None
@@ -101,10 +111,12 @@ class TableFiles:
 
     def weight_rows(self, rows: np.ndarray) -> np.ndarray:
         """The weight's `rows` (int64, in range), read from the file."""
+        self._will_read(WEIGHT, rows, self._weight.offset)
         return taken(self.rows, rows)
 
     def read_weight(self, rows: np.ndarray, target: np.ndarray, places: np.ndarray) -> None:
         """``target[places] = weight[rows]``: rows of the weight read into an array."""
+        self._will_read(WEIGHT, rows, self._weight.offset)
         copy_rows(self.rows, rows, target, places)
 
     def read_state(self, name: str, rows: np.ndarray, targets: dict[str, np.ndarray], places: np.ndarray) -> None:
@@ -112,9 +124,31 @@ class TableFiles:
         `name`, read only from pages ever written: the rest are zeros, set for free."""
         records = self._maps[name][1]
         stored = self._stored(name, rows)
+        self._will_read(name, rows[stored], 0)
         for buffer, target in targets.items():
             copy_rows(records[buffer], rows[stored], target, places[stored])
             zero_rows(target, places[~stored])
+
+    def _will_read(self, name: str, rows: np.ndarray, offset: int) -> None:
+        """Before reading `rows` (ascending) of the mapping `name`: ask for their pages all at
+        once when the file is cold (the disk then reads them in parallel, where faults would
+        wait one by one), and unmap the file pages read since the last time once they pass `resident_bytes`
+        (mapped pages count in the process's memory; the page cache keeps them anyway)."""
+        mapping, array = self._maps[name]
+        width = array.strides[0]
+        mapped = rows.shape[0] * -(-width // mmap.PAGESIZE) * mmap.PAGESIZE  # scattered rows: a page each
+        if self._resident + mapped > self._resident_bytes:
+            for other, (pages, _) in self._maps.items():
+                if pages is not None and other != "view":  # the view is private: its pages would be lost
+                    pages.madvise(mmap.MADV_DONTNEED)
+            self._resident = 0
+        self._resident += mapped
+        if rows.shape[0] < _PREFETCH_FROM or not self._cold:
+            return
+        starts = (offset + rows * width) // mmap.PAGESIZE * mmap.PAGESIZE
+        ends = offset + (rows + 1) * width
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            mapping.madvise(mmap.MADV_WILLNEED, start, end - start)
 
     def has_state(self, name: str) -> bool:
         """Whether the optimizer `name` has a state file here."""
@@ -135,6 +169,7 @@ class TableFiles:
         records = self._maps[name][1]
         out = np.zeros(rows.shape[0], records.dtype)
         stored = self._stored(name, rows)
+        self._will_read(name, rows[stored], 0)
         out[stored] = taken(records, rows[stored])
         return out
 
@@ -149,7 +184,12 @@ class TableFiles:
     def write_rows(self, rows: np.ndarray, blocks: dict[str, np.ndarray]) -> None:
         """Overwrite `rows` (int64, ascending, distinct) of the weight and of state files
         with `blocks` (name: ``[len(rows), ...]`` values), journaling the values they replace
-        first."""
+        first: `WRITE_CHUNK_ROWS` at a time (so the old values read stay a batch's worth)."""
+        for start in range(0, rows.shape[0], WRITE_CHUNK_ROWS):
+            chunk = slice(start, start + WRITE_CHUNK_ROWS)
+            self._write_chunk(rows[chunk], {name: block[chunk] for name, block in blocks.items()})
+
+    def _write_chunk(self, rows: np.ndarray, blocks: dict[str, np.ndarray]) -> None:
         old = {name: self.weight_rows(rows) if name == WEIGHT else self.state_rows(name, rows)
                for name in blocks if name == WEIGHT or name in self._manifest["state"]}
         self._journal_rows(rows, old)
@@ -288,23 +328,30 @@ class TableFiles:
         self._state_files[name] = file
         self._state_entries[name] = fields
         dtype = _record_dtype(fields)
-        self._mapped(name, file, dtype, (self.shape[0],), 0, mmap.ACCESS_READ)
+        self._mapped(name, file, dtype, (self.shape[0],), 0, private=False)
         self._written_pages[name] = _data_pages(file.fileno(), self.shape[0] * dtype.itemsize)
 
-    def _map(self, name: str, file: Any, stored: checkpoint.Stored, access: int) -> np.ndarray:
-        return self._mapped(name, file, stored.dtype.numpy, stored.shape, stored.offset, access)
+    def _map(self, name: str, file: Any, stored: checkpoint.Stored, private: bool) -> np.ndarray:
+        return self._mapped(name, file, stored.dtype.numpy, stored.shape, stored.offset, private)
 
     def _mapped(self, name: str, file: Any, dtype: np.dtype, shape: tuple[int, ...], offset: int,
-                access: int) -> np.ndarray:
-        """The array of `dtype` and `shape` at byte `offset` of `file`, mapped with `access`
-        and advised random access (a lookup reads scattered rows: read-ahead would pull in
-        the whole file)."""
+                private: bool) -> np.ndarray:
+        """The array of `dtype` and `shape` at byte `offset` of `file`, mapped read-only, or
+        `private`: writable, copy on write (nothing written reaches the file), and reserving
+        no memory (a table larger than memory could not be mapped so otherwise); advised
+        random access (a lookup reads scattered rows: read-ahead would pull in the whole
+        file)."""
         count = int(np.prod(shape, dtype=np.int64))
         if count == 0:
             array = np.zeros(shape, dtype)
             self._maps[name] = (None, array)
             return array
-        mapping = mmap.mmap(file.fileno(), offset + count * dtype.itemsize, access=access)
+        length = offset + count * dtype.itemsize
+        if private:
+            mapping = mmap.mmap(file.fileno(), length, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
+                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        else:
+            mapping = mmap.mmap(file.fileno(), length, access=mmap.ACCESS_READ)
         mapping.madvise(mmap.MADV_RANDOM)
         stored = dtype.newbyteorder("<") if dtype.fields is None else dtype
         array = np.frombuffer(mapping, stored, count=count, offset=offset).reshape(shape).view(dtype)
