@@ -4,7 +4,7 @@ and ends.
 Its batches depend only on the step number, so a replay in memory takes the same steps.
 
 Run as ``python crash_trainer.py TABLE LOG``: a server that starts a trainer (resuming
-from the table's last commit) for each line it reads."""
+from the table's last commit) for each line it reads; ``--warm FOLDER`` first, once."""
 
 import importlib
 import os
@@ -48,6 +48,24 @@ def main(table, log):
             os.write(handle, f"commit-end {step}\n".encode())
 
 
+def warm(folder):
+    """Take a few steps and commits on a throwaway table in `folder`, so that every kernel
+    the trainers run is compiled and in numba's cache before any trainer is killed (a
+    trainer killed while compiling would leave nothing cached, and the next one would
+    compile again)."""
+    import embtable as et
+
+    table = os.path.join(folder, "warm.safetensors")
+    emb = et.nn.Embedding.create(table, ROWS, DIM, cache_bytes=CACHE_BYTES)
+    optimizer = et.optim.Adam(emb.parameters(), lr=LR)
+    for step in range(2 * EVERY):
+        take_step(emb, optimizer, step)
+        if (step + 1) % EVERY == 0:
+            emb.commit()
+    del emb, optimizer
+    et.nn.Embedding.open(table)  # a read-only open that finds nothing to undo
+
+
 def serve(table, log):
     """Fork a trainer for each line read from stdin, print its pid, and print "reaped" once
     it is dead: the trainers start without paying for the imports each time (forked
@@ -69,4 +87,7 @@ def serve(table, log):
 
 
 if __name__ == "__main__":
-    serve(*sys.argv[1:3])
+    if sys.argv[1] == "--warm":
+        warm(sys.argv[2])
+    else:
+        serve(*sys.argv[1:3])

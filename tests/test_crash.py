@@ -41,6 +41,7 @@ def test_sigkill_at_random_moments_loses_nothing_committed(tmp_path):
     replayed = 0
     rng = np.random.default_rng(7)
     killed_in_commit = 0
+    subprocess.run([sys.executable, trainer.__file__, "--warm", str(tmp_path)], check=True, timeout=600)
     server = subprocess.Popen([sys.executable, trainer.__file__, table, log], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
