@@ -100,7 +100,7 @@ class TableLayer(Layer):
             raise SerializationError(f"{path!r}: an {cls.__name__} table needs exactly one tensor 'weight' "
                                      f"{dtype.name} {list(shape)}, found "
                                      f"{ {k: (v.dtype.name, list(v.shape)) for k, v in stored.items()} }")
-        weight = MappedTable.weight_of(TableFiles(path, writable, MappedTable.resident_bytes(cache)), cache)
+        weight = MappedTable.weight_of(path, writable, cache)
         weight.requires_grad = "weight" not in frozen
         layer = cls.__new__(cls)
         layer._adopt(weight, checked)

@@ -54,18 +54,15 @@ class MappedTable:
         self._new_cache(self._capacity())
         self._weight: Callable[[], Tensor | None] = lambda: None
 
-    @staticmethod
-    def resident_bytes(cache_bytes: int | None) -> int:
-        """How many bytes of file pages a table with this cache budget keeps mapped: an
-        eighth of the budget (at least 16 MiB), so that its memory stays within about
-        `cache_bytes` plus a batch."""
-        return max(16 << 20, (DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes) // 8)
-
     @classmethod
-    def weight_of(cls, files: TableFiles, cache_bytes: int | None = None) -> Tensor:
-        """A tensor whose values are the table in `files`, kept by a new `MappedTable`
-        (`storage_of` finds it). The tensor keeps the storage alive, not the other way
-        round, so dropping the last reference to the weight closes the files."""
+    def weight_of(cls, path: str, writable: bool, cache_bytes: int | None = None) -> Tensor:
+        """A tensor whose values are the table in the checkpoint `path`, kept by a new
+        `MappedTable` (`storage_of` finds it). The tensor keeps the storage alive, not the
+        other way round, so dropping the last reference to the weight closes the files.
+        The files keep an eighth of the cache budget (at least 16 MiB) of file pages
+        mapped, so that memory stays within about `cache_bytes` plus a batch."""
+        budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
+        files = TableFiles(path, writable, resident_bytes=max(16 << 20, budget // 8))
         storage = cls(files, cache_bytes)
         with warnings.catch_warnings():  # a backend may warn that the mapping is writable
             warnings.simplefilter("ignore")
@@ -183,15 +180,18 @@ class MappedTable:
         for start in range(0, self.num_rows, step):
             rows = np.arange(start, min(start + step, self.num_rows), dtype=np.int64)
             slots = self._slots(rows)
-            chunk = wrap(self._cpu.from_host(self._host(self._rows)[slots]), self._cpu)
-            chunk_state = {name: wrap(self._cpu.from_host(self._host(b)[slots]), self._cpu)
-                           for name, b in buffers.items()}
+            chunk = self._gathered(self._rows, slots)
+            chunk_state = {name: self._gathered(buffer, slots) for name, buffer in buffers.items()}
             DenseTable(chunk).apply_update(rule, wrap(gradient[start:start + rows.shape[0]], self._cpu),
                                            chunk_state, scalars)
-            self._host(self._rows)[slots] = self._host(chunk)
-            for name, b in buffers.items():
-                self._host(b)[slots] = self._host(chunk_state[name])
+            order = np.arange(rows.shape[0], dtype=np.int64)
+            for target, updated in [(self._rows, chunk), *((buffers[n], chunk_state[n]) for n in buffers)]:
+                copy_rows(self._host(updated), order, self._host(target), slots)
             self._mark_dirty(slots)
+
+    def _gathered(self, cached: Tensor, slots: np.ndarray) -> Tensor:
+        """The rows `slots` of a cache array, as a new tensor."""
+        return wrap(self._cpu.from_host(taken(self._host(cached), slots)), self._cpu)
 
     # --- the whole table ------------------------------------------------------------------
 
