@@ -12,18 +12,14 @@ import pytest
 import safetensors.numpy
 
 import embtable as et
+import embtable.tables.table_files as table_files
 from embtable.nn import Embedding, EmbeddingBag
 from embtable.optim import SGD, Adagrad, Adam, AdamW, RowWiseAdagrad
 from embtable.rng import CHUNK_ROWS
 
+from committed_state import committed_state
+
 ROWS, DIM = 300, 8
-
-
-def state_file(path, optimizer, buffers, rows):
-    """An optimizer's state file beside a committed table: one record a row, its buffers'
-    float32 values side by side (`buffers`: name -> shape of a row's values)."""
-    record = np.dtype([(name, "<f4", shape) for name, shape in buffers.items()])
-    return np.fromfile(f"{path}.state/{optimizer}", record, count=rows)
 
 
 # --- creation --------------------------------------------------------------------------------
@@ -61,7 +57,7 @@ def test_create_replaces_an_earlier_table_and_its_state(tmp_path):
     et.manual_seed(5)
     assert np.array_equal(second.weight.numpy(), Embedding(10, 2).weight.numpy())
     assert Adam(second.parameters()).state == [{}]
-    assert sorted(os.listdir(f"{path}.state")) == ["journal", "manifest.json"]
+    assert sorted(os.listdir(f"{path}.state")) == ["log-0", "manifest.json"]
 
 
 def test_create_and_open_restore_every_option(tmp_path):
@@ -142,7 +138,8 @@ def test_sparse_training_is_bit_identical_in_a_file(tmp_path, rng, optimizer, hy
     state = dict(opt_memory.state[0])
     assert json.loads(open(f"{path}.state/manifest.json").read())["steps"] == {optimizer.__name__: state.pop("step")}
     if state:
-        stored = state_file(path, optimizer.__name__, {name: value.shape[1:] for name, value in state.items()}, ROWS)
+        stored = committed_state(path, optimizer.__name__, {name: value.shape[1:] for name, value in state.items()},
+                                 ROWS)
         for name, value in state.items():
             assert stored[name].tobytes() == value.numpy().tobytes(), name
 
@@ -211,7 +208,7 @@ def test_rowwise_adagrad_in_a_file_matches_the_spec(tmp_path, rng, sparse):
     np.testing.assert_allclose(table.numpy(), weight, rtol=1e-12, atol=1e-12)
     storage = et.tables.storage_of(table)
     storage.commit()
-    stored = np.fromfile(f"{storage.path}.state/RowWiseAdagrad", "<f8")
+    stored = committed_state(storage.path, "RowWiseAdagrad", {"sum": ()}, 20, np.float64)["sum"]
     np.testing.assert_allclose(stored, total, rtol=1e-12, atol=1e-14)
 
 
@@ -238,31 +235,67 @@ def test_training_resumes_from_the_last_commit(tmp_path, rng):
     assert opt.state == [{"step": 8}]
 
 
-def test_a_commit_cut_short_after_its_manifest_keeps_later_changes_undoable(tmp_path, rng, monkeypatch):
-    memory, file = pair(Embedding, tmp_path, 1, sparse=True)
+class Killed(BaseException):
+    """Stands for the process dying where it is raised."""
+
+
+def test_a_fold_cut_short_leaves_the_last_commit_whole(tmp_path, rng, monkeypatch):
+    memory, file = pair(Embedding, tmp_path, 1, sparse=True)  # a one-row budget: every commit folds its log
     path = file.path
-    opt = SGD(file.parameters(), lr=0.5)
+    opt_memory, opt = Adam(memory.parameters(), lr=0.5), Adam(file.parameters(), lr=0.5)
     for ids, _ in batches(rng, 2, bag=False):
-        opt.zero_grad()
-        file(ids).sum().backward()
-        opt.step()
-    with monkeypatch.context() as patch:  # the process dies after the manifest, before emptying the journal
-        patch.setattr(et.tables.TableFiles, "_empty_journal", lambda self: None)
-        file.commit()
-    committed = file.weight.numpy()
-    del file, opt
+        for layer, optimizer in ((memory, opt_memory), (file, opt)):
+            optimizer.zero_grad()
+            layer(ids).sum().backward()
+            optimizer.step()
+    write = table_files.write_rows
+
+    def dies_halfway(fd, offsets, rows, places, threads=1):
+        write(fd, offsets[:offsets.shape[0] // 2], rows, places[:offsets.shape[0] // 2])
+        raise Killed
+
+    with monkeypatch.context() as patch:  # the manifest is written, then the fold dies in its first array
+        patch.setattr(table_files, "write_rows", dies_halfway)
+        with pytest.raises(Killed):
+            file.commit()
+    committed = memory.weight.numpy()
+    del file, opt, layer, optimizer
     gc.collect()
     file = Embedding.open(path, writable=True, cache_bytes=1)
-    opt = SGD(file.parameters(), lr=0.5)
-    for ids, _ in batches(rng, 3, bag=False):  # written back through the journal, never committed
+    assert file.weight.numpy().tobytes() == committed.tobytes()
+    stored = committed_state(path, "Adam", {"exp_avg": (DIM,), "exp_avg_sq": (DIM,)}, ROWS)
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert stored[name].tobytes() == opt_memory.state[0][name].numpy().tobytes()
+    opt = Adam(file.parameters(), lr=0.5)
+    for ids, _ in batches(rng, 3, bag=False):  # logged (the cache holds one row), never committed
         opt.zero_grad()
         file(ids).sum().backward()
         opt.step()
     assert file.weight.numpy().tobytes() != committed.tobytes()
     del file, opt
     gc.collect()
-    assert Embedding.load(path).weight.numpy().tobytes() == committed.tobytes()  # loading restores it too
+    assert Embedding.load(path).weight.numpy().tobytes() == committed.tobytes()
     assert Embedding.open(path).weight.numpy().tobytes() == committed.tobytes()
+
+
+def test_commits_fold_the_log_only_once_it_has_grown(tmp_path, rng):
+    for cache_bytes, folds in ((1, True), (None, False)):
+        memory, file = pair(Embedding, tmp_path, cache_bytes, sparse=True)
+        opt_memory, opt = SGD(memory.parameters(), lr=0.5), SGD(file.parameters(), lr=0.5)
+        for ids, _ in batches(rng, 4, bag=False):
+            for layer, optimizer in ((memory, opt_memory), (file, opt)):
+                optimizer.zero_grad()
+                layer(ids).sum().backward()
+                optimizer.step()
+            file.commit()
+        manifest = json.loads(open(f"{file.path}.state/manifest.json").read())
+        assert (manifest["logged"] == 0) == folds
+        assert sorted(os.listdir(f"{file.path}.state")) == [manifest["log"], "manifest.json"]
+        checkpoint = safetensors.numpy.load_file(file.path)["weight"]
+        assert (checkpoint.tobytes() == memory.weight.numpy().tobytes()) == folds
+        assert Embedding.load(file.path).weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+        del file, opt, layer, optimizer
+        gc.collect()
 
 
 # --- refusals ------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ class Layer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Layer:
         """Rebuild a layer written by `save`."""
-        tensors, metadata = checkpoint.read(path)
+        tensors, metadata = cls._read_checkpoint(path)
         config, frozen = checkpoint_config(cls.__name__, metadata, path)
         try:
             layer = cls._from_checkpoint(config, tensors)
@@ -272,6 +272,11 @@ class Layer:
         for name, tensor in layer.named_parameters():
             tensor.requires_grad = name not in frozen
         return layer
+
+    @classmethod
+    def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
+        """The arrays and metadata `load` rebuilds the layer from."""
+        return checkpoint.read(path)
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> Layer:

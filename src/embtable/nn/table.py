@@ -108,11 +108,23 @@ class TableLayer(Layer):
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TableLayer:
-        """Rebuild a layer written by `save`, `create` or `commit` (into memory). A table left
-        by a process that died before committing is first restored to its last commit."""
-        if os.path.isdir(state_folder(os.fspath(path))):
-            TableFiles(os.fspath(path), writable=False).close()  # opening undoes uncommitted rows
+        """Rebuild a layer written by `save`, `create` or `commit` (into memory): a
+        file-backed table as of its last commit."""
         return super().load(path)
+
+    @classmethod
+    def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
+        """The checkpoint's arrays, with a file-backed table's weight as of its last commit
+        (the checkpoint with the rows its redo log holds over it)."""
+        tensors, metadata = super()._read_checkpoint(path)
+        if "weight" in tensors and os.path.isdir(state_folder(os.fspath(path))):
+            files = TableFiles(os.fspath(path), writable=False)
+            try:
+                tensors["weight"] = np.array(tensors["weight"])
+                files.overlay(tensors["weight"])
+            finally:
+                files.close()
+        return tensors, metadata
 
     @property
     def path(self) -> str | None:

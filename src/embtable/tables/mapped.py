@@ -1,14 +1,13 @@
 """`MappedTable`: a table whose rows live in a file, larger than memory if need be.
 
-The rows stay in the file (`TableFiles`: mapped for reading, advised random access) and a
-bounded cache holds the rows that calls touch, with their optimizer state, in memory
-(`RowCache` says which row is in which slot). Every call first brings the rows it touches
-into the cache; then the same kernels as an in-memory table's run over the cache's arrays,
-with slots for rows (`DenseTable` over the cache), so results are bit-identical to an
-in-memory table's. Changed rows stay in the cache, marked dirty, until the cache needs
-their slots or a commit: then they are written to the files in row order, through the undo
-journal that makes a crash lose only what was not committed. Nothing here costs
-``O(num_embeddings)`` per call.
+The rows stay in the files (`TableFiles`: the checkpoint and the redo log of rows changed
+since, read with ``pread``) and a bounded cache holds the rows that calls touch, with their
+optimizer state, in memory (`RowCache` says which row is in which slot). Every call first
+brings the rows it touches into the cache; then the same kernels as an in-memory table's
+run over the cache's arrays, with slots for rows (`DenseTable` over the cache), so results
+are bit-identical to an in-memory table's. Changed rows stay in the cache, marked dirty,
+until the cache needs their slots or a commit: then they are appended to the redo log,
+which a commit makes durable. Nothing here costs ``O(num_embeddings)`` per call.
 """
 
 from __future__ import annotations
@@ -50,7 +49,7 @@ class MappedTable:
         self._buffers: dict[str, dict[str, Tensor]] = {}  # optimizer name -> buffer -> [capacity, ...]
         self._records: dict[str, np.dtype] = {}  # optimizer name -> its state file's record
         self._optimizer_states: dict[str, dict[str, Any]] = {}  # optimizer name -> its state of this table
-        self._unwritten = False  # some cached row differs from the file
+        self._view_stale = True  # the view may not show every row: the log's, or changed ones
         self._new_cache(self._capacity())
         self._weight: Callable[[], Tensor | None] = lambda: None
 
@@ -59,14 +58,14 @@ class MappedTable:
         """A tensor whose values are the table in the checkpoint `path`, kept by a new
         `MappedTable` (`storage_of` finds it). The tensor keeps the storage alive, not the
         other way round, so dropping the last reference to the weight closes the files.
-        The files keep an eighth of the cache budget (at least 16 MiB) of file pages
-        mapped, so that memory stays within about `cache_bytes` plus a batch."""
+        The redo log's index may take an eighth of the cache budget before a commit folds
+        the log into the files."""
         budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
-        files = TableFiles(path, writable, resident_bytes=max(16 << 20, budget // 8))
+        files = TableFiles(path, writable, index_bytes=budget // 8)
         storage = cls(files, cache_bytes)
         with warnings.catch_warnings():  # a backend may warn that the mapping is writable
             warnings.simplefilter("ignore")
-            view = storage._cpu.from_host(files.writable_view)
+            view = storage._cpu.from_host(files.view)
         weight = wrap(view, storage._cpu)
         keep_values(weight, storage)
         storage._weight = weakref.ref(weight)
@@ -197,7 +196,7 @@ class MappedTable:
 
     def values(self) -> Tensor:
         self.bring_up_to_date()
-        return wrap(self._cpu.from_host(self._files.writable_view), self._cpu)
+        return wrap(self._cpu.from_host(self._files.view), self._cpu)
 
     def load_(self, values: Tensor) -> None:
         self.check_load(values.device, values.dtype)
@@ -206,13 +205,14 @@ class MappedTable:
         for start in range(0, self.num_rows, DENSE_CHUNK_ROWS):
             rows = np.arange(start, min(start + DENSE_CHUNK_ROWS, self.num_rows), dtype=np.int64)
             self._files.write_rows(rows, {WEIGHT: host[start:start + rows.shape[0]]})
+        self._view_stale = True
         self._mark_modified()
 
     def commit(self) -> None:
         """Write every changed row to the files and make them, and the optimizers' step
         counts, durable together."""
         self.check_writable("commit()")
-        self.bring_up_to_date()
+        self._write_back(np.flatnonzero(self._cache.dirty))
         steps = self._files.steps
         steps.update({name: int(state.get("step", steps.get(name, 0)))
                       for name, state in self._optimizer_states.items()})
@@ -221,11 +221,14 @@ class MappedTable:
     # --- the weight tensor's keeper -------------------------------------------------------
 
     def bring_up_to_date(self) -> None:
-        """Write every changed cached row to the files (they stay cached), so the file holds
-        the table's current values."""
-        if self._unwritten:
-            self._write_back(np.flatnonzero(self._cache.dirty))
-            self._unwritten = False
+        """Make the weight's view show the table's current values: the files' rows with the
+        changed cached ones over them (each row changed since the last fold then takes a
+        private page of the view)."""
+        if self._view_stale:
+            self._files.refresh_view()
+            dirty = np.flatnonzero(self._cache.dirty)
+            copy_rows(self._host(self._rows), dirty, self._files.view, self._cache.row_of[dirty])
+            self._view_stale = False
 
     def refuse_in_place(self, what: str) -> None:
         raise InvalidArgumentError(f"{what} cannot change the file-backed table {self.path!r} in place: its rows "
@@ -313,11 +316,11 @@ class MappedTable:
 
     def _mark_dirty(self, slots: np.ndarray) -> None:
         self._cache.dirty[slots] = True
-        self._unwritten = True
+        self._view_stale = True
 
     def _write_back(self, slots: np.ndarray) -> None:
-        """Write the rows in `slots` (and their optimizer state) to the files, in row order;
-        they become clean."""
+        """Append the rows in `slots` (and their optimizer state) to the redo log, in row
+        order; they become clean."""
         if slots.shape[0] == 0:
             return
         rows = self._cache.row_of[slots]
@@ -339,7 +342,7 @@ class MappedTable:
 
     def _drop_cache(self) -> None:
         """Write back every changed row and empty the cache."""
-        self.bring_up_to_date()
+        self._write_back(np.flatnonzero(self._cache.dirty))
         self._new_cache(self._cache.capacity)
 
     def _rule_buffers(self, rule: RowRule) -> dict[str, Tensor]:
@@ -353,7 +356,7 @@ class MappedTable:
         if rule.buffer_names() and not self._files.has_state(optimizer):
             self._files.create_state(optimizer, [(name, wide, shape[1:]) for name in rule.buffer_names()])
         self._records[optimizer] = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
-        self.bring_up_to_date()
+        self._write_back(np.flatnonzero(self._cache.dirty))
         self._buffers[optimizer] = {name: self._zeros((1, *shape[1:]), wide) for name in rule.buffer_names()}
         self._new_cache(self._capacity())
         return self._buffers[optimizer]

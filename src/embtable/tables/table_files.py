@@ -4,21 +4,25 @@ A table at ``path`` is the safetensors checkpoint ``path`` (its ``weight`` tenso
 by `Layer.save` or `create`) plus, once opened for writing, a folder ``path + ".state"``:
 
 - ``manifest.json``: what the last completed commit made durable — its generation number,
-  each optimizer's step count, and the optimizer state files it covers;
+  each optimizer's step count, the optimizer state files, the redo log's name and how many
+  of its bytes the commit covers;
 - ``<Optimizer>``: one raw file per optimizer holding its state as one record per row (each
-  buffer's values for that row, side by side: a row's whole state is written together),
-  zero until written (created sparse);
-- ``journal``: an undo journal of the rows overwritten since that commit.
+  buffer's values for that row, side by side), zero until written (created sparse);
+- ``log-<generation>``: the redo log (`RedoLog`) of rows changed since the checkpoint and
+  state files were last brought up to date.
 
-Rows are changed in the files in place (`write_rows`), but only after the values they
-replace were appended to the journal and the journal was flushed to disk. `commit` flushes
-the files, then atomically replaces the manifest with one of the next generation (the
-commit point), then empties the journal. Opening a table whose journal holds entries of
-the manifest's generation (the process died after changing rows and before committing)
-first writes their old values back, last entry first, so the files are exactly those of
-the last commit; an entry cut short by the crash is ignored (its rows were never
-overwritten: the journal is flushed before any row is). The cost of a commit, or of a
-recovery, is proportional to the rows changed since the last commit, never to the table.
+Changed rows are only ever appended to the log, never written over the checkpoint or the
+state files, so those always hold the state of some past commit, and a row's current value
+is its latest logged one if it has any. `commit` flushes the log and then atomically
+replaces the manifest with one naming the new end of the log (the commit point). A process
+that dies leaves at most log bytes past that point: the next open ignores them (a
+writable open cuts them off), so it finds exactly the last commit. When the log has grown
+(its index passes `index_bytes`, or the log the table's size), a commit then folds it into
+the checkpoint and state files (`_fold`): each row's latest value written in row order, so
+rows sharing a page cost it once, the files flushed, and a manifest naming a new, empty log
+swapped in; a process dying midway leaves the old log in charge, whose values are the ones
+being written, so folding again is harmless. A commit costs the rows changed since the last
+one, written once, sequentially; nothing costs time proportional to the table.
 """
 
 from __future__ import annotations
@@ -30,9 +34,7 @@ import json
 import mmap
 import os
 import shutil
-import struct
 import sys
-import zlib
 from typing import Any, Callable
 
 import numpy as np
@@ -40,58 +42,63 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
-from .row_copy import copy_rows, taken, zero_rows
+from .redo_log import RedoLog
+from .row_copy import copy_rows
+from .row_io import byte_rows, read_rows, write_rows
 
 _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswith("linux") else 0)
-_PREFETCH_FROM = 256  # rows read at once from which their pages are asked for ahead
-WRITE_CHUNK_ROWS = 1 << 16  # rows journaled and written back together
-_ENTRY = struct.Struct("<4sQQI")  # magic, generation, payload bytes, crc32 of the payload
-_MAGIC = b"ETJ1"
-_FORMAT = 1
+WRITE_CHUNK_ROWS = 1 << 16  # rows logged, or folded, together
+_COLD_READ_THREADS = 16  # reads of a file mostly on disk: this many in flight
+_FORMAT = 2
 WEIGHT = "weight"
+MANIFEST = "manifest.json"
 
 
 def state_folder(path: str) -> str:
-    """The folder beside the checkpoint `path` that holds its optimizer state and journal."""
+    """The folder beside the checkpoint `path` that holds its optimizer state and redo log."""
     return path + ".state"
 
 
 class TableFiles:
-    """The open files of one table: the weight's rows mapped for reading, the optimizer
-    state files, and (when `writable`) the journal and the exclusive lock on `path`.
-    Reads keep about `resident_bytes` of file pages mapped at most."""
+    """The open files of one table: the checkpoint and the optimizer state files, read with
+    ``pread``; the redo log; a private copy-on-write mapping of the weight (`view`, what the
+    layer's weight tensor shows); and, when `writable`, the exclusive lock on `path`. The
+    log's index is folded away at a commit once it passes `index_bytes`."""
 
-    def __init__(self, path: str, writable: bool, resident_bytes: int = 256 << 20) -> None:
+    def __init__(self, path: str, writable: bool, index_bytes: int = 128 << 20) -> None:
         self.path = path
         self.writable = writable
-        self._resident_bytes = resident_bytes  # file pages kept mapped by reads, at most about
-        self._resident = 0
+        self._index_bytes = index_bytes
         stored, self.metadata = checkpoint.layout(path)
         if WEIGHT not in stored or len(stored[WEIGHT].shape) != 2:
             raise SerializationError(f"{path!r} is not an embtable table: it has no 2-D tensor 'weight' "
                                      f"(tensors: {sorted(stored)})")
         self._weight = stored[WEIGHT]
-        # Files larger than half the memory are mostly not in the page cache: their reads
-        # are asked for ahead (for a file in the cache that costs more than it saves).
-        self._cold = 2 * self._weight.nbytes > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self._row_bytes = self._weight.nbytes // max(self._weight.shape[0], 1)
+        # A file larger than half the memory is mostly on disk: many reads in flight then.
+        cold = 2 * self._weight.nbytes > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self._threads = _COLD_READ_THREADS if cold else (os.cpu_count() or 1)
+        self._folder = state_folder(path)
         self._file = open(path, "r+b" if writable else "rb")
+        self._state_files: dict[str, Any] = {}
+        self._log: RedoLog | None = None
         try:
             if writable:
                 _lock(self._file, path)
-            self._folder = state_folder(path)
             self._manifest = self._read_manifest()
-            self._recover_if_needed()
-            self._maps: dict[str, tuple[mmap.mmap | None, np.ndarray]] = {}
-            self._state_files: dict[str, Any] = {}
+            if writable:
+                self._remove_uncommitted()
             self._state_entries: dict[str, list[list[Any]]] = {}
+            self._records: dict[str, np.dtype] = {}
             self._written_pages: dict[str, np.ndarray] = {}  # per state file: pages that may hold data
-            self.rows = self._map(WEIGHT, self._file, self._weight, private=False)
-            self.writable_view = self._map("view", self._file, self._weight, private=True)
             for name, fields in self._manifest["state"].items():
                 self._open_state(name, fields)
-            self._journal = open(os.path.join(self._folder, "journal"), "ab") if writable else None
+            self._log = RedoLog(os.path.join(self._folder, self._manifest["log"]), writable,
+                                self._manifest["logged"], self.shape[0])
+            self._check_log()
+            self._mapping, self.view = _private_map(self._file, self._weight)
         except BaseException:
-            self._file.close()
+            self.close()
             raise
 
     # --- what is stored ---------------------------------------------------------------------
@@ -109,191 +116,138 @@ class TableFiles:
         """Each optimizer's step count at the last commit, by its name."""
         return dict(self._manifest["steps"])
 
-    def weight_rows(self, rows: np.ndarray) -> np.ndarray:
-        """The weight's `rows` (int64, in range), read from the file."""
-        self._will_read(WEIGHT, rows, self._weight.offset)
-        return taken(self.rows, rows)
-
     def read_weight(self, rows: np.ndarray, target: np.ndarray, places: np.ndarray) -> None:
-        """``target[places] = weight[rows]``: rows of the weight read into an array."""
-        self._will_read(WEIGHT, rows, self._weight.offset)
-        copy_rows(self.rows, rows, target, places)
+        """``target[places] = weight[rows]`` (int64 rows, in range, ascending; `target`
+        C-contiguous): each row's latest logged value, or the checkpoint's."""
+        logged = self._log.locate(WEIGHT, rows)
+        in_log = logged >= 0
+        target_bytes = byte_rows(target)
+        read_rows(self._log.fd(), logged[in_log], target_bytes, places[in_log], self._threads)
+        base = self._weight.offset + rows[~in_log] * self._row_bytes
+        read_rows(self._file.fileno(), base, target_bytes, places[~in_log], self._threads)
 
     def read_state(self, name: str, rows: np.ndarray, targets: dict[str, np.ndarray], places: np.ndarray) -> None:
-        """``targets[buffer][places] = state[rows][buffer]`` for each buffer of the state file
-        `name`, read only from pages ever written: the rest are zeros, set for free."""
-        records = self._maps[name][1]
-        stored = self._stored(name, rows)
-        self._will_read(name, rows[stored], 0)
+        """``targets[buffer][places] = state[rows][buffer]`` for each buffer of the optimizer
+        `name`'s records: the latest logged ones, else the state file's, where it has pages
+        written (the rest are zeros, set for free)."""
+        records = np.zeros(rows.shape[0], self._records[name])
+        logged = self._log.locate(name, rows)
+        in_log = logged >= 0
+        record_bytes = byte_rows(records)
+        order = np.arange(rows.shape[0], dtype=np.int64)
+        read_rows(self._log.fd(), logged[in_log], record_bytes, order[in_log], self._threads)
+        if name in self._state_files:
+            stored = ~in_log & self._stored(name, rows)
+            width = records.dtype.itemsize
+            read_rows(self._state_files[name].fileno(), rows[stored] * width, record_bytes, order[stored],
+                      self._threads)
         for buffer, target in targets.items():
-            copy_rows(records[buffer], rows[stored], target, places[stored])
-            zero_rows(target, places[~stored])
-
-    def _will_read(self, name: str, rows: np.ndarray, offset: int) -> None:
-        """Before reading `rows` (ascending) of the mapping `name`: ask for their pages all at
-        once when the file is cold (the disk then reads them in parallel, where faults would
-        wait one by one), and unmap the file pages read since the last time once they pass `resident_bytes`
-        (mapped pages count in the process's memory; the page cache keeps them anyway)."""
-        mapping, array = self._maps[name]
-        width = array.strides[0]
-        mapped = rows.shape[0] * -(-width // mmap.PAGESIZE) * mmap.PAGESIZE  # scattered rows: a page each
-        if self._resident + mapped > self._resident_bytes:
-            for other, (pages, _) in self._maps.items():
-                if pages is not None and other != "view":  # the view is private: its pages would be lost
-                    pages.madvise(mmap.MADV_DONTNEED)
-            self._resident = 0
-        self._resident += mapped
-        if rows.shape[0] < _PREFETCH_FROM or not self._cold:
-            return
-        starts = (offset + rows * width) // mmap.PAGESIZE * mmap.PAGESIZE
-        ends = offset + (rows + 1) * width
-        for start, end in zip(starts.tolist(), ends.tolist()):
-            mapping.madvise(mmap.MADV_WILLNEED, start, end - start)
+            copy_rows(records[buffer], order, target, places)
 
     def has_state(self, name: str) -> bool:
-        """Whether the optimizer `name` has a state file here."""
-        return name in self._state_files
+        """Whether the optimizer `name` has state here (committed, or created since)."""
+        return name in self._records
 
     def create_state(self, name: str, fields: list[tuple[str, DType, tuple[int, ...]]]) -> None:
-        """A new state file for the optimizer `name`, one record of `fields` (buffer name,
-        dtype, shape of a row's values) per table row, all zeros (sparse on disk: no byte is
-        written); it becomes part of the table at the next commit."""
+        """State for the optimizer `name`: one record of `fields` (buffer name, dtype, shape
+        of a row's values) per table row, all zeros until rows are logged; its state file
+        (sparse: no byte is written) becomes part of the table at the next commit."""
         entry = [[buffer, dtype.name, list(shape)] for buffer, dtype, shape in fields]
         with open(os.path.join(self._folder, name), "wb") as file:
             file.truncate(self.shape[0] * _record_dtype(entry).itemsize)
         self._open_state(name, entry)
 
-    def state_rows(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """The records of `rows` in the state file `name` (a structured array, a field per
-        buffer), read only from pages ever written: the rest are zeros, read for free."""
-        records = self._maps[name][1]
-        out = np.zeros(rows.shape[0], records.dtype)
-        stored = self._stored(name, rows)
-        self._will_read(name, rows[stored], 0)
-        out[stored] = taken(records, rows[stored])
-        return out
-
     def _stored(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` of the state file `name` lie on pages ever written."""
-        width = self._maps[name][1].dtype.itemsize
+        width = self._records[name].itemsize
         pages = self._written_pages[name]
         return pages[rows * width // mmap.PAGESIZE] | pages[((rows + 1) * width - 1) // mmap.PAGESIZE]
 
     # --- changing rows --------------------------------------------------------------------
 
     def write_rows(self, rows: np.ndarray, blocks: dict[str, np.ndarray]) -> None:
-        """Overwrite `rows` (int64, ascending, distinct) of the weight and of state files
-        with `blocks` (name: ``[len(rows), ...]`` values), journaling the values they replace
-        first: `WRITE_CHUNK_ROWS` at a time (so the old values read stay a batch's worth)."""
+        """New values of `rows` (int64, distinct) of the weight and of optimizers' records:
+        `blocks` (name: ``[len(rows), ...]`` values), appended to the log `WRITE_CHUNK_ROWS`
+        at a time; durable at the next commit."""
         for start in range(0, rows.shape[0], WRITE_CHUNK_ROWS):
             chunk = slice(start, start + WRITE_CHUNK_ROWS)
-            self._write_chunk(rows[chunk], {name: block[chunk] for name, block in blocks.items()})
+            self._log.append(rows[chunk], {name: block[chunk] for name, block in blocks.items()})
 
-    def _write_chunk(self, rows: np.ndarray, blocks: dict[str, np.ndarray]) -> None:
-        old = {name: self.weight_rows(rows) if name == WEIGHT else self.state_rows(name, rows)
-               for name in blocks if name == WEIGHT or name in self._manifest["state"]}
-        self._journal_rows(rows, old)
-        for name, block in blocks.items():
-            file, offset = self._target(name)
-            _write_runs(file.fileno(), offset, rows, np.ascontiguousarray(block))
+    def commit(self, steps: dict[str, int]) -> None:
+        """Make every row written so far and the optimizer `steps` durable together; then
+        fold the log into the files when it has grown."""
+        logged = self._log.sync()
+        for file in self._state_files.values():  # a state file new since the last commit
+            os.fsync(file.fileno())
+        self._write_manifest({**self._manifest, "generation": self._manifest["generation"] + 1,
+                              "steps": dict(steps), "state": dict(self._state_entries), "logged": logged})
+        if self._log.index_bytes > self._index_bytes or self._log.size > self._weight.nbytes:
+            self._fold()
+
+    def overlay(self, target: np.ndarray) -> None:
+        """Write the committed rows of the log into `target`, the checkpoint's weight as read
+        from the file (C-contiguous), making it the table's weight at the last commit."""
+        self._log.overlay(WEIGHT, target, self._threads)
+
+    def refresh_view(self) -> None:
+        """Make `view` show the checkpoint with every logged row over it (the rows changed
+        since and not logged are the caller's to add)."""
+        if self._mapping is not None:
+            self._mapping.madvise(mmap.MADV_DONTNEED)  # private pages dropped: the file shows again
+        self._log.overlay(WEIGHT, self.view, self._threads)
+
+    def close(self) -> None:
+        """Unmap and close everything (releasing the lock); changes not committed are lost."""
+        self.view = None
+        if getattr(self, "_mapping", None) is not None:
+            self._mapping.close()
+        self._mapping = None
+        if self._log is not None:
+            self._log.close()
+        for file in [self._file, *self._state_files.values()]:
+            file.close()
+
+    # --- folding the log into the files ---------------------------------------------------
+
+    def _fold(self) -> None:
+        """Write each logged row's latest value over the checkpoint or its state file, in row
+        order, flush them, then start a new empty log (the manifest names it)."""
+        for name in self._log.names:
+            fd, start, width = self._target(name)
+            rows, offsets = self._log.items(name)
+            for low in range(0, rows.shape[0], WRITE_CHUNK_ROWS):
+                chunk_rows, chunk_offsets = rows[low:low + WRITE_CHUNK_ROWS], offsets[low:low + WRITE_CHUNK_ROWS]
+                block = np.empty((chunk_rows.shape[0], width), np.uint8)
+                order = np.arange(chunk_rows.shape[0], dtype=np.int64)
+                read_rows(self._log.fd(), chunk_offsets, block, order, self._threads)
+                write_rows(fd, start + chunk_rows * width, block, order)
             if name in self._written_pages:
-                width = block.dtype.itemsize
                 pages = self._written_pages[name]
                 pages[rows * width // mmap.PAGESIZE] = True
                 pages[((rows + 1) * width - 1) // mmap.PAGESIZE] = True
-
-    def commit(self, steps: dict[str, int]) -> None:
-        """Make every row written so far and the optimizer `steps` durable together."""
         for file in [self._file, *self._state_files.values()]:
-            file.flush()
             os.fsync(file.fileno())
-        self._write_manifest({"format": _FORMAT, "generation": self._manifest["generation"] + 1,
-                              "steps": dict(steps), "state": dict(self._state_entries)})
-        self._empty_journal()
+        old = self._log
+        generation = self._manifest["generation"] + 1
+        name = f"log-{generation}"
+        self._log = RedoLog(os.path.join(self._folder, name), True, 0, self.shape[0])
+        os.fsync(self._log.fd())
+        self._write_manifest({**self._manifest, "generation": generation, "log": name, "logged": 0})
+        old.close()
+        os.unlink(old.path)
 
-    def _empty_journal(self) -> None:
-        """Drop the journal's entries, which the commit just made obsolete (a process that
-        dies first leaves them: they are of an earlier generation, skipped and dropped by
-        the next open)."""
-        self._journal.truncate(0)
-        self._journal.flush()
-        os.fsync(self._journal.fileno())
-
-    def close(self) -> None:
-        """Unmap and close everything (releasing the lock); uncommitted changes are undone
-        by the next open."""
-        for name in list(self._maps):
-            del self._maps[name]
-        for file in [self._file, *self._state_files.values()] + ([self._journal] if self._journal else []):
-            file.close()
-
-    # --- the journal ----------------------------------------------------------------------
-
-    def _journal_rows(self, rows: np.ndarray, old: dict[str, np.ndarray]) -> None:
-        names = json.dumps([[name, int(block.nbytes // max(rows.shape[0], 1))] for name, block in old.items()])
-        payload = b"".join([struct.pack("<I", len(names)), names.encode(), struct.pack("<Q", rows.shape[0]),
-                            rows.astype("<i8").tobytes(), *(np.ascontiguousarray(b).tobytes() for b in old.values())])
-        self._journal.write(_ENTRY.pack(_MAGIC, self._manifest["generation"], len(payload), zlib.crc32(payload)))
-        self._journal.write(payload)
-        self._journal.flush()
-        os.fdatasync(self._journal.fileno())
-
-    def _recover_if_needed(self) -> None:
-        """Undo the rows changed after the last commit, if a journal of its generation says
-        there are any (taking the lock briefly when this handle is read-only)."""
-        journal = os.path.join(self._folder, "journal")
-        entries = _entries(journal, self._manifest["generation"]) if os.path.exists(journal) else []
-        stale = self._uncommitted_state_files()
-        if not entries and not stale:
-            if self.writable and os.path.exists(journal) and os.path.getsize(journal):
-                os.truncate(journal, 0)  # entries of a commit that completed: the process died before emptying it
-            return
-        if not self.writable:
-            try:
-                with open(self.path, "r+b") as file:
-                    if not _try_lock(file):
-                        return  # a writer has it open: its journal is in use, not a crash's
-                    self._undo(entries, file, stale)
-            except PermissionError:
-                raise SerializationError(f"{self.path!r} has changes of a process that died before committing; "
-                                         f"opening it needs write access to undo them") from None
-            return
-        self._undo(entries, self._file, stale)
-
-    def _undo(self, entries: list[tuple[np.ndarray, dict[str, bytes]]], file: Any, stale: list[str]) -> None:
-        targets = {WEIGHT: (file, self._weight.offset)}
-        opened = []
-        for name in self._manifest["state"]:
-            opened.append(open(os.path.join(self._folder, name), "r+b"))
-            targets[name] = (opened[-1], 0)
-        try:
-            for rows, blocks in reversed(entries):
-                for name, block in blocks.items():
-                    target, offset = targets[name]
-                    _write_runs(target.fileno(), offset, rows, block)
-            for target, _ in targets.values():
-                target.flush()
-                os.fsync(target.fileno())
-        finally:
-            for handle in opened:
-                handle.close()
-        for name in stale:
-            os.unlink(os.path.join(self._folder, name))
-        with open(os.path.join(self._folder, "journal"), "wb") as journal:
-            os.fsync(journal.fileno())
-
-    def _uncommitted_state_files(self) -> list[str]:
-        if not os.path.isdir(self._folder):
-            return []
-        known = set(self._manifest["state"]) | {"journal", "manifest.json"}
-        return sorted(name for name in os.listdir(self._folder) if name not in known)
+    def _target(self, name: str) -> tuple[int, int, int]:
+        """The file descriptor, first byte and bytes per row of the array `name`."""
+        if name == WEIGHT:
+            return self._file.fileno(), self._weight.offset, self._row_bytes
+        return self._state_files[name].fileno(), 0, self._records[name].itemsize
 
     # --- the manifest ---------------------------------------------------------------------
 
     def _read_manifest(self) -> dict[str, Any]:
-        name = os.path.join(self._folder, "manifest.json")
+        name = os.path.join(self._folder, MANIFEST)
         if not os.path.exists(name):  # a checkpoint never opened for writing
-            manifest = {"format": _FORMAT, "generation": 0, "steps": {}, "state": {}}
+            manifest = {"format": _FORMAT, "generation": 0, "steps": {}, "state": {}, "log": "log-0", "logged": 0}
             if self.writable:
                 os.makedirs(self._folder, exist_ok=True)
                 self._write_manifest(manifest)
@@ -301,17 +255,23 @@ class TableFiles:
         try:
             with open(name, "rb") as file:
                 manifest = json.loads(file.read())
-            if manifest["format"] != _FORMAT or not isinstance(manifest["generation"], int):
-                raise ValueError(f"format {manifest['format']!r}")
-            for fields in manifest["state"].values():
+            if manifest["format"] != _FORMAT:
+                raise ValueError(f"format {manifest['format']!r}, expected {_FORMAT}")
+            if not all(isinstance(manifest[key], int) and manifest[key] >= 0 for key in ("generation", "logged")):
+                raise ValueError("generation and logged must be non-negative integers")
+            if not isinstance(manifest["log"], str) or os.path.basename(manifest["log"]) != manifest["log"]:
+                raise ValueError(f"log {manifest['log']!r}")
+            for optimizer, fields in manifest["state"].items():
+                if optimizer in (MANIFEST, manifest["log"]) or os.path.basename(optimizer) != optimizer:
+                    raise ValueError(f"state file {optimizer!r}")
                 _record_dtype(fields)
-            dict(manifest["steps"])
+            {str(optimizer): int(count) for optimizer, count in dict(manifest["steps"]).items()}
         except (OSError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise SerializationError(f"{name!r} is not an embtable table manifest ({error})") from None
         return manifest
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        name = os.path.join(self._folder, "manifest.json")
+        name = os.path.join(self._folder, MANIFEST)
         temporary = name + ".tmp"
         with open(temporary, "wb") as file:
             file.write(json.dumps(manifest).encode())
@@ -321,47 +281,48 @@ class TableFiles:
         _sync_folder(self._folder)
         self._manifest = manifest
 
-    # --- mappings -------------------------------------------------------------------------
+    def _remove_uncommitted(self) -> None:
+        """Delete what the manifest does not name: state files and logs of a process that
+        died before committing them, or after a fold replaced them."""
+        known = {MANIFEST, self._manifest["log"], *self._manifest["state"]}
+        for name in os.listdir(self._folder):
+            if name not in known:
+                os.unlink(os.path.join(self._folder, name))
+
+    def _check_log(self) -> None:
+        """`SerializationError` unless the log's arrays are the weight and known state."""
+        expected = {WEIGHT: self._row_bytes, **{name: record.itemsize for name, record in self._records.items()}}
+        for name, width in self._log.widths.items():
+            if expected.get(name) != width:
+                raise SerializationError(f"{self._log.path!r} logs rows of {name!r} of {width} bytes; the table's "
+                                         f"arrays have rows of {expected}")
+
+    # --- state files ------------------------------------------------------------------------
 
     def _open_state(self, name: str, fields: list[list[Any]]) -> None:
         file = open(os.path.join(self._folder, name), "r+b" if self.writable else "rb")
         self._state_files[name] = file
         self._state_entries[name] = fields
-        dtype = _record_dtype(fields)
-        self._mapped(name, file, dtype, (self.shape[0],), 0, private=False)
-        self._written_pages[name] = _data_pages(file.fileno(), self.shape[0] * dtype.itemsize)
+        self._records[name] = _record_dtype(fields)
+        size = self.shape[0] * self._records[name].itemsize
+        if os.fstat(file.fileno()).st_size < size:
+            raise SerializationError(f"{file.name!r} holds less than {self.shape[0]} records of {name}'s state")
+        self._written_pages[name] = _data_pages(file.fileno(), size)
 
-    def _map(self, name: str, file: Any, stored: checkpoint.Stored, private: bool) -> np.ndarray:
-        return self._mapped(name, file, stored.dtype.numpy, stored.shape, stored.offset, private)
 
-    def _mapped(self, name: str, file: Any, dtype: np.dtype, shape: tuple[int, ...], offset: int,
-                private: bool) -> np.ndarray:
-        """The array of `dtype` and `shape` at byte `offset` of `file`, mapped read-only, or
-        `private`: writable, copy on write (nothing written reaches the file), and reserving
-        no memory (a table larger than memory could not be mapped so otherwise); advised
-        random access (a lookup reads scattered rows: read-ahead would pull in the whole
-        file)."""
-        count = int(np.prod(shape, dtype=np.int64))
-        if count == 0:
-            array = np.zeros(shape, dtype)
-            self._maps[name] = (None, array)
-            return array
-        length = offset + count * dtype.itemsize
-        if private:
-            mapping = mmap.mmap(file.fileno(), length, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
-                                prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        else:
-            mapping = mmap.mmap(file.fileno(), length, access=mmap.ACCESS_READ)
-        mapping.madvise(mmap.MADV_RANDOM)
-        stored = dtype.newbyteorder("<") if dtype.fields is None else dtype
-        array = np.frombuffer(mapping, stored, count=count, offset=offset).reshape(shape).view(dtype)
-        self._maps[name] = (mapping, array)
-        return array
-
-    def _target(self, name: str) -> tuple[Any, int]:
-        if name == WEIGHT:
-            return self._file, self._weight.offset
-        return self._state_files[name], 0
+def _private_map(file: Any, stored: checkpoint.Stored) -> tuple[mmap.mmap | None, np.ndarray]:
+    """The array `stored` describes in `file`, mapped private (writable, copy on write:
+    nothing written reaches the file) and reserving no memory (a table larger than memory
+    could not be mapped so otherwise), advised random access."""
+    dtype = stored.dtype.numpy
+    count = int(np.prod(stored.shape, dtype=np.int64))
+    if count == 0:
+        return None, np.zeros(stored.shape, dtype)
+    mapping = mmap.mmap(file.fileno(), stored.offset + count * dtype.itemsize, flags=mmap.MAP_PRIVATE | _MAP_NORESERVE,
+                        prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    mapping.madvise(mmap.MADV_RANDOM)
+    array = np.frombuffer(mapping, dtype.newbyteorder("<"), count=count, offset=stored.offset)
+    return mapping, array.reshape(stored.shape).view(dtype)
 
 
 def create_file(path: str, shape: tuple[int, int], dtype: DType, metadata: dict[str, str],
@@ -423,22 +384,6 @@ def _try_lock(file: Any) -> bool:
     return True
 
 
-def _write_runs(fd: int, offset: int, rows: np.ndarray, block: Any) -> None:
-    """Write the rows of `block` (bytes or an array, ``len(rows)`` equal rows) to the rows
-    `rows` (ascending) of the array at byte `offset` of `fd`: one write per run of
-    consecutive rows, in file order."""
-    count = rows.shape[0]
-    if count == 0:
-        return
-    data = memoryview(block) if isinstance(block, bytes) else _bytes_of(block)
-    width = len(data) // count
-    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-    starts = np.concatenate([[0], breaks])
-    ends = np.concatenate([breaks, [count]])
-    for start, end in zip(starts.tolist(), ends.tolist()):
-        os.pwrite(fd, data[start * width:end * width], offset + int(rows[start]) * width)
-
-
 def _record_dtype(fields: list[list[Any]]) -> np.dtype:
     """The NumPy record of a state file's `fields` (``[buffer, dtype name, shape]``, as the
     manifest lists them): little-endian values, packed."""
@@ -465,34 +410,3 @@ def _data_pages(fd: int, size: int) -> np.ndarray:
 def _bytes_of(array: np.ndarray) -> memoryview:
     """The bytes of `array`, row-major (any dtype, bfloat16 too)."""
     return memoryview(np.ascontiguousarray(array).reshape(-1).view(np.uint8))
-
-
-def _entries(journal: str, generation: int) -> list[tuple[np.ndarray, dict[str, bytes]]]:
-    """The complete entries of `generation` in the journal file, in the order written
-    (entries of earlier generations are skipped); an entry cut short or damaged ends the
-    list."""
-    entries = []
-    with open(journal, "rb") as file:
-        while True:
-            head = file.read(_ENTRY.size)
-            if len(head) < _ENTRY.size:
-                break
-            magic, entry_generation, size, crc = _ENTRY.unpack(head)
-            payload = file.read(size)
-            if magic != _MAGIC or len(payload) < size or zlib.crc32(payload) != crc:
-                break
-            if entry_generation != generation:  # before a commit that completed
-                continue
-            (names_size,) = struct.unpack_from("<I", payload)
-            names = json.loads(payload[4:4 + names_size])
-            at = 4 + names_size
-            (count,) = struct.unpack_from("<Q", payload, at)
-            at += 8
-            rows = np.frombuffer(payload, "<i8", count, at).astype(np.int64)
-            at += 8 * count
-            blocks = {}
-            for name, width in names:
-                blocks[name] = payload[at:at + count * width]
-                at += count * width
-            entries.append((rows, blocks))
-    return entries

@@ -49,6 +49,23 @@ def insert(keys, values, bits, new_keys, new_values):
 
 
 @jit
+def upsert(keys, values, bits, new_keys, new_values):
+    """Map each of `new_keys` (distinct) to its `new_values` entry, replacing the value of
+    a key already present. Returns the number of keys that were absent."""
+    mask = keys.shape[0] - 1
+    added = 0
+    for i in range(new_keys.shape[0]):
+        place = _home(new_keys[i], bits)
+        while keys[place] != -1 and keys[place] != new_keys[i]:
+            place = (place + 1) & mask
+        if keys[place] == -1:
+            added += 1
+            keys[place] = new_keys[i]
+        values[place] = new_values[i]
+    return added
+
+
+@jit
 def remove(keys, values, bits, old_keys):
     """Forget each of `old_keys` (present, distinct), shifting the probe runs behind it back
     so that every key stays reachable from its home."""

@@ -1,0 +1,65 @@
+"""Reading and writing rows of a file at given byte offsets, from and into the rows of an
+array, on several threads (the kernels release the GIL: a cold file's reads then wait on
+the disk together, not one after another)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+MIN_ROWS_PER_THREAD = 512  # fewer rows than this a thread are not worth handing over
+_pool: ThreadPoolExecutor | None = None
+
+
+def _kernels() -> Any:
+    """The numba pread/pwrite kernels, imported (and numba with them) on first use."""
+    from ..kernels.cpu import file_rows
+
+    return file_rows
+
+
+def byte_rows(array: np.ndarray) -> np.ndarray:
+    """`array`'s rows (its first axis) as a 2-D uint8 view sharing its memory (`array`:
+    C-contiguous)."""
+    return array.reshape(array.shape[0], -1).view(np.uint8)
+
+
+def read_rows(fd: int, offsets: np.ndarray, rows: np.ndarray, places: np.ndarray, threads: int) -> None:
+    """``rows[places[i]]`` = the bytes at ``offsets[i]`` of `fd` (`rows`: a 2-D uint8 array,
+    C-contiguous; int64 offsets and places), on up to `threads` threads. `OSError` when the
+    file ends first or a read fails."""
+    _on_threads(_kernels().read_rows, fd, offsets, rows, places, threads, "read")
+
+
+def write_rows(fd: int, offsets: np.ndarray, rows: np.ndarray, places: np.ndarray, threads: int = 1) -> None:
+    """Write ``rows[places[i]]`` at ``offsets[i]`` of `fd`, on up to `threads` threads."""
+    _on_threads(_kernels().write_rows, fd, offsets, rows, places, threads, "write")
+
+
+def _on_threads(kernel: Any, fd: int, offsets: np.ndarray, rows: np.ndarray, places: np.ndarray, threads: int,
+                what: str) -> None:
+    count = offsets.shape[0]
+    if count == 0:
+        return
+    parts = max(1, min(threads, count // MIN_ROWS_PER_THREAD))
+    bounds = [count * part // parts for part in range(parts + 1)]
+    pieces = [(offsets[low:high], places[low:high]) for low, high in zip(bounds, bounds[1:])]
+    if parts == 1:
+        done = [kernel(fd, offsets, rows, places)]
+    else:
+        done = list(_threads().map(lambda piece: kernel(fd, piece[0], rows, piece[1]), pieces))
+    for (part_offsets, _), moved in zip(pieces, done):
+        if moved < part_offsets.shape[0]:
+            raise OSError(errno.EIO, f"could not {what} {rows.shape[1]} bytes at byte {int(part_offsets[moved])} "
+                                     f"of file descriptor {fd} (the file is shorter, or the disk failed)")
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(16, os.cpu_count() or 1), thread_name_prefix="embtable-io")
+    return _pool
