@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
 import shutil
@@ -48,6 +49,12 @@ def memory_status() -> dict[str, int]:
     return fields
 
 
+def reset_peak_memory() -> None:
+    """Start this process's peak-RSS count (VmHWM) afresh from its current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def written_bytes() -> int:
     """Bytes this process caused to be written to storage so far (/proc/self/io)."""
     with open("/proc/self/io") as io:
@@ -64,6 +71,7 @@ def train(emb: et.nn.Embedding, optimizer_cls: type, batches: list[np.ndarray], 
     since the previous one and the bytes written meanwhile."""
     optimizer = optimizer_cls(emb.parameters(), lr=0.01)
     step_ms, commits, peak = [], [], {"RssAnon": 0, "RssFile": 0, "VmRSS": 0}
+    reset_peak_memory()
     changed: list[np.ndarray] = []
     written = written_bytes()
     row_bytes = emb.embedding_dim * 4 + state_bytes_per_row
@@ -80,11 +88,14 @@ def train(emb: et.nn.Embedding, optimizer_cls: type, batches: list[np.ndarray], 
             seconds = time.perf_counter() - start
             rows = np.unique(np.concatenate(changed)).shape[0]
             now = written_bytes()
-            commits.append({"seconds": seconds, "rows": rows, "written_per_changed": (now - written) / (rows * row_bytes)})
+            folded = json.loads(open(emb.path + ".state/manifest.json").read())["logged"] == 0
+            commits.append({"seconds": seconds, "rows": rows, "written_per_changed": (now - written) / (rows * row_bytes),
+                            "folded": folded})
             written, changed = now, []
         status = memory_status()
         for name in peak:
             peak[name] = max(peak[name], status[name])
+    peak["VmHWM"] = memory_status()["VmHWM"]
     warm = step_ms[len(step_ms) // 5:]  # the first fifth fills the cache
     return {"step_ms": statistics.median(warm), "first_ms": step_ms[0], "mean_ms": statistics.fmean(step_ms),
             "commits": commits, "peak": peak,
@@ -152,9 +163,11 @@ def report(optimizer: str, distribution: str, on_file: dict, in_memory: dict) ->
           f"(memory table: {in_memory['distinct']:.0f})")
     for commit in commits:
         print(f"  commit: {commit['seconds']:.2f} s for {commit['rows']} rows changed; "
-              f"{commit['written_per_changed']:.1f} bytes written per changed byte")
+              f"{commit['written_per_changed']:.1f} bytes written per changed byte"
+              f"{' (the log folded into the files)' if commit['folded'] else ''}")
     peak = on_file["peak"]
-    print(f"  peak: RSS {peak['VmRSS'] / 2**30:.2f} GiB (anonymous {peak['RssAnon'] / 2**30:.2f}, "
+    print(f"  peak RSS {peak['VmHWM'] / 2**30:.2f} GiB (high-water mark); sampled after steps: "
+          f"RSS {peak['VmRSS'] / 2**30:.2f} GiB (anonymous {peak['RssAnon'] / 2**30:.2f}, "
           f"file pages {peak['RssFile'] / 2**30:.2f})")
 
 

@@ -32,6 +32,7 @@ from .table_files import WEIGHT, TableFiles
 
 DEFAULT_CACHE_BYTES = 1 << 30
 SLOT_OVERHEAD = 64  # bytes of bookkeeping per cached row: its row, use, dirtiness and hash-map places
+INDEX_SHARE = 8  # the redo log's index takes up to 1 / INDEX_SHARE of the budget, the cache the rest
 DENSE_CHUNK_ROWS = 1 << 16  # a dense gradient updates the table this many rows at a time
 
 
@@ -59,9 +60,9 @@ class MappedTable:
         `MappedTable` (`storage_of` finds it). The tensor keeps the storage alive, not the
         other way round, so dropping the last reference to the weight closes the files.
         The redo log's index may take an eighth of the cache budget before a commit folds
-        the log into the files."""
+        the log into the files; the cached rows take the rest."""
         budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
-        files = TableFiles(path, writable, index_bytes=budget // 8)
+        files = TableFiles(path, writable, index_bytes=budget // INDEX_SHARE)
         storage = cls(files, cache_bytes)
         with warnings.catch_warnings():  # a backend may warn that the mapping is writable
             warnings.simplefilter("ignore")
@@ -237,11 +238,12 @@ class MappedTable:
     # --- the cache ------------------------------------------------------------------------
 
     def _capacity(self) -> int:
-        """How many rows, with the state of the optimizers in use, fit in the budget."""
+        """How many rows, with the state of the optimizers in use, fit in the budget (less
+        the share of the redo log's index)."""
         arrays = [(self.shape[1:], self.dtype),
                   *((b.shape[1:], b.dtype) for buffers in self._buffers.values() for b in buffers.values())]
         per_row = SLOT_OVERHEAD + sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in arrays)
-        return max(1, self._budget // per_row)
+        return max(1, (self._budget - self._budget // INDEX_SHARE) // per_row)
 
     def _new_cache(self, capacity: int) -> None:
         self._cache = RowCache(capacity)

@@ -38,8 +38,9 @@ class RedoLog:
         self._file = open(path, "r+b" if writable else "rb") if os.path.exists(path) else None
         self._indexes: dict[str, RowIndex] = {}
         self._widths: dict[str, int] = {}
-        if committed and self._file is None:
-            raise SerializationError(f"{path!r} is missing: the table's last commit is in it")
+        if committed and (self._file is None or os.fstat(self._file.fileno()).st_size < committed):
+            raise SerializationError(f"{path!r} is missing or shorter than the {committed} bytes the table's "
+                                     f"last commit wrote to it")
         self._scan(committed)
         self.size = committed
         if writable:
