@@ -26,10 +26,10 @@ def _run_end(offsets, places, width, start):
 
 
 @jit
-def read_rows(fd, offsets, rows, places):
-    """``rows[places[i]]`` = the ``rows.shape[1]`` bytes at ``offsets[i]`` of `fd` (`rows`:
-    a C-contiguous uint8 array). Returns the number of positions read: fewer than asked
-    when a read failed or met the end of the file."""
+def _transfer(fd, offsets, rows, places, write):
+    """Read (or `write`) ``rows[places[i]]`` (a C-contiguous uint8 array's rows) from (to)
+    byte ``offsets[i]`` of `fd`. Returns the number of positions moved: fewer than asked
+    when a call failed or a read met the end of the file."""
     width = rows.shape[1]
     base = rows.ctypes.data
     start = 0
@@ -37,7 +37,8 @@ def read_rows(fd, offsets, rows, places):
         end = _run_end(offsets, places, width, start)
         wanted, done = (end - start) * width, 0
         while done < wanted:
-            got = _pread(fd, base + places[start] * width + done, wanted - done, offsets[start] + done)
+            at, count, where = base + places[start] * width + done, wanted - done, offsets[start] + done
+            got = _pwrite(fd, at, count, where) if write else _pread(fd, at, count, where)
             if got <= 0:
                 return start
             done += got
@@ -46,19 +47,13 @@ def read_rows(fd, offsets, rows, places):
 
 
 @jit
+def read_rows(fd, offsets, rows, places):
+    """``rows[places[i]]`` = the ``rows.shape[1]`` bytes at ``offsets[i]`` of `fd`; the
+    number of positions read (fewer: a read failed or met the end of the file)."""
+    return _transfer(fd, offsets, rows, places, False)
+
+
+@jit
 def write_rows(fd, offsets, rows, places):
-    """Write ``rows[places[i]]`` (a C-contiguous uint8 array's rows) at ``offsets[i]`` of
-    `fd`. Returns the number of positions written: fewer than asked when a write failed."""
-    width = rows.shape[1]
-    base = rows.ctypes.data
-    start = 0
-    while start < offsets.shape[0]:
-        end = _run_end(offsets, places, width, start)
-        wanted, done = (end - start) * width, 0
-        while done < wanted:
-            got = _pwrite(fd, base + places[start] * width + done, wanted - done, offsets[start] + done)
-            if got <= 0:
-                return start
-            done += got
-        start = end
-    return offsets.shape[0]
+    """Write ``rows[places[i]]`` at ``offsets[i]`` of `fd`; the number of positions written."""
+    return _transfer(fd, offsets, rows, places, True)
