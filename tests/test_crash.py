@@ -72,7 +72,9 @@ def check_reopened(table, log, replica, replica_optimizer, replayed):
     whether the kill landed inside a commit."""
     lines = open(log).read().split()
     events = list(zip(lines[::2], map(int, lines[1::2])))
-    logged = max([step for event, step in events if event == "commit-end"], default=0)
+    # a commit an earlier reopen found counts as completed, noted or not (an earlier
+    # trainer may have died between its manifest and the note)
+    logged = max([step for event, step in events if event == "commit-end"] + [replayed])
     reopened = et.nn.Embedding.open(table)  # read-only: ignores what was logged after the last commit
     step = et.optim.Adam(reopened.parameters()).state[0].get("step", 0)
     # the last commit noted, or one that completed just before the kill
