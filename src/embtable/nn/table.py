@@ -107,15 +107,10 @@ class TableLayer(Layer):
         return layer
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> TableLayer:
-        """Rebuild a layer written by `save`, `create` or `commit` (into memory): a
-        file-backed table as of its last commit."""
-        return super().load(path)
-
-    @classmethod
     def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
         """The checkpoint's arrays, with a file-backed table's weight as of its last commit
-        (the checkpoint with the rows its redo log holds over it)."""
+        (the checkpoint with the rows its redo log holds over it): `load` rebuilds a layer
+        written by `save`, `create` or `commit` into memory."""
         tensors, metadata = super()._read_checkpoint(path)
         if "weight" in tensors and os.path.isdir(state_folder(os.fspath(path))):
             files = TableFiles(os.fspath(path), writable=False)

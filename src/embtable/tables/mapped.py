@@ -213,7 +213,7 @@ class MappedTable:
         """Write every changed row to the files and make them, and the optimizers' step
         counts, durable together."""
         self.check_writable("commit()")
-        self._write_back(np.flatnonzero(self._cache.dirty))
+        self._write_back_dirty()
         steps = self._files.steps
         steps.update({name: int(state.get("step", steps.get(name, 0)))
                       for name, state in self._optimizer_states.items()})
@@ -338,13 +338,17 @@ class MappedTable:
         self._files.write_rows(rows, blocks)
         self._cache.dirty[slots] = False
 
+    def _write_back_dirty(self) -> None:
+        """Append every changed cached row to the redo log (the rows stay cached)."""
+        self._write_back(np.flatnonzero(self._cache.dirty))
+
     def _stateful(self) -> list[tuple[str, dict[str, Tensor]]]:
         """The optimizers in use that keep state, with their buffers in the cache."""
         return [(optimizer, buffers) for optimizer, buffers in self._buffers.items() if buffers]
 
     def _drop_cache(self) -> None:
         """Write back every changed row and empty the cache."""
-        self._write_back(np.flatnonzero(self._cache.dirty))
+        self._write_back_dirty()
         self._new_cache(self._cache.capacity)
 
     def _rule_buffers(self, rule: RowRule) -> dict[str, Tensor]:
@@ -358,7 +362,7 @@ class MappedTable:
         if rule.buffer_names() and not self._files.has_state(optimizer):
             self._files.create_state(optimizer, [(name, wide, shape[1:]) for name in rule.buffer_names()])
         self._records[optimizer] = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
-        self._write_back(np.flatnonzero(self._cache.dirty))
+        self._write_back_dirty()
         self._buffers[optimizer] = {name: self._zeros((1, *shape[1:]), wide) for name in rule.buffer_names()}
         self._new_cache(self._capacity())
         return self._buffers[optimizer]

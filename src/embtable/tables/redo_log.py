@@ -77,7 +77,8 @@ class RedoLog:
     def append(self, rows: np.ndarray, blocks: dict[str, np.ndarray]) -> None:
         """Append one entry: ``blocks[name][i]`` is the new value of row ``rows[i]`` (int64,
         distinct) of `name`. Not durable until `sync`."""
-        names = json.dumps([[name, int(block.nbytes // max(rows.shape[0], 1))] for name, block in blocks.items()])
+        widths = [[name, int(block.nbytes // max(rows.shape[0], 1))] for name, block in blocks.items()]
+        names = json.dumps(widths)
         row_bytes = np.ascontiguousarray(rows, "<i8").tobytes()
         head = names.encode() + row_bytes
         parts = [_HEADER.pack(_MAGIC, len(names), rows.shape[0], zlib.crc32(head)), head]
@@ -87,7 +88,7 @@ class RedoLog:
         for block in parts[2:]:
             self._file.write(block)
         self._file.flush()
-        self._index_entry(self.size, len(names), rows, json.loads(names))
+        self._index_entry(self.size, len(names), rows, widths)
         self.size += sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
 
     def sync(self) -> int:
