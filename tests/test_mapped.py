@@ -298,6 +298,99 @@ def test_commits_fold_the_log_only_once_it_has_grown(tmp_path, rng):
         gc.collect()
 
 
+# --- prefetching ----------------------------------------------------------------------------
+
+class Deferred:
+    """Stands for `in_background`, its job run only when its end is asked for: a prefetch
+    as slow as it may be. A call that used the prefetched rows without waiting for them
+    would see zeros (the cache's empty slots) and train differently."""
+
+    def __init__(self, job):
+        self._job = job
+        self._done = False
+
+    def result(self):
+        if not self._done:
+            self._done = True
+            self._job()
+
+
+@pytest.mark.parametrize("background", ["thread", "deferred"])
+@pytest.mark.parametrize("cache_bytes", [1, 2000, None], ids=["one-row", "small", "default"])
+@pytest.mark.parametrize("optimizer, hyper", [OPTIMIZERS[0], OPTIMIZERS[-1]], ids=["Adam", "RowWiseAdagrad"])
+def test_prefetching_trains_bit_for_bit_as_without(tmp_path, rng, monkeypatch, optimizer, hyper, cache_bytes,
+                                                   background):
+    if background == "deferred":
+        monkeypatch.setattr(et.tables.mapped, "in_background", Deferred)
+    memory, file = pair(Embedding, tmp_path, cache_bytes, sparse=True, padding_idx=4, max_norm=1.2)
+    opts = [optimizer(memory.parameters(), **hyper), optimizer(file.parameters(), **hyper)]
+    steps = [ids for ids, _ in batches(rng, 12, bag=False)]
+    file.prefetch(steps[0])  # before the optimizer's first step makes its state
+    for step, ids in enumerate(steps):
+        if step + 1 < len(steps):
+            file.prefetch(steps[step + 1])
+        if step % 4 == 1:  # ids no step uses, while the last prefetch is still in flight
+            file.prefetch(rng.integers(0, ROWS, 40))
+        outputs = []
+        for layer, opt in zip((memory, file), opts):
+            opt.zero_grad()
+            out = layer(ids)
+            (out * out).sum().backward()
+            opt.step()
+            outputs.append(out.numpy())
+        assert outputs[0].tobytes() == outputs[1].tobytes(), step
+        if step == 5:
+            file.prefetch(steps[step + 2])
+            assert file.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+        if step == 7:
+            file.prefetch(rng.integers(0, ROWS, 40))
+            file.commit()
+    file.prefetch(rng.integers(0, ROWS, 40))
+    file.load_state_dict(memory.state_dict())  # replaces every row, the prefetched ones too
+    file.prefetch(np.arange(ROWS))
+    assert file(np.arange(ROWS)).numpy().tobytes() == memory(np.arange(ROWS)).numpy().tobytes()
+
+
+def test_a_prefetch_that_fails_raises_at_the_next_call_and_leaves_the_table_whole(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(et.tables.mapped, "in_background", Deferred)
+    memory, file = pair(Embedding, tmp_path, 2000, sparse=True)
+    opts = [SGD(memory.parameters(), lr=0.5), SGD(file.parameters(), lr=0.5)]
+    read = table_files.read_rows
+
+    def fails(fd, offsets, rows, places, threads):
+        raise OSError(5, "the disk failed")
+
+    ids = np.arange(0, ROWS, 7)
+    for attempt in range(2):
+        if attempt == 0:  # the read runs (and fails) when the lookup waits for it
+            with monkeypatch.context() as patch:
+                patch.setattr(table_files, "read_rows", fails)
+                file.prefetch(ids)
+                with pytest.raises(OSError, match="the disk failed"):
+                    file(ids)
+            assert table_files.read_rows is read
+        for layer, opt in zip((memory, file), opts):
+            opt.zero_grad()
+            layer(ids).sum().backward()
+            opt.step()
+    assert file.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+
+
+def test_prefetch_checks_its_ids_like_a_lookup(tmp_path, rng):
+    bag = EmbeddingBag.create(tmp_path / "b.safetensors", ROWS, DIM, cache_bytes=1)
+    reader = EmbeddingBag.open(tmp_path / "b.safetensors")  # read-only: a prefetch only reads
+    memory = EmbeddingBag.load(tmp_path / "b.safetensors")
+    for layer in (bag, reader, memory):
+        with pytest.raises(et.IndexOutOfRangeError, match=f"{ROWS}"):
+            layer.prefetch(np.array([[1, 2], [3, ROWS]]))
+        with pytest.raises(et.DTypeError):
+            layer.prefetch(np.array([1.5]))
+        layer.prefetch(np.array([[1, 2], [3, ROWS - 1]]))
+    ids = np.array([[1, 2], [3, ROWS - 1]])
+    assert reader(ids).numpy().tobytes() == memory(ids).numpy().tobytes()
+    assert bag(ids).numpy().tobytes() == memory(ids).numpy().tobytes()
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -52,6 +52,13 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     return pooled_rows(rows, flat, bags, weights, options.mode)
 
 
+def prefetch_rows(weight: Tensor, indices: Any) -> None:
+    """Ask the storage holding `weight` to bring the rows of `indices` (checked as a
+    lookup's) close for a coming call; see `Embedding.prefetch`."""
+    table = storage_of(weight)
+    table.prefetch(checked_indices(indices, table.num_rows, table.backend, _TABLE))
+
+
 def _renormed(table: TableStorage, index: Tensor, options: EmbeddingOptions) -> bool:
     """Renorm the looked-up rows in the table when `options` ask for it; whether they did."""
     renorm = options.max_norm is not None and options.max_norm_mode == "renorm"

@@ -20,6 +20,7 @@ from ..tables import MappedTable, TableFiles, create_file, state_folder, storage
 from ..validate import integer, positive_int
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
+from .lookup import prefetch_rows
 from .options import EmbeddingOptions
 
 
@@ -132,6 +133,16 @@ class TableLayer(Layer):
         next `open` gives exactly the state of the last completed commit. An in-memory
         table raises `InvalidArgumentError` (`save` writes it to a file)."""
         storage_of(self.weight).commit()
+
+    def prefetch(self, indices: Any) -> None:
+        """Start reading the rows of `indices` (any shape; integers in
+        ``[0, num_embeddings)``, else the lookup's error before anything starts) and their
+        optimizer state into a file-backed table's cache on a background thread, and
+        return: call it with the next batch's ids before the current step, so that the
+        next batch's reads from disk overlap this step's work. Results are bit-identical
+        with or without it; a table in memory does nothing. The rows prefetched count as
+        the cache's most recently used."""
+        prefetch_rows(self.weight, indices)
 
     def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
         self.register_parameter("weight", weight)

@@ -2,7 +2,7 @@
 
 A layer (`Embedding`, `EmbeddingBag`) keeps the semantics of a lookup in
 `embtable.nn.lookup` and asks its storage for the rest: gather rows, pool bags of rows,
-renorm rows in place, apply an optimizer's update with its state, give and take the whole
+prefetch rows, renorm rows in place, apply an optimizer's update with its state, give and take the whole
 table for checkpoints, say where it lives and whether it may change, commit. A new kind of
 table (quantized, memory-mapped, sharded) is one new class that satisfies this protocol;
 nothing above it changes.
@@ -74,6 +74,11 @@ class TableStorage(Protocol):
         gradient) made without an ``[N, dim]`` intermediate where the storage can; and
         for ``"max"`` the argmax (I64 ``[bags, dim]``: the earliest position of each
         maximum), else None."""
+
+    def prefetch(self, indices: Tensor) -> None:
+        """Start bringing the rows of validated int64 `indices` (and their optimizer state)
+        close, in the background, for a call that will need them soon; results never depend
+        on it (a table in memory does nothing)."""
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         """Rescale in place every distinct row in `indices` whose norm exceeds `max_norm`

@@ -73,6 +73,9 @@ class DenseTable:
                                            None if weights is None else data_of(weights), mode, bags.padding_idx)
         return wrap(values, backend), None if argmax is None else wrap(argmax, backend)
 
+    def prefetch(self, indices: Tensor) -> None:
+        """Nothing to do: every row is in memory already."""
+
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         backend, table = backend_of(self._tensor), data_of(self._tensor)
         backend.renorm_rows_(table, backend.distinct(data_of(indices), table.shape[0]), max_norm, norm_type)

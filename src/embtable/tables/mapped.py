@@ -7,13 +7,17 @@ brings the rows it touches into the cache; then the same kernels as an in-memory
 run over the cache's arrays, with slots for rows (`DenseTable` over the cache), so results
 are bit-identical to an in-memory table's. Changed rows stay in the cache, marked dirty,
 until the cache needs their slots or a commit: then they are appended to the redo log,
-which a commit makes durable. Nothing here costs ``O(num_embeddings)`` per call.
+which a commit makes durable. `prefetch` brings rows into the cache on a background thread
+while the caller works; every call that could meet its rows, change the cache's arrays or
+write to the files first waits for it (`_settle`). Nothing here costs ``O(num_embeddings)`` per
+call.
 """
 
 from __future__ import annotations
 
 import warnings
 import weakref
+from concurrent.futures import Future
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,6 +32,7 @@ from .base import RowRule
 from .dense import DenseTable
 from .row_cache import RowCache
 from .row_copy import copy_rows, taken
+from .row_io import in_background
 from .table_files import WEIGHT, TableFiles
 
 DEFAULT_CACHE_BYTES = 1 << 30
@@ -51,6 +56,7 @@ class MappedTable:
         self._records: dict[str, np.dtype] = {}  # optimizer name -> its state file's record
         self._optimizer_states: dict[str, dict[str, Any]] = {}  # optimizer name -> its state of this table
         self._view_stale = True  # the view may not show every row: the log's, or changed ones
+        self._arrival: tuple[Future, np.ndarray] | None = None  # a prefetch's read in flight, and its slots
         self._new_cache(self._capacity())
         self._weight: Callable[[], Tensor | None] = lambda: None
 
@@ -133,6 +139,23 @@ class MappedTable:
             self._host(self._rows)[slots[changed]] = after[changed]
             self._mark_dirty(slots[changed])
         self._mark_modified()
+
+    def prefetch(self, indices: Tensor) -> None:
+        """Start reading the rows of `indices` that are not cached (with their optimizer
+        state) into the cache on a background thread, so that a later call finds them there;
+        they count as used now. One prefetch is in flight at a time: a new one first waits
+        for the last."""
+        self._settle()
+        rows = np.unique(self._cpu.to_host(data_of(indices)))
+        cache = self._cache
+        cache.begin_call()
+        missing = rows[cache.slots_of(rows) < 0]
+        if missing.shape[0] == 0:
+            return
+        slots = self._admitted(missing)
+        targets = self._targets()
+        self._cache.arriving[slots] = True
+        self._arrival = (in_background(lambda: self._read(missing, slots, targets)), slots)
 
     # --- updates --------------------------------------------------------------------------
 
@@ -246,6 +269,7 @@ class MappedTable:
         return max(1, (self._budget - self._budget // INDEX_SHARE) // per_row)
 
     def _new_cache(self, capacity: int) -> None:
+        self._settle()
         self._cache = RowCache(capacity)
         self._rows = self._zeros((capacity, *self.shape[1:]), self.dtype)
         for buffers in self._buffers.values():
@@ -273,19 +297,52 @@ class MappedTable:
         cache.begin_call()
         rows = np.ascontiguousarray(rows, dtype=np.int64)
         slots = cache.slots_of(rows)
-        missing = rows[slots < 0]
-        if missing.shape[0] == 0:
-            return slots
-        missing = np.unique(missing)
-        self._make_room(missing.shape[0])
-        cache = self._cache
-        placed = cache.assign(missing)
-        self._files.read_weight(missing, self._host(self._rows), placed)
-        for optimizer, buffers in self._stateful():
-            self._files.read_state(optimizer, missing, {name: self._host(b) for name, b in buffers.items()}, placed)
         absent = slots < 0
+        missed = bool(absent.any())
+        if self._arrival is not None and (missed or cache.arriving[slots].any()):
+            self._settle()
+        if not missed:
+            return slots
+        missing = np.unique(rows[absent])
+        placed = self._admitted(missing)
+        self._read(missing, placed, self._targets())
         slots[absent] = placed[np.searchsorted(missing, rows[absent])]
         return slots
+
+    def _admitted(self, rows: np.ndarray) -> np.ndarray:
+        """Slots now holding `rows` (distinct, ascending, not cached), room made for them;
+        their values are still to be read."""
+        self._make_room(rows.shape[0])
+        return self._cache.assign(rows)
+
+    def _targets(self) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """Host views of the cache's arrays: the rows, and each stateful optimizer's buffers."""
+        return self._host(self._rows), {optimizer: {name: self._host(b) for name, b in buffers.items()}
+                                        for optimizer, buffers in self._stateful()}
+
+    def _read(self, rows: np.ndarray, slots: np.ndarray,
+              targets: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]) -> None:
+        """Read the values and optimizer state of `rows` from the files into `slots` of the
+        cache's arrays `targets`."""
+        weight, state = targets
+        self._files.read_weight(rows, weight, slots)
+        for optimizer, buffers in state.items():
+            self._files.read_state(optimizer, rows, buffers, slots)
+
+    def _settle(self) -> None:
+        """Wait for the prefetch in flight, if any. If its read failed, its rows leave the
+        cache (no call saw them) and the read's error is raised here."""
+        if self._arrival is None:
+            return
+        job, slots = self._arrival
+        self._arrival = None
+        try:
+            job.result()
+        except BaseException:
+            self._cache.release(slots)
+            raise
+        finally:
+            self._cache.arriving[slots] = False
 
     def _make_room(self, count: int) -> None:
         """At least `count` empty slots: the least recently used rows written back and
@@ -323,6 +380,7 @@ class MappedTable:
     def _write_back(self, slots: np.ndarray) -> None:
         """Append the rows in `slots` (and their optimizer state) to the redo log, in row
         order; they become clean."""
+        self._settle()
         if slots.shape[0] == 0:
             return
         rows = self._cache.row_of[slots]

@@ -25,6 +25,7 @@ class RowCache:
         self.row_of = np.full(capacity, -1, np.int64)  # the row in each slot, -1: empty
         self.used = np.zeros(capacity, np.int64)  # the call that last used each slot
         self.dirty = np.zeros(capacity, bool)  # changed since last written to the file
+        self.arriving = np.zeros(capacity, bool)  # its row's values still being read (a prefetch)
         self._free = np.arange(capacity - 1, -1, -1, dtype=np.int64)  # a stack of empty slots
         self._free_count = capacity
         self._call = 0
@@ -90,14 +91,14 @@ class RowCache:
 
     def grown(self, capacity: int) -> RowCache:
         """A cache of `capacity` (>= this one's) slots holding the same rows in the same
-        slots, with their use and dirtiness."""
+        slots, with their use, dirtiness and arrival."""
         bigger = RowCache(capacity)
         kept = self.occupied()
         empty = np.setdiff1d(np.arange(capacity, dtype=np.int64), kept)
         bigger._free_count = empty.shape[0]
         bigger._free[:bigger._free_count] = empty[::-1]
         bigger._call = self._call
-        for name in ("row_of", "used", "dirty"):
+        for name in ("row_of", "used", "dirty", "arriving"):
             getattr(bigger, name)[kept] = getattr(self, name)[kept]
         _hashing().insert(bigger._keys, bigger._slots, bigger._bits, self.row_of[kept], kept)
         return bigger

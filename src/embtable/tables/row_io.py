@@ -1,18 +1,21 @@
 """Reading and writing rows of a file at given byte offsets, from and into the rows of an
 array, on several threads (the kernels release the GIL: a cold file's reads then wait on
-the disk together, not one after another)."""
+the disk together, not one after another); and `in_background`, for reads that overlap
+the caller's work."""
 
 from __future__ import annotations
 
 import errno
 import os
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable
 
 import numpy as np
 
 MIN_ROWS_PER_THREAD = 512  # fewer rows than this a thread are not worth handing over
+BACKGROUND_THREADS = 4  # jobs of `in_background` at once (of any tables)
 _pool: ThreadPoolExecutor | None = None
+_background: ThreadPoolExecutor | None = None
 
 
 def _kernels() -> Any:
@@ -63,3 +66,12 @@ def _threads() -> ThreadPoolExecutor:
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=max(16, os.cpu_count() or 1), thread_name_prefix="embtable-io")
     return _pool
+
+
+def in_background(job: Callable[[], None]) -> Future:
+    """Run `job` on a thread of its own pool (not the readers': a job may fan out reads over
+    them without waiting on itself); its `Future` gives its end or its exception."""
+    global _background
+    if _background is None:
+        _background = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="embtable-prefetch")
+    return _background.submit(job)
