@@ -79,7 +79,7 @@ class TableFiles:
         cold = 2 * self._weight.nbytes > os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         self._threads = _COLD_READ_THREADS if cold else (os.cpu_count() or 1)
         self._folder = state_folder(path)
-        self._file = open(path, "r+b" if writable else "rb")
+        self._file = _random_access(open(path, "r+b" if writable else "rb"))
         self._state_files: dict[str, Any] = {}
         self._log: RedoLog | None = None
         try:
@@ -300,7 +300,7 @@ class TableFiles:
     # --- state files ------------------------------------------------------------------------
 
     def _open_state(self, name: str, fields: list[list[Any]]) -> None:
-        file = open(os.path.join(self._folder, name), "r+b" if self.writable else "rb")
+        file = _random_access(open(os.path.join(self._folder, name), "r+b" if self.writable else "rb"))
         self._state_files[name] = file
         self._state_entries[name] = fields
         self._records[name] = _record_dtype(fields)
@@ -308,6 +308,13 @@ class TableFiles:
         if os.fstat(file.fileno()).st_size < size:
             raise SerializationError(f"{file.name!r} holds less than {self.shape[0]} records of {name}'s state")
         self._written_pages[name] = _data_pages(file.fileno(), size)
+
+
+def _random_access(file: Any) -> Any:
+    """`file`, its reads advised random (one row's pages read, no read-ahead around them)."""
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
+    return file
 
 
 def _private_map(file: Any, stored: checkpoint.Stored) -> tuple[mmap.mmap | None, np.ndarray]:
