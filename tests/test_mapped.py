@@ -212,7 +212,8 @@ def test_rowwise_adagrad_in_a_file_matches_the_spec(tmp_path, rng, sparse):
     np.testing.assert_allclose(stored, total, rtol=1e-12, atol=1e-14)
 
 
-def test_training_resumes_from_the_last_commit(tmp_path, rng):
+def test_training_resumes_from_the_last_commit(tmp_path, rng, monkeypatch):
+    monkeypatch.setattr(et.tables.mapped, "WRITE_CHUNK_ROWS", 7)  # a commit writes its rows back in many chunks
     memory, file = pair(Embedding, tmp_path, 500, sparse=True)
     path = file.path
     opt_memory = Adam(memory.parameters(), lr=0.05)

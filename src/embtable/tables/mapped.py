@@ -33,7 +33,7 @@ from .dense import DenseTable
 from .row_cache import RowCache
 from .row_copy import copy_rows, taken
 from .row_io import in_background
-from .table_files import WEIGHT, TableFiles
+from .table_files import WEIGHT, WRITE_CHUNK_ROWS, TableFiles
 
 DEFAULT_CACHE_BYTES = 1 << 30
 SLOT_OVERHEAD = 64  # bytes of bookkeeping per cached row: its row, use, dirtiness and hash-map places
@@ -386,14 +386,16 @@ class MappedTable:
         rows = self._cache.row_of[slots]
         order = np.argsort(rows, kind="stable")
         rows, slots = rows[order], slots[order]
-        blocks = {WEIGHT: taken(self._host(self._rows), slots)}
-        order = np.arange(slots.shape[0], dtype=np.int64)
-        for optimizer, buffers in self._stateful():
-            records = np.empty(slots.shape[0], self._records[optimizer])
-            for name, buffer in buffers.items():
-                copy_rows(self._host(buffer), slots, records[name], order)
-            blocks[optimizer] = records
-        self._files.write_rows(rows, blocks)
+        for start in range(0, slots.shape[0], WRITE_CHUNK_ROWS):  # copies of a chunk at a time, not of all
+            chunk = slots[start:start + WRITE_CHUNK_ROWS]
+            blocks = {WEIGHT: taken(self._host(self._rows), chunk)}
+            order = np.arange(chunk.shape[0], dtype=np.int64)
+            for optimizer, buffers in self._stateful():
+                records = np.empty(chunk.shape[0], self._records[optimizer])
+                for name, buffer in buffers.items():
+                    copy_rows(self._host(buffer), chunk, records[name], order)
+                blocks[optimizer] = records
+            self._files.write_rows(rows[start:start + WRITE_CHUNK_ROWS], blocks)
         self._cache.dirty[slots] = False
 
     def _write_back_dirty(self) -> None:

@@ -50,7 +50,8 @@ class RowIndex:
         return rows[order], offsets[order]
 
     def _grow(self, count: int) -> None:
-        rows, offsets = self.items()
+        present = self._keys >= 0  # inserted in the map's own order: no sort
+        rows, offsets = self._keys[present], self._values[present]
         bigger = RowIndex(2 * count)
         _hashing().insert(bigger._keys, bigger._values, bigger._bits, rows, offsets)
         bigger._count = rows.shape[0]
