@@ -144,6 +144,10 @@ class TableLayer(Layer):
         the cache's most recently used."""
         prefetch_rows(self.weight, indices)
 
+    def _non_default_options(self) -> dict[str, Any]:
+        """The options that differ from their defaults, as keyword arguments of `_build`."""
+        return self._options.non_defaults()
+
     def _adopt(self, weight: Tensor, options: EmbeddingOptions) -> None:
         self.register_parameter("weight", weight)
         self._options = options
@@ -204,7 +208,7 @@ class TableLayer(Layer):
     def config(self) -> dict[str, Any]:
         """The size, the non-default options and the dtype: what `load` rebuilds from."""
         return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
-                **self._options.non_defaults(), "dtype": self.weight.dtype.name}
+                **self._non_default_options(), "dtype": self.weight.dtype.name}
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> TableLayer:

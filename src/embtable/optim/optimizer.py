@@ -76,6 +76,14 @@ class Optimizer:
             storage.apply_update(self, grad, state, self.scalars(step))
             state["step"] = step
 
+    def portable(self) -> Optimizer:
+        """This optimizer's rule alone: an optimizer of the same kind and hyper-parameters
+        with no parameters and no state (small and picklable: what a shard applies)."""
+        rule = type(self).__new__(type(self))
+        rule._set_hyper({name: getattr(self, name) for name in self.hyper})
+        rule.params, rule.state = [], []
+        return rule
+
     def buffer_names(self) -> tuple[str, ...]:
         """The state tensors kept per parameter, zero until first used."""
         return ()

@@ -35,6 +35,10 @@ class RowRule(Protocol):
         """The shape of each state buffer of a parameter of `shape`: the parameter's own
         (a value per element), or ``shape[:1]`` for a value per row."""
 
+    def portable(self) -> RowRule:
+        """This rule alone, without the optimizer's parameters and state: small and
+        picklable, what a storage in another process (a shard) applies."""
+
     def update(self, xp: Any, p: Any, g: Any, buffers: list[Any], scalars: tuple, sparse: bool) -> list[Any]:
         """The reference rule: new values of the parameter rows `p` and of its `buffers`'
         rows from their gradient `g` (arrays of namespace `xp`); what the fused kernel also

@@ -1,0 +1,77 @@
+"""`Shard`: one shard of a sharded table — its rows and each optimizer's state of them,
+changed only by the calls its table sends. It runs the storage code every table runs
+(`DenseTable` over its rows), so an update here is the update an in-memory table makes to
+the same rows. `ShardHost` is a shard process: it holds the shards of any number of
+tables, by key (a process per shard per table would cost each new table seconds of
+process start)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..backends import backend_for
+from ..core import RowSparseGrad, Tensor, data_of, wrap
+from ..device import as_device
+from .base import RowRule
+from .dense import DenseTable
+
+
+class Shard:
+    """`count` rows of `dim` values of `dtype` (a NumPy dtype), zeros until `put`,
+    addressed by place."""
+
+    def __init__(self, count: int, dim: int, dtype: np.dtype) -> None:
+        self._cpu = backend_for(as_device("cpu"))
+        self._rows = self._tensor(np.zeros((count, dim), dtype))
+        self._state: dict[str, dict[str, Any]] = {}  # optimizer name -> its buffers of these rows
+
+    def put(self, places: np.ndarray, rows: np.ndarray) -> None:
+        """Set the rows at `places` to `rows`."""
+        self._cpu.to_host(data_of(self._rows))[places] = rows
+
+    def gather(self, places: np.ndarray) -> np.ndarray:
+        """The rows at `places` (int64)."""
+        return self._cpu.to_host(data_of(DenseTable(self._rows).gather(self._tensor(places))))
+
+    def renorm(self, places: np.ndarray, max_norm: float, norm_type: float) -> None:
+        """Rescale the rows at `places` (distinct) whose norm exceeds `max_norm`, as
+        `TableStorage.renorm_rows_`."""
+        DenseTable(self._rows).renorm_rows_(self._tensor(places), max_norm, norm_type)
+
+    def update(self, rule: RowRule, places: np.ndarray, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
+        """Apply `rule` to the rows at `places` (distinct, ascending) from their `gradient`
+        rows, with this shard's state of `rule`'s kind."""
+        grad = RowSparseGrad(self._tensor(places), self._tensor(gradient), self._rows.shape)
+        DenseTable(self._rows).apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
+
+    def values(self) -> np.ndarray:
+        """Every row, in place order."""
+        return self._cpu.to_host(data_of(self._rows))
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
+
+
+class ShardHost:
+    """The shards placed on one process, by key."""
+
+    def __init__(self) -> None:
+        self._shards: dict[str, Shard] = {}
+
+    def create(self, key: str, count: int, dim: int, dtype: np.dtype) -> None:
+        """A new shard `key` of `count` zero rows."""
+        self._shards[key] = Shard(count, dim, dtype)
+
+    def call(self, key: str, method: str, *args: Any) -> Any:
+        """Shard `key`'s `method` with `args`: what it returns."""
+        return getattr(self._shards[key], method)(*args)
+
+    def drop(self, key: str) -> None:
+        """Forget shard `key` (its table is gone)."""
+        self._shards.pop(key, None)
+
+    def keys(self) -> list[str]:
+        """The keys of the shards held here."""
+        return list(self._shards)

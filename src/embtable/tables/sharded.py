@@ -1,0 +1,270 @@
+"""`ShardedTable`: a table whose rows live in shard processes (Ray actors), each shard
+holding a range of the rows `Placement` deals it and their optimizer state (`Shard`).
+
+A call sends each shard the places of its rows and waits for all of them at once; the
+results are assembled in the caller, and what follows runs the code every table runs
+(`DenseTable` over the rows fetched, with their positions for row numbers), so a lookup, a
+bag, a renorm or an optimizer step gives the in-memory table's result bit for bit: every
+rule updates each row from that row's values, state and summed gradient alone. Ray stays
+behind `RayShards`, the one class here that imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import weakref
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..backends import Backend, backend_for
+from ..core import RowSparseGrad, Tensor, data_of, keep_values, mark_modified, wrap
+from ..core.ops.bags import Bags
+from ..device import Device, as_device
+from ..dtype import DType
+from ..errors import InvalidArgumentError
+from .base import RowRule
+from .dense import DenseTable
+from .placement import Placement
+from .shard import ShardHost
+
+CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards
+DEAL_ROWS = 1 << 16  # rows of the table dealt to the shards at a time
+
+
+class RayShards:
+    """The shards of one table, each on a `ShardHost` actor of the Ray cluster this process
+    is connected to (a local one, started on first use, when there is none). Hosts are
+    shared by the tables of a process that reserve the same CPUs: shard k of every table is
+    on host k. Dropping this object drops its shards from their hosts."""
+
+    def __init__(self, sizes: Sequence[int], dim: int, dtype: np.dtype, num_cpus: float) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        self._ray = ray
+        self.actors = _hosts(ray, len(sizes), num_cpus)
+        self._key = uuid.uuid4().hex
+        ray.get([host.create.remote(self._key, size, dim, dtype) for host, size in zip(self.actors, sizes)],
+                timeout=CALL_TIMEOUT_S)
+        weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
+
+    def call(self, calls: Sequence[tuple[int, str, tuple]]) -> list[Any]:
+        """Run each ``(shard, method, args)`` at once; their results, in order."""
+        futures = [self.actors[shard].call.remote(self._key, method, *args) for shard, method, args in calls]
+        return self._ray.get(futures, timeout=CALL_TIMEOUT_S)
+
+
+_host_pools: dict[tuple[tuple[str, str], float], list[Any]] = {}  # (connection, CPUs per host) -> hosts
+
+
+def _connection(ray: Any) -> tuple[str, str]:
+    """This process's connection to its Ray cluster: a new connection (or cluster) is a
+    new job, and the actors of an old one are gone."""
+    context = ray.get_runtime_context()
+    return context.get_node_id(), context.get_job_id()
+
+
+def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
+    """The first `count` shard hosts reserving `num_cpus` each in this Ray job, started
+    where missing (with this process's CPU backend)."""
+    pool = _host_pools.setdefault((_connection(ray), num_cpus), [])
+    if len(pool) < count:
+        backend = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy")}
+        host = ray.remote(ShardHost).options(num_cpus=num_cpus, runtime_env={"env_vars": backend})
+        pool.extend(host.remote() for _ in range(count - len(pool)))
+    return pool[:count]
+
+
+def _drop(ray: Any, connection: tuple[str, str], hosts: list[Any], key: str) -> None:
+    """Forget the shards `key` on `hosts`, if this process is still connected to their
+    cluster (an actor call would otherwise start a new one)."""
+    if ray.is_initialized() and _connection(ray) == connection:
+        for host in hosts:
+            host.drop.remote(key)
+
+
+class ShardedTable:
+    """The rows of a ``[num_rows, dim]`` table of `dtype` over `shards` shard actors, each
+    reserving `num_cpus`. Its weight (`weight_of`) is the layer's parameter; reading the
+    weight's values gathers every row into the caller (the one operation that costs the
+    whole table's memory here)."""
+
+    def __init__(self, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float) -> None:
+        self._placement = Placement(shape[0], shards)
+        self._shape = shape
+        self._dtype = dtype
+        self._cpu: Backend = backend_for(as_device("cpu"))
+        self._shards = RayShards([self._placement.size_of(k) for k in range(shards)], shape[1], dtype.numpy,
+                                 num_cpus)
+        self._view = np.empty(shape, dtype.numpy)  # the weight's array: filled when read
+        self._view_stale = True
+        self._weight: Callable[[], Tensor | None] = lambda: None
+
+    @classmethod
+    def weight_of(cls, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float,
+                  rows: Callable[[int, int], np.ndarray]) -> Tensor:
+        """A tensor whose values are a new sharded table, its rows ``start:stop`` given by
+        `rows` (`DEAL_ROWS` at a time, `start` a multiple of it), dealt to the shards. The
+        tensor keeps the storage alive; dropping it ends the shards."""
+        storage = cls(shape, dtype, shards, num_cpus)
+        storage._deal(rows)
+        weight = wrap(storage._cpu.from_host(storage._view), storage._cpu)
+        keep_values(weight, storage)
+        storage._weight = weakref.ref(weight)
+        return weight
+
+    # --- what it is -------------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def num_rows(self) -> int:
+        return self._shape[0]
+
+    @property
+    def dtype(self) -> DType:
+        return self._dtype
+
+    @property
+    def device(self) -> Device:
+        return self._cpu.device
+
+    @property
+    def backend(self) -> Backend:
+        return self._cpu
+
+    @property
+    def path(self) -> None:
+        return None
+
+    @property
+    def shards(self) -> int:
+        """The number of shards."""
+        return self._placement.shards
+
+    @property
+    def actors(self) -> list[Any]:
+        """The shards' Ray actor handles, in shard order."""
+        return list(self._shards.actors)
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def gather(self, indices: Tensor) -> Tensor:
+        rows, positions = self._distinct(indices)
+        return self._fetched(rows).gather(self._tensor(positions.reshape(indices.shape)))
+
+    def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
+        rows, positions = self._distinct(indices)
+        padding = None
+        if bags.padding_idx is not None:
+            found = np.searchsorted(rows, bags.padding_idx)
+            padding = int(found) if found < rows.shape[0] and rows[found] == bags.padding_idx else None
+        return self._fetched(rows).pool(self._tensor(positions), Bags(bags.offsets, padding), weights, mode)
+
+    def prefetch(self, indices: Tensor) -> None:
+        """Nothing to do: each call fetches its rows from every shard at once."""
+
+    def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
+        rows = np.unique(self._cpu.to_host(data_of(indices)))
+        self._send(rows, lambda places, _: ("renorm", (places, max_norm, norm_type)))
+        self._changed()
+
+    # --- updates ----------------------------------------------------------------------------
+
+    def check_writable(self, change: str) -> None:
+        pass  # shards in memory may always change
+
+    def check_load(self, device: Device | None, dtype: DType | None) -> None:
+        if (device is not None and device != self.device) or (dtype is not None and dtype != self.dtype):
+            raise InvalidArgumentError(f"a sharded table stays {self.dtype.name} on {self.device}; got {dtype} on "
+                                       f"{device}")
+
+    def resumed_state(self, rule: RowRule) -> dict[str, Any]:
+        return {}
+
+    def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
+                     scalars: Sequence[Any]) -> None:
+        kept = [name for name in rule.buffer_names() if name in state]
+        if kept:
+            raise InvalidArgumentError(f"the optimizer state of a sharded table is kept in its shards; got buffers "
+                                       f"{kept} in memory (from load_state_dict)")
+        if isinstance(grad, RowSparseGrad):
+            rows, values = self._cpu.to_host(data_of(grad.indices)), self._cpu.to_host(data_of(grad.values))
+        else:
+            rows, values = np.arange(self.num_rows, dtype=np.int64), self._cpu.to_host(data_of(grad))
+        portable = rule.portable()
+        self._send(rows, lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
+        self._changed()
+
+    def commit(self) -> None:
+        raise InvalidArgumentError("commit() is for file-backed tables; this sharded table's shards are in memory")
+
+    # --- the whole table --------------------------------------------------------------------
+
+    def values(self) -> Tensor:
+        self.bring_up_to_date()
+        return wrap(self._cpu.from_host(self._view), self._cpu)
+
+    def load_(self, values: Tensor) -> None:
+        self.check_load(values.device, values.dtype)
+        host = self._cpu.to_host(data_of(values))
+        self._deal(lambda start, stop: host[start:stop])
+        self._changed()
+
+    def bring_up_to_date(self) -> None:
+        """Make the weight's array hold every shard's rows."""
+        if self._view_stale:
+            calls = [(k, "values", ()) for k in range(self.shards)]
+            for k, rows in enumerate(self._shards.call(calls)):
+                self._view[self._placement.rows_of(k)] = rows
+            self._view_stale = False
+
+    def refuse_in_place(self, what: str) -> None:
+        raise InvalidArgumentError(f"{what} cannot change a sharded table in place: its rows change through "
+                                   f"optimizer steps, max_norm renorms and load_state_dict")
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _deal(self, rows: Callable[[int, int], np.ndarray]) -> None:
+        """Send every shard its rows, `DEAL_ROWS` of the table at a time."""
+        for start in range(0, self.num_rows, DEAL_ROWS):
+            stop = min(start + DEAL_ROWS, self.num_rows)
+            chunk = np.asarray(rows(start, stop))
+            self._send(np.arange(start, stop, dtype=np.int64), lambda places, picked: ("put", (places, chunk[picked])))
+
+    def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]]
+              ) -> tuple[list[np.ndarray], list[Any]]:
+        """Split `rows` (int64, distinct) by shard and send each shard that holds some
+        ``call(places, picked)`` (its places, ascending, and which of `rows` they are);
+        which of `rows` each reply is for, and the replies."""
+        parts = [(k, places, picked) for k, (picked, places) in enumerate(self._placement.split(rows))
+                 if places.shape[0]]
+        replies = self._shards.call([(k, *call(places, picked)) for k, places, picked in parts])
+        return [picked for _, _, picked in parts], replies
+
+    def _fetched(self, rows: np.ndarray) -> DenseTable:
+        """The values of `rows` (distinct), fetched from their shards, as a table whose row
+        numbers are positions in `rows`."""
+        fetched = np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy)
+        for picked, values in zip(*self._send(rows, lambda places, _: ("gather", (places,)))):
+            fetched[picked] = values
+        return DenseTable(self._tensor(fetched))
+
+    def _distinct(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct rows of `indices`, ascending, and each index's position among them."""
+        rows, positions = np.unique(self._cpu.to_host(data_of(indices)).reshape(-1), return_inverse=True)
+        return rows, positions.astype(np.int64)
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
+
+    def _changed(self) -> None:
+        self._view_stale = True
+        weight = self._weight()
+        if weight is not None:
+            mark_modified(weight)

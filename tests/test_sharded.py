@@ -1,0 +1,173 @@
+"""Sharded tables (SPEC §12) on a local Ray cluster: the same seed's rows, and lookups, bags,
+gradients and optimizer steps bit for bit as the in-memory table, for several shard counts;
+errors raised before any shard changes; moving to and from one process; where rows go."""
+
+import gc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import embtable as et
+import ray
+from embtable.nn import Embedding, EmbeddingBag
+from embtable.optim import SGD, Adagrad, Adam, AdamW, RowWiseAdagrad
+from embtable.tables.placement import Placement
+
+from embtable.distributed import ShardedEmbedding, ShardedEmbeddingBag
+
+ROWS, DIM = 500, 6
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+# --- where rows go (no cluster needed) ------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.integers(1, 3000), shards=st.integers(1, 7), data=st.data())
+def test_placement_deals_every_row_to_one_shard_and_finds_it_again(rows, shards, data):
+    shards = min(shards, rows)
+    placement = Placement(rows, shards)
+    assert sum(placement.size_of(k) for k in range(shards)) == rows
+    held = np.concatenate([placement.rows_of(k) for k in range(shards)])
+    assert np.array_equal(np.sort(held), np.arange(rows))  # a bijection
+    asked = np.unique(data.draw(st.lists(st.integers(0, rows - 1), max_size=50))).astype(np.int64)
+    seen = np.zeros(asked.shape[0], int)
+    for k, (picked, places) in enumerate(placement.split(asked)):
+        assert np.all(np.diff(places) > 0) and np.all((0 <= places) & (places < placement.size_of(k)))
+        assert np.array_equal(placement.rows_of(k)[places], asked[picked])
+        seen[picked] += 1
+    assert np.all(seen == 1)
+
+
+def test_placement_spreads_neighbouring_ids_over_the_shards():
+    placement = Placement(100_000, 4)
+    counts = [picked.shape[0] for picked, _ in placement.split(np.arange(1000, dtype=np.int64))]
+    assert min(counts) > 200  # the first thousand ids (hot in a frequency-sorted vocabulary) spread
+
+
+# --- bit for bit as in memory ---------------------------------------------------------------
+
+def pair(local_kind, sharded_kind, shards, **options):
+    et.manual_seed(7)
+    memory = local_kind(ROWS, DIM, sparse=True, **options)
+    et.manual_seed(7)
+    return memory, sharded_kind(ROWS, DIM, shards=shards, **options)
+
+
+@pytest.mark.parametrize("dtype", ["F32", "F64", "BF16"])
+def test_the_seed_gives_the_same_table_at_any_shard_count(dtype):
+    et.manual_seed(3)
+    memory = Embedding(ROWS, DIM, padding_idx=9, dtype=dtype).weight.numpy()
+    for shards in (1, 4):
+        et.manual_seed(3)
+        table = ShardedEmbedding(ROWS, DIM, shards=shards, padding_idx=9, dtype=dtype)
+        assert table.shards == shards and len(table.shard_actors) == shards
+        assert table.weight.numpy().tobytes() == memory.tobytes()
+        assert table.weight.dtype == et.DType[dtype] and table.sparse
+
+
+OPTIMIZERS = [(Adam, dict(lr=0.05), (1, 2, 3)), (AdamW, dict(lr=0.05), (3,)),
+              (SGD, dict(lr=0.3, momentum=0.9), (3,)), (Adagrad, dict(lr=0.2), (3,)),
+              (RowWiseAdagrad, dict(lr=0.2), (3,))]
+
+
+@pytest.mark.parametrize("optimizer, hyper, shard_counts", OPTIMIZERS, ids=[o.__name__ for o, _, _ in OPTIMIZERS])
+def test_training_is_bit_identical_to_one_process(rng, optimizer, hyper, shard_counts):
+    for shards in shard_counts:
+        memory, table = pair(Embedding, ShardedEmbedding, shards, padding_idx=4, max_norm=1.1,
+                             scale_grad_by_freq=True)
+        opts = [optimizer(memory.parameters(), **hyper), optimizer(table.parameters(), **hyper)]
+        target = rng.standard_normal((5, 9, DIM))
+        for step in range(6):
+            ids = np.minimum(rng.zipf(1.4, (5, 9)) - 1, ROWS - 1)
+            results = []
+            for layer, opt in zip((memory, table), opts):
+                opt.zero_grad()
+                out = layer(ids)
+                ((out - et.Tensor(target, dtype=out.dtype)) ** 2).sum().backward()
+                grad = layer.weight.grad
+                results.append((out.numpy(), grad.indices.numpy(), grad.values.numpy()))
+                opt.step()
+            for mine, theirs in zip(*results):
+                assert mine.tobytes() == theirs.tobytes(), (shards, step)
+        assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes(), shards
+        assert opts[1].state == [{"step": 6}]
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_bags_are_bit_identical_to_one_process(rng, mode):
+    memory, table = pair(EmbeddingBag, ShardedEmbeddingBag, 3, mode=mode, padding_idx=2, max_norm=2.0)
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    for step in range(4):
+        ids = rng.integers(0, 40, 30)
+        ids[::7] = 2
+        offsets = np.array([0, 3, 3, 11, 20])
+        weights = rng.standard_normal(30) if mode != "max" else None
+        results = []
+        for layer, opt in zip((memory, table), opts):
+            opt.zero_grad()
+            sample = None if weights is None else et.Tensor(weights, dtype=layer.weight.dtype, requires_grad=True)
+            out = layer(ids, offsets, per_sample_weights=sample)
+            (out * out).sum().backward()
+            opt.step()
+            results.append((out.numpy(), None if sample is None else sample.grad.numpy()))
+        assert results[0][0].tobytes() == results[1][0].tobytes(), step
+        if weights is not None:
+            assert results[0][1].tobytes() == results[1][1].tobytes(), step
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+
+
+def test_to_local_and_from_local_keep_rows_and_options(rng):
+    local = EmbeddingBag.from_pretrained(rng.standard_normal((50, 4)), freeze=False, mode="sum", padding_idx=1,
+                                         include_last_offset=True, max_norm=3.0, max_norm_mode="clip")
+    sharded = ShardedEmbeddingBag.from_local(local, shards=3)
+    assert sharded.weight.numpy().tobytes() == local.weight.numpy().tobytes() and sharded.sparse
+    back = sharded.to_local()
+    assert type(back) is EmbeddingBag and back.config() == {**local.config(), "sparse": True}
+    assert back.weight.numpy().tobytes() == local.weight.numpy().tobytes() and back.weight.requires_grad
+    ids, offsets = rng.integers(0, 50, 12), np.array([0, 5, 12])
+    assert sharded(ids, offsets).numpy().tobytes() == local(ids, offsets).numpy().tobytes()
+    with pytest.raises(et.InvalidArgumentError, match="takes a EmbeddingBag"):
+        ShardedEmbeddingBag.from_local(Embedding(5, 2))
+
+
+# --- errors before any change ---------------------------------------------------------------
+
+def test_errors_are_the_local_ones_and_change_no_shard(rng):
+    memory, table = pair(Embedding, ShardedEmbedding, 2, max_norm=0.5)
+    before = table.weight.numpy()
+    opt = Adam(table.parameters(), lr=0.1)
+    with pytest.raises(et.IndexOutOfRangeError, match=f"{ROWS}"):
+        table(np.array([1, 2, ROWS]))  # a renorm of rows 1 and 2 would change them: checked first
+    with pytest.raises(et.IndexOutOfRangeError):
+        memory(np.array([1, 2, ROWS]))
+    table.weight.grad = et.RowSparseGrad(et.Tensor(np.array([1, ROWS])), et.Tensor(np.ones((2, DIM), np.float32)),
+                                         (ROWS, DIM))
+    with pytest.raises(et.ShapeError, match="index 500"):
+        opt.step()
+    assert table.weight.numpy().tobytes() == before.tobytes() and opt.state == [{}]
+    with pytest.raises(et.InvalidArgumentError, match="in place"), et.no_grad():
+        table.weight[0] = 0
+    with pytest.raises(et.InvalidArgumentError, match="commit"):
+        table.commit()
+    for bad in (dict(shards=0), dict(shards=ROWS + 1), dict(num_cpus=0), dict(path="t.safetensors")):
+        with pytest.raises(et.InvalidArgumentError):
+            ShardedEmbedding(ROWS, DIM, **bad)
+
+
+def test_tables_share_shard_processes_and_free_their_shards_when_dropped():
+    first, second = ShardedEmbedding(ROWS, DIM, shards=2), ShardedEmbedding(ROWS, DIM, shards=3)
+    assert second.shard_actors[:2] == first.shard_actors  # shard k of every table on host k
+    host = second.shard_actors[0]
+    held = set(ray.get(host.keys.remote(), timeout=60))
+    del first
+    gc.collect()
+    assert len(set(ray.get(host.keys.remote(), timeout=60))) == len(held) - 1
+    assert second(np.array([0, ROWS - 1])).shape == (2, DIM)
