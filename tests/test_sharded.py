@@ -3,6 +3,7 @@ gradients and optimizer steps bit for bit as the in-memory table, for several sh
 errors raised before any shard changes; moving to and from one process; where rows go."""
 
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -171,3 +172,47 @@ def test_tables_share_shard_processes_and_free_their_shards_when_dropped():
     gc.collect()
     assert len(set(ray.get(host.keys.remote(), timeout=60))) == len(held) - 1
     assert second(np.array([0, ROWS - 1])).shape == (2, DIM)
+
+
+# --- checkpoints ----------------------------------------------------------------------------
+
+def test_a_checkpoint_loads_at_any_shard_count_and_as_one_table(tmp_path, rng):
+    memory, table = pair(EmbeddingBag, ShardedEmbeddingBag, 3, mode="sum", padding_idx=5, max_norm=2.0)
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    ids = rng.integers(0, ROWS, (8, 4))
+    for layer, opt in zip((memory, table), opts):
+        layer(ids).sum().backward()
+        opt.step()
+    table.save(tmp_path / "ckpt")
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["manifest.json"] + [f"shard-0000{k}.safetensors" for k in range(3)]
+    local = EmbeddingBag.load(tmp_path / "ckpt")
+    assert local.weight.numpy().tobytes() == memory.weight.numpy().tobytes() and local.config() == memory.config()
+    for shards in (1, 2, 5):
+        loaded = ShardedEmbeddingBag.load(tmp_path / "ckpt", shards=shards)
+        assert loaded.shards == shards and loaded.config() == table.config()
+        assert loaded.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    loaded.save(tmp_path / "ckpt")  # five shards over three: the extra files of neither stay
+    assert len(os.listdir(tmp_path / "ckpt")) == 6
+    again = ShardedEmbeddingBag.load(tmp_path / "ckpt", shards=2)
+    opts = [Adam(local.parameters(), lr=0.05), Adam(again.parameters(), lr=0.05)]
+    for layer, opt in zip((local, again), opts):  # training goes on from the checkpoint, bit for bit
+        layer(ids[::-1]).sum().backward()
+        opt.step()
+    assert again.weight.numpy().tobytes() == local.weight.numpy().tobytes()
+
+
+def test_what_is_not_a_sharded_checkpoint_raises_serialization_error(tmp_path):
+    table = ShardedEmbedding.from_local(Embedding.from_pretrained(np.ones((20, 3))), shards=2)
+    assert table.weight.requires_grad is False
+    table.save(tmp_path / "e")
+    assert ShardedEmbedding.load(tmp_path / "e").weight.requires_grad is False  # frozen stays frozen
+    with pytest.raises(et.SerializationError, match="holds a Embedding layer, not EmbeddingBag"):
+        ShardedEmbeddingBag.load(tmp_path / "e")
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(et.SerializationError, match="not a sharded table checkpoint"):
+        ShardedEmbedding.load(tmp_path / "empty")
+    Embedding(7, 3).save(tmp_path / "e" / "shard-00001.safetensors")  # a shard replaced by another table
+    with pytest.raises(et.SerializationError, match="does not hold shard 1"):
+        ShardedEmbedding.load(tmp_path / "e")
+    with pytest.raises(et.SerializationError, match="does not hold shard 1"):
+        Embedding.load(tmp_path / "e")

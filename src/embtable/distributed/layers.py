@@ -4,14 +4,17 @@ where the rows live differs."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from ..dtype import DTypeLike, as_float_dtype
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, SerializationError
 from ..nn import Embedding, EmbeddingBag
+from ..nn.layer import checkpoint_config, checkpoint_metadata
 from ..nn.table import TableLayer, seed_rows
 from ..rng import table_seed
 from ..tables import ShardedTable, storage_of
+from ..tables.sharded_checkpoint import SavedShards
 from ..validate import positive_int
 
 DEFAULT_NUM_CPUS = 0.25  # of a CPU reserved by each shard actor: several shards run on two cores
@@ -49,6 +52,34 @@ class ShardedLayer(TableLayer):
     def shard_actors(self) -> list[Any]:
         """The shards' Ray actor handles, in shard order."""
         return storage_of(self.weight).actors
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table to the folder `path`: one checkpoint file per shard, written by
+        the shard's process (so `path` must be on storage every shard's machine sees), and a
+        manifest, written last. `load` reads it back at any shard count, and the local
+        class's `load` as one table."""
+        frozen = [] if self.weight.requires_grad else ["weight"]
+        metadata = checkpoint_metadata(self.local_type.__name__, self.config(), frozen)
+        storage_of(self.weight).save(os.fspath(path), metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, shards: int = 2, *, num_cpus: float = DEFAULT_NUM_CPUS) -> ShardedLayer:
+        """The table saved in the folder `path` (by `save`, at any shard count) over
+        `shards` shards, every option restored; `SerializationError` if it is not such a
+        checkpoint of the local class."""
+        saved = SavedShards(path)
+        config, frozen = checkpoint_config(cls.local_type.__name__, saved.metadata, path)
+        try:
+            options = {key: value for key, value in config.items()
+                       if key not in ("num_embeddings", "embedding_dim", "dtype")}
+            checked = cls.options_type.checked(saved.shape[0], **{**options, "sparse": True})
+        except (TypeError, ValueError) as error:
+            raise SerializationError(f"{os.fspath(path)!r} does not rebuild a {cls.__name__}: {error}") from None
+        weight = ShardedTable.weight_from(saved, positive_int("shards", shards), _cpus(num_cpus))
+        weight.requires_grad = "weight" not in frozen
+        layer = cls.__new__(cls)
+        layer._adopt(weight, checked)
+        return layer
 
     def to_local(self) -> TableLayer:
         """The same table in this process: an instance of the local class with every

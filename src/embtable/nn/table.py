@@ -17,6 +17,7 @@ from ..errors import DTypeError, SerializationError, ShapeError
 from ..memory import aligned_empty
 from ..rng import CHUNK_ROWS, standard_normal_rows, table_seed
 from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
+from ..tables.sharded_checkpoint import SavedShards, is_sharded_checkpoint
 from ..validate import integer, positive_int
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
@@ -110,8 +111,12 @@ class TableLayer(Layer):
     @classmethod
     def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
         """The checkpoint's arrays, with a file-backed table's weight as of its last commit
-        (the checkpoint with the rows its redo log holds over it): `load` rebuilds a layer
-        written by `save`, `create` or `commit` into memory."""
+        (the checkpoint with the rows its redo log holds over it), or a sharded table's
+        folder read as one table: `load` rebuilds a layer written by `save`, `create`,
+        `commit` or a sharded table's `save` into memory."""
+        if is_sharded_checkpoint(path):
+            saved = SavedShards(path)
+            return {"weight": saved.weight()}, saved.metadata
         tensors, metadata = super()._read_checkpoint(path)
         if "weight" in tensors and os.path.isdir(state_folder(os.fspath(path))):
             files = TableFiles(os.fspath(path), writable=False)

@@ -31,14 +31,14 @@ class Placement:
         multiplier = MULTIPLIER % num_rows or 1
         while math.gcd(multiplier, num_rows) != 1:
             multiplier += 1
-        self._multiplier = multiplier
+        self.multiplier = multiplier
         self._inverse = pow(multiplier, -1, num_rows) if num_rows > 1 else 0
         self.bounds = np.array([num_rows * k // shards for k in range(shards + 1)], np.int64)
 
     def split(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         """For each shard, which of `rows` (int64, in range, distinct) it holds, as
         positions into `rows`, and their places in the shard (ascending)."""
-        permuted = rows * self._multiplier % self.num_rows
+        permuted = rows * self.multiplier % self.num_rows
         order = np.argsort(permuted, kind="stable")  # by place: each shard's range in turn
         ends = np.searchsorted(permuted[order], self.bounds[1:])
         parts, start = [], 0

@@ -11,11 +11,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import checkpoint
 from ..backends import backend_for
 from ..core import RowSparseGrad, Tensor, data_of, wrap
 from ..device import as_device
 from .base import RowRule
 from .dense import DenseTable
+from .sharded_checkpoint import read_rows
 
 
 class Shard:
@@ -49,6 +51,15 @@ class Shard:
     def values(self) -> np.ndarray:
         """Every row, in place order."""
         return self._cpu.to_host(data_of(self._rows))
+
+    def save(self, path: str, metadata: dict[str, str]) -> None:
+        """Write every row, in place order, as the ``weight`` of a checkpoint file."""
+        checkpoint.write(path, {"weight": self.values()}, metadata)
+
+    def read(self, pieces: list[tuple[str, int, int, int]]) -> None:
+        """Read rows from checkpoint files: ``(file, first row, count, first place)`` each."""
+        for path, start, count, place in pieces:
+            self.put(np.arange(place, place + count), read_rows(path, start, count))
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)

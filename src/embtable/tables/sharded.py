@@ -28,6 +28,7 @@ from .base import RowRule
 from .dense import DenseTable
 from .placement import Placement
 from .shard import ShardHost
+from .sharded_checkpoint import SavedShards, finish_writing, shard_file, start_writing
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards
 DEAL_ROWS = 1 << 16  # rows of the table dealt to the shards at a time
@@ -111,10 +112,24 @@ class ShardedTable:
         tensor keeps the storage alive; dropping it ends the shards."""
         storage = cls(shape, dtype, shards, num_cpus)
         storage._deal(rows)
-        weight = wrap(storage._cpu.from_host(storage._view), storage._cpu)
-        keep_values(weight, storage)
-        storage._weight = weakref.ref(weight)
+        return storage._weight_tensor()
+
+    def _weight_tensor(self) -> Tensor:
+        """The weight: its values kept by this storage, which it keeps alive."""
+        weight = wrap(self._cpu.from_host(self._view), self._cpu)
+        keep_values(weight, self)
+        self._weight = weakref.ref(weight)
         return weight
+
+    @classmethod
+    def weight_from(cls, saved: SavedShards, shards: int, num_cpus: float) -> Tensor:
+        """A tensor whose values are the table of the checkpoint `saved`, over `shards`
+        shards (any number: each reads the places it holds from the files that hold them)."""
+        storage = cls(saved.shape, saved.dtype, shards, num_cpus)
+        bounds = storage._placement.bounds
+        storage._shards.call([(k, "read", (saved.pieces(int(bounds[k]), int(bounds[k + 1])),))
+                              for k in range(shards)])
+        return storage._weight_tensor()
 
     # --- what it is -------------------------------------------------------------------------
 
@@ -200,6 +215,13 @@ class ShardedTable:
         portable = rule.portable()
         self._send(rows, lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
         self._changed()
+
+    def save(self, folder: str, metadata: dict[str, str]) -> None:
+        """Write a checkpoint to `folder`: each shard writes its rows to its own file (the
+        folder must be one every shard's machine sees), then the manifest is written."""
+        start_writing(folder, self.shards)
+        self._shards.call([(k, "save", (os.path.join(folder, shard_file(k)), metadata)) for k in range(self.shards)])
+        finish_writing(folder, self._placement, self._dtype, metadata)
 
     def commit(self) -> None:
         raise InvalidArgumentError("commit() is for file-backed tables; this sharded table's shards are in memory")
