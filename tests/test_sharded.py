@@ -4,6 +4,7 @@ errors raised before any shard changes; moving to and from one process; where ro
 
 import gc
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import embtable as et
+import embtable.tables.ray_shards
 import ray
 from embtable.nn import Embedding, EmbeddingBag
 from embtable.optim import SGD, Adagrad, Adam, AdamW, RowWiseAdagrad
@@ -216,3 +218,36 @@ def test_what_is_not_a_sharded_checkpoint_raises_serialization_error(tmp_path):
         ShardedEmbedding.load(tmp_path / "e")
     with pytest.raises(et.SerializationError, match="does not hold shard 1"):
         Embedding.load(tmp_path / "e")
+
+
+# --- a shard's process dies -----------------------------------------------------------------
+
+def kill(host, how):
+    if how == "ray.kill":
+        ray.kill(host, no_restart=False)
+    else:
+        os.kill(ray.get(host.pid.remote(), timeout=60), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
+def test_a_killed_shard_comes_back_exactly_and_its_call_completes(rng, monkeypatch, how):
+    monkeypatch.setattr(et.tables.ray_shards, "SNAPSHOT_AFTER", 3)  # restores start from a later snapshot too
+    memory, table = pair(Embedding, ShardedEmbedding, 3, max_norm=1.5)
+    memory_other, other = pair(Embedding, ShardedEmbedding, 2)  # shares the hosts: restored on its next call
+    layers = [(memory, table), (memory_other, other)]
+    opts = [(Adam(a.parameters(), lr=0.05), Adam(b.parameters(), lr=0.05)) for a, b in layers]
+    for step in range(6):
+        if step == 4:  # after a snapshot (the 3rd change) and a change since
+            kill(table.shard_actors[1], how)
+        ids = np.minimum(rng.zipf(1.3, (4, 6)) - 1, ROWS - 1)
+        for pair_layers, pair_opts in zip(layers, opts):
+            outputs = []
+            for layer, opt in zip(pair_layers, pair_opts):
+                opt.zero_grad()
+                out = layer(ids)
+                (out * out).sum().backward()
+                opt.step()
+                outputs.append(out.numpy())
+            assert outputs[0].tobytes() == outputs[1].tobytes(), step
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    assert other.weight.numpy().tobytes() == memory_other.weight.numpy().tobytes()

@@ -7,6 +7,7 @@ process start)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -52,6 +53,18 @@ class Shard:
         """Every row, in place order."""
         return self._cpu.to_host(data_of(self._rows))
 
+    def snapshot(self) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
+        """Every row and every optimizer's state of them (what `restore` takes back)."""
+        return self.values(), {name: {buffer: self._cpu.to_host(data_of(value)) for buffer, value in buffers.items()}
+                               for name, buffers in self._state.items()}
+
+    def restore(self, snapshot: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]) -> None:
+        """Become what `snapshot` was taken of."""
+        rows, state = snapshot
+        self._rows = self._tensor(np.array(rows))
+        self._state = {name: {buffer: self._tensor(np.array(value)) for buffer, value in buffers.items()}
+                       for name, buffers in state.items()}
+
     def save(self, path: str, metadata: dict[str, str]) -> None:
         """Write every row, in place order, as the ``weight`` of a checkpoint file."""
         checkpoint.write(path, {"weight": self.values()}, metadata)
@@ -63,6 +76,11 @@ class Shard:
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
+
+
+class MissingShard(LookupError):
+    """A call for a shard this process does not hold: it was restarted since (or the shard
+    was dropped)."""
 
 
 class ShardHost:
@@ -77,6 +95,8 @@ class ShardHost:
 
     def call(self, key: str, method: str, *args: Any) -> Any:
         """Shard `key`'s `method` with `args`: what it returns."""
+        if key not in self._shards:
+            raise MissingShard(f"this process (pid {os.getpid()}) holds no shard {key}")
         return getattr(self._shards[key], method)(*args)
 
     def drop(self, key: str) -> None:
@@ -86,3 +106,7 @@ class ShardHost:
     def keys(self) -> list[str]:
         """The keys of the shards held here."""
         return list(self._shards)
+
+    def pid(self) -> int:
+        """This process's id."""
+        return os.getpid()

@@ -6,13 +6,12 @@ results are assembled in the caller, and what follows runs the code every table 
 (`DenseTable` over the rows fetched, with their positions for row numbers), so a lookup, a
 bag, a renorm or an optimizer step gives the in-memory table's result bit for bit: every
 rule updates each row from that row's values, state and summed gradient alone. Ray stays
-behind `RayShards`, the one class here that imports it.
+behind `RayShards` (`ray_shards.py`), which also restores a shard whose process died.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 import weakref
 from typing import Any, Callable, Sequence
 
@@ -27,64 +26,10 @@ from ..errors import InvalidArgumentError
 from .base import RowRule
 from .dense import DenseTable
 from .placement import Placement
-from .shard import ShardHost
+from .ray_shards import RayShards
 from .sharded_checkpoint import SavedShards, finish_writing, shard_file, start_writing
 
-CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards
 DEAL_ROWS = 1 << 16  # rows of the table dealt to the shards at a time
-
-
-class RayShards:
-    """The shards of one table, each on a `ShardHost` actor of the Ray cluster this process
-    is connected to (a local one, started on first use, when there is none). Hosts are
-    shared by the tables of a process that reserve the same CPUs: shard k of every table is
-    on host k. Dropping this object drops its shards from their hosts."""
-
-    def __init__(self, sizes: Sequence[int], dim: int, dtype: np.dtype, num_cpus: float) -> None:
-        import ray
-
-        if not ray.is_initialized():
-            ray.init(include_dashboard=False, log_to_driver=False)
-        self._ray = ray
-        self.actors = _hosts(ray, len(sizes), num_cpus)
-        self._key = uuid.uuid4().hex
-        ray.get([host.create.remote(self._key, size, dim, dtype) for host, size in zip(self.actors, sizes)],
-                timeout=CALL_TIMEOUT_S)
-        weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
-
-    def call(self, calls: Sequence[tuple[int, str, tuple]]) -> list[Any]:
-        """Run each ``(shard, method, args)`` at once; their results, in order."""
-        futures = [self.actors[shard].call.remote(self._key, method, *args) for shard, method, args in calls]
-        return self._ray.get(futures, timeout=CALL_TIMEOUT_S)
-
-
-_host_pools: dict[tuple[tuple[str, str], float], list[Any]] = {}  # (connection, CPUs per host) -> hosts
-
-
-def _connection(ray: Any) -> tuple[str, str]:
-    """This process's connection to its Ray cluster: a new connection (or cluster) is a
-    new job, and the actors of an old one are gone."""
-    context = ray.get_runtime_context()
-    return context.get_node_id(), context.get_job_id()
-
-
-def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
-    """The first `count` shard hosts reserving `num_cpus` each in this Ray job, started
-    where missing (with this process's CPU backend)."""
-    pool = _host_pools.setdefault((_connection(ray), num_cpus), [])
-    if len(pool) < count:
-        backend = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy")}
-        host = ray.remote(ShardHost).options(num_cpus=num_cpus, runtime_env={"env_vars": backend})
-        pool.extend(host.remote() for _ in range(count - len(pool)))
-    return pool[:count]
-
-
-def _drop(ray: Any, connection: tuple[str, str], hosts: list[Any], key: str) -> None:
-    """Forget the shards `key` on `hosts`, if this process is still connected to their
-    cluster (an actor call would otherwise start a new one)."""
-    if ray.is_initialized() and _connection(ray) == connection:
-        for host in hosts:
-            host.drop.remote(key)
 
 
 class ShardedTable:
@@ -129,6 +74,7 @@ class ShardedTable:
         bounds = storage._placement.bounds
         storage._shards.call([(k, "read", (saved.pieces(int(bounds[k]), int(bounds[k + 1])),))
                               for k in range(shards)])
+        storage._shards.snapshot()
         return storage._weight_tensor()
 
     # --- what it is -------------------------------------------------------------------------
@@ -253,11 +199,13 @@ class ShardedTable:
     # --- helpers ----------------------------------------------------------------------------
 
     def _deal(self, rows: Callable[[int, int], np.ndarray]) -> None:
-        """Send every shard its rows, `DEAL_ROWS` of the table at a time."""
+        """Send every shard its rows, `DEAL_ROWS` of the table at a time, then snapshot them
+        (where a shard that dies is restored from)."""
         for start in range(0, self.num_rows, DEAL_ROWS):
             stop = min(start + DEAL_ROWS, self.num_rows)
             chunk = np.asarray(rows(start, stop))
             self._send(np.arange(start, stop, dtype=np.int64), lambda places, picked: ("put", (places, chunk[picked])))
+        self._shards.snapshot()
 
     def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]]
               ) -> tuple[list[np.ndarray], list[Any]]:

@@ -1,0 +1,143 @@
+"""`RayShards`: the shards of one table on Ray actors — the one module that imports Ray —
+and their restoration when a shard's process dies.
+
+A shard process is a `ShardHost` actor, restarted by Ray (``max_restarts=-1``) when it dies,
+empty. To bring a table's shard back exactly, the caller keeps, per shard, a snapshot of
+its rows and optimizer state in Ray's object store (owned by the caller, so it outlives the
+shard's process) and every call that changed the shard since; restoring is re-creating the
+shard from the snapshot and replaying those calls, which are deterministic. The call that
+met the failure is then sent again, so it completes with the result it would have had.
+Snapshots are retaken once `SNAPSHOT_AFTER` changes have piled up (their memory: a copy of
+each shard in the object store, plus up to that many calls' gradients in the caller).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from .shard import MissingShard, ShardHost
+
+CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
+SNAPSHOT_AFTER = 64  # changes replayed at most to restore a shard: then it is snapshotted again
+RETRY_PAUSE_S = 0.2  # between tries to reach a host that is restarting
+CHANGES = frozenset({"update", "renorm"})  # the calls a restoration replays
+
+
+class RayShards:
+    """The shards of one table, each on a `ShardHost` actor of the Ray cluster this process
+    is connected to (a local one, started on first use, when there is none). Hosts are
+    shared by the tables of a process that reserve the same CPUs: shard k of every table is
+    on host k. Dropping this object drops its shards from their hosts."""
+
+    def __init__(self, sizes: Sequence[int], dim: int, dtype: np.dtype, num_cpus: float) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        self._ray = ray
+        self.actors = _hosts(ray, len(sizes), num_cpus)
+        self._key = uuid.uuid4().hex
+        self._shapes = [(size, dim, dtype) for size in sizes]
+        self._snapshots: list[Any] = [None] * len(sizes)  # a ref to each shard's last snapshot
+        self._changes: list[list[tuple[str, tuple]]] = [[] for _ in sizes]  # each shard's calls since
+        ray.get([host.create.remote(self._key, *shape) for host, shape in zip(self.actors, self._shapes)],
+                timeout=CALL_TIMEOUT_S)
+        weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
+
+    def call(self, calls: Sequence[tuple[int, str, tuple]]) -> list[Any]:
+        """Run each ``(shard, method, args)`` at once; their results, in order. A shard
+        whose process died is restored and its call sent again."""
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        futures = [self._send(shard, method, args) for shard, method, args in calls]
+        results = []
+        for (shard, method, args), future in zip(calls, futures):
+            while True:
+                try:
+                    results.append(self._ray.get(future, timeout=max(0.0, deadline - time.monotonic())))
+                    break
+                except Exception as error:  # noqa: BLE001 -- sorted out by _lost
+                    self._give_up_unless_lost(error, deadline)
+                self._restore(shard, deadline)
+                future = self._send(shard, method, args)
+            if method in CHANGES:
+                self._changes[shard].append((method, args))
+        for shard, changes in enumerate(self._changes):
+            if len(changes) >= SNAPSHOT_AFTER:
+                self.snapshot(shard)
+        return results
+
+    def snapshot(self, shard: int | None = None) -> None:
+        """Snapshot `shard` (all of them by default) into the object store: restoring it
+        then starts there. The owner calls this whenever it has set every row (a call that
+        is not a change, so never replayed)."""
+        shards = range(len(self.actors)) if shard is None else [shard]
+        refs = [self._send(k, "snapshot", ()) for k in shards]
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S, fetch_local=False)
+        if len(ready) != len(refs):
+            raise TimeoutError(f"the shards did not snapshot in {CALL_TIMEOUT_S} s")
+        for k, ref in zip(shards, refs):
+            self._snapshots[k], self._changes[k] = ref, []
+
+    def _send(self, shard: int, method: str, args: tuple) -> Any:
+        return self.actors[shard].call.remote(self._key, method, *args)
+
+    def _give_up_unless_lost(self, error: Exception, deadline: float) -> None:
+        """Raise `error` unless it says a shard's process died (the call's, or a restarted
+        process without the shard, or one still restarting) and there is time left."""
+        exceptions = self._ray.exceptions
+        lost = (isinstance(error, (exceptions.RayActorError, exceptions.ActorUnavailableError))
+                or isinstance(error, exceptions.RayTaskError) and isinstance(error.cause, MissingShard))
+        if not lost or time.monotonic() > deadline:
+            raise error
+
+    def _restore(self, shard: int, deadline: float) -> None:
+        """Bring `shard` back on its (restarted) host: its last snapshot, then every change
+        since, in order; tried again while the host is still restarting."""
+        host = self.actors[shard]
+        replay = [("restore", (self._snapshots[shard],)), *self._changes[shard]]
+        while True:
+            try:
+                self._ray.get(host.create.remote(self._key, *self._shapes[shard]),
+                              timeout=max(0.0, deadline - time.monotonic()))
+                self._ray.get([self._send(shard, method, args) for method, args in replay],
+                              timeout=max(0.0, deadline - time.monotonic()))
+                return
+            except Exception as error:  # noqa: BLE001 -- sorted out below
+                self._give_up_unless_lost(error, deadline)
+            time.sleep(RETRY_PAUSE_S)
+
+
+_host_pools: dict[tuple[tuple[str, str], float], list[Any]] = {}  # (connection, CPUs per host) -> hosts
+
+
+def _connection(ray: Any) -> tuple[str, str]:
+    """This process's connection to its Ray cluster: a new connection (or cluster) is a
+    new job, and the actors of an old one are gone."""
+    context = ray.get_runtime_context()
+    return context.get_node_id(), context.get_job_id()
+
+
+def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
+    """The first `count` shard hosts reserving `num_cpus` each in this Ray job, started
+    where missing (with this process's CPU backend), restarted by Ray whenever they die."""
+    pool = _host_pools.setdefault((_connection(ray), num_cpus), [])
+    if len(pool) < count:
+        backend = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy")}
+        host = ray.remote(ShardHost).options(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
+                                             runtime_env={"env_vars": backend})
+        pool.extend(host.remote() for _ in range(count - len(pool)))
+    return pool[:count]
+
+
+def _drop(ray: Any, connection: tuple[str, str], hosts: list[Any], key: str) -> None:
+    """Forget the shards `key` on `hosts`, if this process is still connected to their
+    cluster (an actor call would otherwise start a new one)."""
+    if ray.is_initialized() and _connection(ray) == connection:
+        for host in hosts:
+            host.drop.remote(key)
