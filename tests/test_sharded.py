@@ -251,3 +251,33 @@ def test_a_killed_shard_comes_back_exactly_and_its_call_completes(rng, monkeypat
             assert outputs[0].tobytes() == outputs[1].tobytes(), step
     assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
     assert other.weight.numpy().tobytes() == memory_other.weight.numpy().tobytes()
+
+
+# --- optimizer state dicts ------------------------------------------------------------------
+
+def test_optimizer_state_dicts_hold_the_shards_state_and_load_into_them(rng):
+    memory, table = pair(Embedding, ShardedEmbedding, 3)
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+
+    def train(steps):
+        for _ in range(steps):
+            ids = rng.integers(0, ROWS, 40)
+            for layer, opt in zip((memory, table), opts):
+                opt.zero_grad()
+                layer(ids).sum().backward()
+                opt.step()
+
+    train(3)
+    saved = [opt.state_dict() for opt in opts]
+    assert saved[1]["state"][0].keys() == {"step", "exp_avg", "exp_avg_sq"}
+    for name in ("exp_avg", "exp_avg_sq"):
+        assert saved[1]["state"][0][name].numpy().tobytes() == saved[0]["state"][0][name].numpy().tobytes()
+    train(2)
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]  # a new optimizer: fresh state
+    train(1)
+    for opt in opts:  # back to the state after three steps
+        opt.load_state_dict(saved[0])
+    train(2)
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    assert opts[1].state_dict()["state"][0]["exp_avg"].numpy().tobytes() == \
+        opts[0].state_dict()["state"][0]["exp_avg"].numpy().tobytes()

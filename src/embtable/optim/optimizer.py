@@ -110,8 +110,9 @@ class Optimizer:
     def state_dict(self) -> dict[str, Any]:
         """``{"state": {i: {name: value}}, "param_groups": [{hyper..., "params": [i...]}]}``,
         as in PyTorch; arrays are copied into Tensors."""
+        kept = [storage_of(param).state_for_dict(self, entries) for param, entries in zip(self.params, self.state)]
         state = {i: {k: Tensor(v, device=v.device) if isinstance(v, Tensor) else v for k, v in entries.items()}
-                 for i, entries in enumerate(self.state) if entries}
+                 for i, entries in enumerate(kept) if entries}
         group = {name: getattr(self, name) for name in self.hyper}
         group["params"] = list(range(len(self.params)))
         return {"state": state, "param_groups": [group]}

@@ -94,6 +94,11 @@ class TableStorage(Protocol):
         the rows of a `RowSparseGrad` only. `state` holds the rule's buffers by name; a
         missing one starts at zeros, one on another device moves here."""
 
+    def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
+        """`rule`'s state of this table as its optimizer's `state_dict` gives it: `state`
+        itself where the buffers live in it; a storage that keeps them elsewhere may add
+        them (a sharded table gathers them)."""
+
     @property
     def path(self) -> str | None:
         """The file the rows live in, or None for a table in memory."""

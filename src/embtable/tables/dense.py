@@ -56,6 +56,10 @@ class DenseTable:
     def check_load(self, device: Device | None, dtype: DType | None) -> None:
         pass  # it takes any device and dtype
 
+    def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
+        """The buffers are in `state`."""
+        return state
+
     def resumed_state(self, rule: RowRule) -> dict[str, Any]:
         return {}
 

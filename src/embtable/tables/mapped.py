@@ -172,6 +172,11 @@ class MappedTable:
             raise InvalidArgumentError(f"the file-backed table {self.path!r} stays {self.dtype.name} on "
                                        f"{self.device}; got {dtype} on {device}")
 
+    def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
+        """Only the step count: the buffers stay in the files (a whole table of them would
+        not fit in memory)."""
+        return state
+
     def resumed_state(self, rule: RowRule) -> dict[str, Any]:
         name = type(rule).__name__
         steps = self._files.steps

@@ -53,10 +53,18 @@ class Shard:
         """Every row, in place order."""
         return self._cpu.to_host(data_of(self._rows))
 
+    def put_state(self, name: str, buffers: dict[str, np.ndarray]) -> None:
+        """Make `buffers` (each a value per row, in place order) the optimizer `name`'s
+        whole state of these rows; those it lacks start at zeros."""
+        self._state[name] = {buffer: self._tensor(np.array(values)) for buffer, values in buffers.items()}
+
+    def state_values(self, name: str) -> dict[str, np.ndarray]:
+        """The optimizer `name`'s buffers of these rows, in place order."""
+        return {buffer: self._cpu.to_host(data_of(value)) for buffer, value in self._state.get(name, {}).items()}
+
     def snapshot(self) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
         """Every row and every optimizer's state of them (what `restore` takes back)."""
-        return self.values(), {name: {buffer: self._cpu.to_host(data_of(value)) for buffer, value in buffers.items()}
-                               for name, buffers in self._state.items()}
+        return self.values(), {name: self.state_values(name) for name in self._state}
 
     def restore(self, snapshot: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]) -> None:
         """Become what `snapshot` was taken of."""

@@ -48,6 +48,7 @@ class ShardedTable:
         self._view = np.empty(shape, dtype.numpy)  # the weight's array: filled when read
         self._view_stale = True
         self._weight: Callable[[], Tensor | None] = lambda: None
+        self._states: dict[str, dict[str, Any]] = {}  # optimizer name -> the state its shards' buffers are of
 
     @classmethod
     def weight_of(cls, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float,
@@ -150,10 +151,8 @@ class ShardedTable:
 
     def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
                      scalars: Sequence[Any]) -> None:
-        kept = [name for name in rule.buffer_names() if name in state]
-        if kept:
-            raise InvalidArgumentError(f"the optimizer state of a sharded table is kept in its shards; got buffers "
-                                       f"{kept} in memory (from load_state_dict)")
+        if self._states.get(type(rule).__name__) is not state:
+            self._hand_over(rule, state)
         if isinstance(grad, RowSparseGrad):
             rows, values = self._cpu.to_host(data_of(grad.indices)), self._cpu.to_host(data_of(grad.values))
         else:
@@ -161,6 +160,34 @@ class ShardedTable:
         portable = rule.portable()
         self._send(rows, lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
         self._changed()
+
+    def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
+        """`state` with the shards' buffers of `rule`'s kind, gathered into the caller as
+        ``[num_rows, ...]`` tensors (where `state` is the one the shards hold them for)."""
+        name = type(rule).__name__
+        if self._states.get(name) is not state:
+            return state
+        gathered: dict[str, np.ndarray] = {}
+        for k, buffers in enumerate(self._shards.call([(k, "state_values", (name,)) for k in range(self.shards)])):
+            for buffer, values in buffers.items():
+                if buffer not in gathered:
+                    gathered[buffer] = np.empty((self.num_rows, *values.shape[1:]), values.dtype)
+                gathered[buffer][self._placement.rows_of(k)] = values
+        return {**state, **{buffer: self._tensor(values) for buffer, values in gathered.items()}}
+
+    def _hand_over(self, rule: RowRule, state: dict[str, Any]) -> None:
+        """Make `state` (a new optimizer's, or one `load_state_dict` filled) the one the
+        shards hold `rule`'s buffers for: the buffers it has, dealt to the shards (and taken
+        out of it), the others starting at zeros, as in memory."""
+        name = type(rule).__name__
+        given = {buffer: self._cpu.to_host(data_of(state[buffer])) for buffer in rule.buffer_names() if buffer in state}
+        self._shards.call([(k, "put_state", (name, {buffer: values[self._placement.rows_of(k)]
+                                                    for buffer, values in given.items()}))
+                           for k in range(self.shards)])
+        self._shards.snapshot()
+        for buffer in given:
+            del state[buffer]
+        self._states[name] = state
 
     def save(self, folder: str, metadata: dict[str, str]) -> None:
         """Write a checkpoint to `folder`: each shard writes its rows to its own file (the
