@@ -255,7 +255,7 @@ class ShardedTable:
     def _distinct(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The distinct rows of `indices`, ascending, and each index's position among them."""
         rows, positions = np.unique(self._cpu.to_host(data_of(indices)).reshape(-1), return_inverse=True)
-        return rows, positions.astype(np.int64)
+        return rows, positions.astype(np.int64, copy=False)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
