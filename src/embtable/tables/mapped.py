@@ -124,6 +124,7 @@ class MappedTable:
         return self._cached().pool(self._on_device(slots), slot_bags, weights, mode)
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
+        self._settle()  # a prefetch's failed read raises here, before any row changes
         rows = np.unique(self._cpu.to_host(data_of(indices)))
         slots = self._slots(rows)
         before = self._host(self._rows)[slots]
@@ -154,8 +155,13 @@ class MappedTable:
             return
         slots = self._admitted(missing)
         targets = self._targets()
+        try:
+            job = in_background(lambda: self._read(missing, slots, targets))
+        except BaseException:  # no thread to read them (the interpreter is exiting): the rows leave again
+            self._cache.release(slots)
+            raise
         self._cache.arriving[slots] = True
-        self._arrival = (in_background(lambda: self._read(missing, slots, targets)), slots)
+        self._arrival = (job, slots)
 
     # --- updates --------------------------------------------------------------------------
 
@@ -173,8 +179,8 @@ class MappedTable:
                                        f"{self.device}; got {dtype} on {device}")
 
     def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
-        """Only the step count: the buffers stay in the files (a whole table of them would
-        not fit in memory)."""
+        """`state` as it is, the step count alone: the buffers stay in the files (a whole
+        table of them would not fit in memory)."""
         return state
 
     def resumed_state(self, rule: RowRule) -> dict[str, Any]:
@@ -189,6 +195,7 @@ class MappedTable:
         if kept:
             raise InvalidArgumentError(f"the optimizer state of the file-backed table {self.path!r} is kept in "
                                        f"its files; got buffers {kept} in memory (from load_state_dict)")
+        self._settle()  # a prefetch's failed read raises here, before any row changes
         buffers = self._rule_buffers(rule)
         self._optimizer_states[type(rule).__name__] = state
         if isinstance(grad, RowSparseGrad):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError
 
-MULTIPLIER = 0x9E3779B1  # 2^32 / golden ratio: consecutive ids land far apart
+MULTIPLIER = 0x9E3779B1  # a prime near 2^32 / golden ratio: consecutive ids land far apart
 MAX_ROWS = 3_000_000_000  # row * multiplier (both below this) fits in int64
 
 

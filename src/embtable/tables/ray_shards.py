@@ -3,10 +3,11 @@ and their restoration when a shard's process dies.
 
 A shard process is a `ShardHost` actor, restarted by Ray (``max_restarts=-1``) when it dies,
 empty. To bring a table's shard back exactly, the caller keeps, per shard, a snapshot of
-its rows and optimizer state in Ray's object store (owned by the caller, so it outlives the
-shard's process) and every call that changed the shard since; restoring is re-creating the
-shard from the snapshot and replaying those calls, which are deterministic. The call that
-met the failure is then sent again, so it completes with the result it would have had.
+its rows and optimizer state in Ray's object store (owned by the caller: it outlives the
+shard's process, not the loss of the machine whose object store holds it) and every call
+that changed the shard since; restoring is re-creating the shard from the snapshot (zeros
+before the first) and replaying those calls, which are deterministic. The call that met
+the failure is then sent again, so it completes with the result it would have had.
 Snapshots are retaken once `SNAPSHOT_AFTER` changes have piled up (their memory: a copy of
 each shard in the object store, plus up to that many calls' gradients in the caller).
 """
@@ -17,7 +18,7 @@ import os
 import time
 import uuid
 import weakref
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
@@ -26,7 +27,10 @@ from .shard import MissingShard, ShardHost
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
 SNAPSHOT_AFTER = 64  # changes replayed at most to restore a shard: then it is snapshotted again
 RETRY_PAUSE_S = 0.2  # between tries to reach a host that is restarting
-CHANGES = frozenset({"update", "renorm"})  # the calls a restoration replays
+MAX_RESTORES = 3  # a call whose shard dies again after this many restorations fails
+CHANGES = frozenset({"put", "read", "put_state", "update", "update_all", "renorm"})  # what a restoration replays
+
+Replay = Union[tuple, Callable[[], tuple]]  # a change's args, or what makes them again
 
 
 class RayShards:
@@ -44,29 +48,34 @@ class RayShards:
         self.actors = _hosts(ray, len(sizes), num_cpus)
         self._key = uuid.uuid4().hex
         self._shapes = [(size, dim, dtype) for size in sizes]
-        self._snapshots: list[Any] = [None] * len(sizes)  # a ref to each shard's last snapshot
-        self._changes: list[list[tuple[str, tuple]]] = [[] for _ in sizes]  # each shard's calls since
+        self._snapshots: list[Any] = [None] * len(sizes)  # a ref to each shard's last snapshot (None: zeros)
+        self._changes: list[list[tuple[str, Replay]]] = [[] for _ in sizes]  # each shard's changes since
         ray.get([host.create.remote(self._key, *shape) for host, shape in zip(self.actors, self._shapes)],
                 timeout=CALL_TIMEOUT_S)
         weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
 
-    def call(self, calls: Sequence[tuple[int, str, tuple]]) -> list[Any]:
+    def call(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None
+             ) -> list[Any]:
         """Run each ``(shard, method, args)`` at once; their results, in order. A shard
-        whose process died is restored and its call sent again."""
+        whose process died is restored and its call sent again. A change (`CHANGES`) is
+        kept for restorations with its args, or with what its `replays` entry gives (a
+        function making the args again, where keeping them would cost memory). Every call
+        is waited for before an error is raised, so the changes that did happen are kept."""
         deadline = time.monotonic() + CALL_TIMEOUT_S
         futures = [self._send(shard, method, args) for shard, method, args in calls]
-        results = []
-        for (shard, method, args), future in zip(calls, futures):
-            while True:
-                try:
-                    results.append(self._ray.get(future, timeout=max(0.0, deadline - time.monotonic())))
-                    break
-                except Exception as error:  # noqa: BLE001 -- sorted out by _lost
-                    self._give_up_unless_lost(error, deadline)
-                self._restore(shard, deadline)
-                future = self._send(shard, method, args)
+        results: list[Any] = []
+        failure: Exception | None = None
+        for number, ((shard, method, args), future) in enumerate(zip(calls, futures)):
+            try:
+                results.append(self._completed(shard, method, args, future, deadline))
+            except Exception as error:  # noqa: BLE001 -- raised once every call has ended
+                failure = failure or error
+                continue
             if method in CHANGES:
-                self._changes[shard].append((method, args))
+                replay = replays[number] if replays is not None and replays[number] is not None else args
+                self._changes[shard].append((method, replay))
+        if failure is not None:
+            raise failure
         for shard, changes in enumerate(self._changes):
             if len(changes) >= SNAPSHOT_AFTER:
                 self.snapshot(shard)
@@ -74,15 +83,31 @@ class RayShards:
 
     def snapshot(self, shard: int | None = None) -> None:
         """Snapshot `shard` (all of them by default) into the object store: restoring it
-        then starts there. The owner calls this whenever it has set every row (a call that
-        is not a change, so never replayed)."""
+        then starts there. One that dies meanwhile is restored and keeps its old snapshot
+        and changes."""
+        deadline = time.monotonic() + CALL_TIMEOUT_S
         shards = range(len(self.actors)) if shard is None else [shard]
-        refs = [self._send(k, "snapshot", ()) for k in shards]
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=CALL_TIMEOUT_S, fetch_local=False)
-        if len(ready) != len(refs):
-            raise TimeoutError(f"the shards did not snapshot in {CALL_TIMEOUT_S} s")
-        for k, ref in zip(shards, refs):
-            self._snapshots[k], self._changes[k] = ref, []
+        taken = [self.actors[k].call.options(num_returns=2).remote(self._key, "snapshot") for k in shards]
+        for k, (ack, snapshot) in zip(shards, taken):
+            try:
+                self._ray.get(ack, timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
+                self._give_up_unless_lost(error, deadline)
+                self._restore(k, deadline)
+                continue
+            self._snapshots[k], self._changes[k] = snapshot, []
+
+    def _completed(self, shard: int, method: str, args: tuple, future: Any, deadline: float) -> Any:
+        """`future`'s result; if its shard's process died, the result of the call sent
+        again after restoring the shard (at most `MAX_RESTORES` times)."""
+        for _ in range(MAX_RESTORES):
+            try:
+                return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
+            except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
+                self._give_up_unless_lost(error, deadline)
+            self._restore(shard, deadline)
+            future = self._send(shard, method, args)
+        return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
 
     def _send(self, shard: int, method: str, args: tuple) -> Any:
         return self.actors[shard].call.remote(self._key, method, *args)
@@ -100,15 +125,16 @@ class RayShards:
         """Bring `shard` back on its (restarted) host: its last snapshot, then every change
         since, in order; tried again while the host is still restarting."""
         host = self.actors[shard]
-        replay = [("restore", (self._snapshots[shard],)), *self._changes[shard]]
         while True:
+            replay = [] if self._snapshots[shard] is None else [("restore", (self._snapshots[shard],))]
+            replay += [(method, args() if callable(args) else args) for method, args in self._changes[shard]]
             try:
                 self._ray.get(host.create.remote(self._key, *self._shapes[shard]),
                               timeout=max(0.0, deadline - time.monotonic()))
                 self._ray.get([self._send(shard, method, args) for method, args in replay],
                               timeout=max(0.0, deadline - time.monotonic()))
                 return
-            except Exception as error:  # noqa: BLE001 -- sorted out below
+            except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
             time.sleep(RETRY_PAUSE_S)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -16,6 +17,7 @@ MIN_ROWS_PER_THREAD = 512  # fewer rows than this a thread are not worth handing
 BACKGROUND_THREADS = 4  # jobs of `in_background` at once (of any tables)
 _pool: ThreadPoolExecutor | None = None
 _background: ThreadPoolExecutor | None = None
+_pools_made = threading.Lock()  # the pools are made on first use, from the caller's or a background thread
 
 
 def _kernels() -> Any:
@@ -63,8 +65,9 @@ def _on_threads(kernel: Any, fd: int, offsets: np.ndarray, rows: np.ndarray, pla
 
 def _threads() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(16, os.cpu_count() or 1), thread_name_prefix="embtable-io")
+    with _pools_made:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(16, os.cpu_count() or 1), thread_name_prefix="embtable-io")
     return _pool
 
 
@@ -72,6 +75,7 @@ def in_background(job: Callable[[], None]) -> Future:
     """Run `job` on a thread of its own pool (not the readers': a job may fan out reads over
     them without waiting on itself); its `Future` gives its end or its exception."""
     global _background
-    if _background is None:
-        _background = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="embtable-prefetch")
+    with _pools_made:
+        if _background is None:
+            _background = ThreadPoolExecutor(max_workers=BACKGROUND_THREADS, thread_name_prefix="embtable-prefetch")
     return _background.submit(job)

@@ -18,7 +18,7 @@ from ..core import RowSparseGrad, Tensor, data_of, wrap
 from ..device import as_device
 from .base import RowRule
 from .dense import DenseTable
-from .sharded_checkpoint import read_rows
+from .sharded_checkpoint import saved_rows
 
 
 class Shard:
@@ -49,6 +49,12 @@ class Shard:
         grad = RowSparseGrad(self._tensor(places), self._tensor(gradient), self._rows.shape)
         DenseTable(self._rows).apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
 
+    def update_all(self, rule: RowRule, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
+        """Apply `rule` to every row from a dense `gradient` (place order): the dense
+        formula, as an in-memory table applies a dense gradient."""
+        DenseTable(self._rows).apply_update(rule, self._tensor(gradient), self._state.setdefault(type(rule).__name__, {}),
+                                            scalars)
+
     def values(self) -> np.ndarray:
         """Every row, in place order."""
         return self._cpu.to_host(data_of(self._rows))
@@ -62,9 +68,10 @@ class Shard:
         """The optimizer `name`'s buffers of these rows, in place order."""
         return {buffer: self._cpu.to_host(data_of(value)) for buffer, value in self._state.get(name, {}).items()}
 
-    def snapshot(self) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]:
-        """Every row and every optimizer's state of them (what `restore` takes back)."""
-        return self.values(), {name: self.state_values(name) for name in self._state}
+    def snapshot(self) -> tuple[int, tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]]:
+        """The row count (an acknowledgement to wait for without fetching the rest), and
+        every row with every optimizer's state of them (what `restore` takes back)."""
+        return self._rows.shape[0], (self.values(), {name: self.state_values(name) for name in self._state})
 
     def restore(self, snapshot: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]) -> None:
         """Become what `snapshot` was taken of."""
@@ -80,7 +87,7 @@ class Shard:
     def read(self, pieces: list[tuple[str, int, int, int]]) -> None:
         """Read rows from checkpoint files: ``(file, first row, count, first place)`` each."""
         for path, start, count, place in pieces:
-            self.put(np.arange(place, place + count), read_rows(path, start, count))
+            self.put(np.arange(place, place + count), saved_rows(path, start, count))
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)

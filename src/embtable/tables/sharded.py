@@ -11,6 +11,7 @@ behind `RayShards` (`ray_shards.py`), which also restores a shard whose process 
 
 from __future__ import annotations
 
+import functools
 import os
 import weakref
 from typing import Any, Callable, Sequence
@@ -21,13 +22,13 @@ from ..backends import Backend, backend_for
 from ..core import RowSparseGrad, Tensor, data_of, keep_values, mark_modified, wrap
 from ..core.ops.bags import Bags
 from ..device import Device, as_device
-from ..dtype import DType
+from ..dtype import DType, accumulation_dtype
 from ..errors import InvalidArgumentError
 from .base import RowRule
 from .dense import DenseTable
 from .placement import Placement
 from .ray_shards import RayShards
-from .sharded_checkpoint import SavedShards, finish_writing, shard_file, start_writing
+from .sharded_checkpoint import SavedShards, finish_writing, shard_files
 
 DEAL_ROWS = 1 << 16  # rows of the table dealt to the shards at a time
 
@@ -153,33 +154,45 @@ class ShardedTable:
                      scalars: Sequence[Any]) -> None:
         if self._states.get(type(rule).__name__) is not state:
             self._hand_over(rule, state)
-        if isinstance(grad, RowSparseGrad):
-            rows, values = self._cpu.to_host(data_of(grad.indices)), self._cpu.to_host(data_of(grad.values))
-        else:
-            rows, values = np.arange(self.num_rows, dtype=np.int64), self._cpu.to_host(data_of(grad))
         portable = rule.portable()
-        self._send(rows, lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
+        if isinstance(grad, RowSparseGrad):
+            values = self._cpu.to_host(data_of(grad.values))
+            self._send(self._cpu.to_host(data_of(grad.indices)),
+                       lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
+        else:  # the dense formula over every row, as in memory (not the lazy row-sparse one)
+            values = self._cpu.to_host(data_of(grad))
+            self._shards.call([(k, "update_all", (portable, values[self._placement.rows_of(k)], tuple(scalars)))
+                               for k in range(self.shards)])
         self._changed()
 
     def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
         """`state` with the shards' buffers of `rule`'s kind, gathered into the caller as
         ``[num_rows, ...]`` tensors (where `state` is the one the shards hold them for)."""
-        name = type(rule).__name__
-        if self._states.get(name) is not state:
+        if self._states.get(type(rule).__name__) is not state:
             return state
+        return {**state, **{buffer: self._tensor(values) for buffer, values in self._gathered_state(rule).items()}}
+
+    def _gathered_state(self, rule: RowRule) -> dict[str, np.ndarray]:
+        """The shards' buffers of `rule`'s kind that exist, each ``[num_rows, ...]`` in row
+        order (zeros for the rows of a shard that has not made it yet, as in memory)."""
+        name = type(rule).__name__
+        shape, wide = rule.buffer_shape(self.shape), accumulation_dtype(self.dtype).numpy
         gathered: dict[str, np.ndarray] = {}
         for k, buffers in enumerate(self._shards.call([(k, "state_values", (name,)) for k in range(self.shards)])):
             for buffer, values in buffers.items():
                 if buffer not in gathered:
-                    gathered[buffer] = np.empty((self.num_rows, *values.shape[1:]), values.dtype)
+                    gathered[buffer] = np.zeros(shape, wide)
                 gathered[buffer][self._placement.rows_of(k)] = values
-        return {**state, **{buffer: self._tensor(values) for buffer, values in gathered.items()}}
+        return gathered
 
     def _hand_over(self, rule: RowRule, state: dict[str, Any]) -> None:
         """Make `state` (a new optimizer's, or one `load_state_dict` filled) the one the
         shards hold `rule`'s buffers for: the buffers it has, dealt to the shards (and taken
         out of it), the others starting at zeros, as in memory."""
         name = type(rule).__name__
+        owner = self._states.get(name)
+        if owner is not None:  # the optimizer whose state it was gets its buffers back, as if in memory
+            owner.update({buffer: self._tensor(values) for buffer, values in self._gathered_state(rule).items()})
         given = {buffer: self._cpu.to_host(data_of(state[buffer])) for buffer in rule.buffer_names() if buffer in state}
         self._shards.call([(k, "put_state", (name, {buffer: values[self._placement.rows_of(k)]
                                                     for buffer, values in given.items()}))
@@ -190,11 +203,14 @@ class ShardedTable:
         self._states[name] = state
 
     def save(self, folder: str, metadata: dict[str, str]) -> None:
-        """Write a checkpoint to `folder`: each shard writes its rows to its own file (the
-        folder must be one every shard's machine sees), then the manifest is written."""
-        start_writing(folder, self.shards)
-        self._shards.call([(k, "save", (os.path.join(folder, shard_file(k)), metadata)) for k in range(self.shards)])
-        finish_writing(folder, self._placement, self._dtype, metadata)
+        """Write a checkpoint to `folder`: each shard writes its rows to a new file of its
+        own (the folder must be one every shard's machine sees), then the manifest naming
+        them replaces the old one."""
+        folder = os.path.abspath(folder)  # the shards' processes write it: not relative to here
+        os.makedirs(folder, exist_ok=True)
+        files = shard_files(self.shards)
+        self._shards.call([(k, "save", (os.path.join(folder, name), metadata)) for k, name in enumerate(files)])
+        finish_writing(folder, files, self._placement, self._dtype, metadata)
 
     def commit(self) -> None:
         raise InvalidArgumentError("commit() is for file-backed tables; this sharded table's shards are in memory")
@@ -231,8 +247,17 @@ class ShardedTable:
         for start in range(0, self.num_rows, DEAL_ROWS):
             stop = min(start + DEAL_ROWS, self.num_rows)
             chunk = np.asarray(rows(start, stop))
-            self._send(np.arange(start, stop, dtype=np.int64), lambda places, picked: ("put", (places, chunk[picked])))
+            parts = [(k, picked, places) for k, (picked, places)
+                     in enumerate(self._placement.split(np.arange(start, stop, dtype=np.int64))) if places.shape[0]]
+            self._shards.call([(k, "put", (places, chunk[picked])) for k, picked, places in parts],
+                              [functools.partial(self._dealt, rows, start, stop, k) for k, _, _ in parts])
         self._shards.snapshot()
+
+    def _dealt(self, rows: Callable[[int, int], np.ndarray], start: int, stop: int, shard: int) -> tuple:
+        """What `_deal` sent `shard` for the table's rows ``start:stop``, made again (what a
+        restoration replays, rather than keeping every chunk until the snapshot)."""
+        picked, places = self._placement.split(np.arange(start, stop, dtype=np.int64))[shard]
+        return places, np.asarray(rows(start, stop))[picked]
 
     def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]]
               ) -> tuple[list[np.ndarray], list[Any]]:

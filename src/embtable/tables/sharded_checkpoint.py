@@ -1,6 +1,7 @@
 """The checkpoint of a sharded table: a folder holding one safetensors file per shard (its
-rows in place order, written by the shard's own process) and ``manifest.json``, written
-last, so a folder without one is no checkpoint. Any shard count reads it — each new shard
+rows in place order, written by the shard's own process) and ``manifest.json``, naming
+them. A save writes new files beside the old ones and replaces the manifest last (a
+rename), so a save cut short leaves the previous checkpoint whole. Any shard count reads it — each new shard
 reads the ranges of places it holds from the files that hold them — and so does a single
 process (`SavedShards.weight`)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import numpy as np
 
 from .. import checkpoint
@@ -19,9 +21,10 @@ MANIFEST = "manifest.json"
 FORMAT = "embtable.sharded/1"
 
 
-def shard_file(shard: int) -> str:
-    """The name of shard `shard`'s file in the folder."""
-    return f"shard-{shard:05d}.safetensors"
+def shard_files(shards: int) -> list[str]:
+    """Names for the files of a new checkpoint of `shards` shards, unlike any earlier one's."""
+    save = uuid.uuid4().hex[:12]
+    return [f"shard-{shard:05d}-{save}.safetensors" for shard in range(shards)]
 
 
 def is_sharded_checkpoint(path: str | os.PathLike) -> bool:
@@ -29,38 +32,29 @@ def is_sharded_checkpoint(path: str | os.PathLike) -> bool:
     return os.path.isfile(os.path.join(os.fspath(path), MANIFEST))
 
 
-def start_writing(folder: str, shards: int) -> None:
-    """Make `folder` ready for a new checkpoint of `shards` files: created if missing, its
-    manifest removed first (a save cut short leaves no checkpoint, never a mixed one), and
-    the files of an earlier one with more shards removed."""
-    os.makedirs(folder, exist_ok=True)
-    if os.path.exists(os.path.join(folder, MANIFEST)):
-        os.unlink(os.path.join(folder, MANIFEST))
-    kept = {shard_file(k) for k in range(shards)}
-    for name in os.listdir(folder):
-        if name.startswith("shard-") and name.endswith(".safetensors") and name not in kept:
-            os.unlink(os.path.join(folder, name))
-
-
-def finish_writing(folder: str, placement: Placement, dtype: DType, metadata: dict[str, str]) -> None:
-    """Write the manifest (after every shard's file): the layer's checkpoint `metadata`, the
-    table's shape and dtype, and how its rows were placed."""
+def finish_writing(folder: str, files: list[str], placement: Placement, dtype: DType,
+                   metadata: dict[str, str]) -> None:
+    """Write the manifest naming `files` (after every one is written): the layer's
+    checkpoint `metadata`, the table's shape and dtype, and how its rows were placed; then
+    remove the files of earlier checkpoints."""
     manifest = {"format": FORMAT, "metadata": metadata, "num_rows": placement.num_rows, "dtype": dtype.name,
-                "multiplier": placement.multiplier, "bounds": placement.bounds.tolist(),
-                "files": [shard_file(k) for k in range(placement.shards)]}
+                "multiplier": placement.multiplier, "bounds": placement.bounds.tolist(), "files": files}
     temporary = os.path.join(folder, MANIFEST + ".tmp")
     with open(temporary, "w") as file:
         json.dump(manifest, file)
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, os.path.join(folder, MANIFEST))
+    for name in os.listdir(folder):
+        if name.startswith("shard-") and name.endswith(".safetensors") and name not in files:
+            os.unlink(os.path.join(folder, name))
 
 
 class SavedShards:
     """A sharded checkpoint being read: its metadata, shape and dtype, checked whole."""
 
     def __init__(self, folder: str | os.PathLike) -> None:
-        self.folder = os.fspath(folder)
+        self.folder = os.path.abspath(os.fspath(folder))  # the shards' processes read it: not relative to here
         try:
             with open(os.path.join(self.folder, MANIFEST)) as file:
                 manifest = json.load(file)
@@ -96,7 +90,7 @@ class SavedShards:
         """The whole table, in row order, read into this process."""
         table = np.empty(self.shape, self.dtype.numpy)
         for shard, path in enumerate(self._files):
-            table[self._placement.rows_of(shard)] = read_rows(path, 0, self._placement.size_of(shard))
+            table[self._placement.rows_of(shard)] = saved_rows(path, 0, self._placement.size_of(shard))
         return table
 
     def _check_files(self) -> int:
@@ -116,7 +110,7 @@ class SavedShards:
         return widths.pop()
 
 
-def read_rows(path: str, start: int, count: int) -> np.ndarray:
+def saved_rows(path: str, start: int, count: int) -> np.ndarray:
     """Rows ``start:start + count`` of the ``weight`` of the checkpoint file `path`."""
     arrays, _ = checkpoint.read(path)
     return np.array(arrays["weight"][start:start + count])
