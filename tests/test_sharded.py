@@ -5,6 +5,7 @@ errors raised before any shard changes; moving to and from one process; where ro
 import gc
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -355,3 +356,9 @@ def test_a_save_cut_short_leaves_the_last_checkpoint_whole(tmp_path, rng, monkey
     table.save(tmp_path / "c")  # the next save clears the files the cut one left
     assert len(os.listdir(tmp_path / "c")) == 3
     assert Embedding.load(tmp_path / "c").weight.numpy().tobytes() == table.weight.numpy().tobytes()
+
+
+def test_without_ray_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
+    with pytest.raises(ImportError, match=r"pip install 'embtable\[ray\]'"):
+        ShardedEmbedding(10, 2)

@@ -40,7 +40,10 @@ class RayShards:
     on host k. Dropping this object drops its shards from their hosts."""
 
     def __init__(self, sizes: Sequence[int], dim: int, dtype: np.dtype, num_cpus: float) -> None:
-        import ray
+        try:
+            import ray
+        except ImportError:
+            raise ImportError("sharded tables need Ray: pip install 'embtable[ray]'") from None
 
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
