@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from ..dtype import DTypeLike, as_float_dtype
-from ..errors import InvalidArgumentError, SerializationError
+from ..errors import InvalidArgumentError
 from ..nn import Embedding, EmbeddingBag
 from ..nn.layer import checkpoint_config, checkpoint_metadata
 from ..nn.table import TableLayer, seed_rows
@@ -69,12 +69,7 @@ class ShardedLayer(TableLayer):
         checkpoint of the local class."""
         saved = SavedShards(path)
         config, frozen = checkpoint_config(cls.local_type.__name__, saved.metadata, path)
-        try:
-            options = {key: value for key, value in config.items()
-                       if key not in ("num_embeddings", "embedding_dim", "dtype")}
-            checked = cls.options_type.checked(saved.shape[0], **{**options, "sparse": True})
-        except (TypeError, ValueError) as error:
-            raise SerializationError(f"{os.fspath(path)!r} does not rebuild a {cls.__name__}: {error}") from None
+        _, _, checked = cls._saved_options(config, path, sparse=True)
         weight = ShardedTable.weight_from(saved, positive_int("shards", shards), _cpus(num_cpus))
         weight.requires_grad = "weight" not in frozen
         layer = cls.__new__(cls)

@@ -90,13 +90,7 @@ class TableLayer(Layer):
         cache = _cache_bytes(cache_bytes)
         stored, metadata = checkpoint.layout(path)
         config, frozen = checkpoint_config(cls.__name__, metadata, path)
-        try:
-            config = dict(config)
-            shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
-            dtype = as_float_dtype(config.pop("dtype"))
-            checked = cls.options_type.checked(shape[0], **config)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SerializationError(f"{path!r} does not rebuild a {cls.__name__}: {error}") from None
+        shape, dtype, checked = cls._saved_options(config, path)
         weight = stored.get("weight")
         if set(stored) != {"weight"} or weight.shape != shape or weight.dtype != dtype:
             raise SerializationError(f"{path!r}: an {cls.__name__} table needs exactly one tensor 'weight' "
@@ -107,6 +101,19 @@ class TableLayer(Layer):
         layer = cls.__new__(cls)
         layer._adopt(weight, checked)
         return layer
+
+    @classmethod
+    def _saved_options(cls, config: dict[str, Any], path: str | os.PathLike,
+                       **overrides: Any) -> tuple[tuple[int, int], DType, EmbeddingOptions]:
+        """The shape, dtype and checked options (with `overrides`) a checkpoint's `config`
+        describes; `SerializationError` naming `path` if they do not build this class."""
+        try:
+            config = dict(config)
+            shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
+            dtype = as_float_dtype(config.pop("dtype"))
+            return shape, dtype, cls.options_type.checked(shape[0], **{**config, **overrides})
+        except (KeyError, TypeError, ValueError) as error:
+            raise SerializationError(f"{os.fspath(path)!r} does not rebuild a {cls.__name__}: {error}") from None
 
     @classmethod
     def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:

@@ -28,7 +28,7 @@ CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations 
 SNAPSHOT_AFTER = 64  # changes replayed at most to restore a shard: then it is snapshotted again
 RETRY_PAUSE_S = 0.2  # between tries to reach a host that is restarting
 MAX_RESTORES = 3  # a call whose shard dies again after this many restorations fails
-CHANGES = frozenset({"put", "read", "put_state", "update", "update_all", "renorm"})  # what a restoration replays
+CHANGES = frozenset({"put", "read", "put_state", "update", "renorm"})  # what a restoration replays
 
 Replay = Union[tuple, Callable[[], tuple]]  # a change's args, or what makes them again
 

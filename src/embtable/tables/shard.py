@@ -43,17 +43,15 @@ class Shard:
         `TableStorage.renorm_rows_`."""
         DenseTable(self._rows).renorm_rows_(self._tensor(places), max_norm, norm_type)
 
-    def update(self, rule: RowRule, places: np.ndarray, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
-        """Apply `rule` to the rows at `places` (distinct, ascending) from their `gradient`
-        rows, with this shard's state of `rule`'s kind."""
-        grad = RowSparseGrad(self._tensor(places), self._tensor(gradient), self._rows.shape)
+    def update(self, rule: RowRule, places: np.ndarray | None, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
+        """Apply `rule` with this shard's state of its kind: to the rows at `places`
+        (distinct, ascending) from their `gradient` rows, or with ``places=None`` to every
+        row from a dense `gradient` in place order (the dense formula, as an in-memory table
+        applies a dense gradient)."""
+        grad = self._tensor(gradient)
+        if places is not None:
+            grad = RowSparseGrad(self._tensor(places), grad, self._rows.shape)
         DenseTable(self._rows).apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
-
-    def update_all(self, rule: RowRule, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
-        """Apply `rule` to every row from a dense `gradient` (place order): the dense
-        formula, as an in-memory table applies a dense gradient."""
-        DenseTable(self._rows).apply_update(rule, self._tensor(gradient), self._state.setdefault(type(rule).__name__, {}),
-                                            scalars)
 
     def values(self) -> np.ndarray:
         """Every row, in place order."""

@@ -161,7 +161,7 @@ class ShardedTable:
                        lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
         else:  # the dense formula over every row, as in memory (not the lazy row-sparse one)
             values = self._cpu.to_host(data_of(grad))
-            self._shards.call([(k, "update_all", (portable, values[self._placement.rows_of(k)], tuple(scalars)))
+            self._shards.call([(k, "update", (portable, None, values[self._placement.rows_of(k)], tuple(scalars)))
                                for k in range(self.shards)])
         self._changed()
 
@@ -197,7 +197,8 @@ class ShardedTable:
         self._shards.call([(k, "put_state", (name, {buffer: values[self._placement.rows_of(k)]
                                                     for buffer, values in given.items()}))
                            for k in range(self.shards)])
-        self._shards.snapshot()
+        if given:  # replayed from a fresh snapshot, not from buffers kept in the caller (nothing given: replayed as is)
+            self._shards.snapshot()
         for buffer in given:
             del state[buffer]
         self._states[name] = state
