@@ -279,6 +279,37 @@ def test_a_fold_cut_short_leaves_the_last_commit_whole(tmp_path, rng, monkeypatc
     assert Embedding.open(path).weight.numpy().tobytes() == committed.tobytes()
 
 
+def weight_at(path, tag):
+    """The table's weight as of its commit tagged `tag`."""
+    files = et.tables.TableFiles(str(path), writable=False, at_commit=tag)
+    try:
+        weight = np.array(safetensors.numpy.load_file(str(path))["weight"])
+        files.overlay(weight)
+        return weight
+    finally:
+        files.close()
+
+
+def test_a_tagged_commit_keeps_the_one_before_it_until_the_log_is_folded(tmp_path, rng):
+    _, file = pair(Embedding, tmp_path, 1, sparse=True)  # a one-row budget: every fold folds
+    storage, opt = et.tables.storage_of(file.weight), Adam(file.parameters(), lr=0.5)
+    committed = []
+    for tag, (ids, _) in enumerate(batches(rng, 2, bag=False), start=1):
+        opt.zero_grad()
+        file(ids).sum().backward()
+        opt.step()
+        storage.commit(tag)  # as a sharded table's shard does: no fold yet
+        committed.append(file.weight.numpy().copy())
+    assert weight_at(file.path, 1).tobytes() == committed[0].tobytes()
+    assert weight_at(file.path, 2).tobytes() == committed[1].tobytes()
+    with pytest.raises(et.SerializationError, match=r"holds commits \[2, 1\], not commit 3"):
+        weight_at(file.path, 3)
+    storage.fold()
+    assert weight_at(file.path, 2).tobytes() == committed[1].tobytes()
+    with pytest.raises(et.SerializationError, match=r"holds commits \[2\], not commit 1"):
+        weight_at(file.path, 1)
+
+
 def test_commits_fold_the_log_only_once_it_has_grown(tmp_path, rng):
     for cache_bytes, folds in ((1, True), (None, False)):
         memory, file = pair(Embedding, tmp_path, cache_bytes, sparse=True)

@@ -2,10 +2,12 @@
 gradients and optimizer steps bit for bit as the in-memory table, for several shard counts;
 errors raised before any shard changes; moving to and from one process; where rows go."""
 
+import copy
 import gc
 import os
 import signal
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -161,9 +163,11 @@ def test_errors_are_the_local_ones_and_change_no_shard(rng):
         table.weight[0] = 0
     with pytest.raises(et.InvalidArgumentError, match="commit"):
         table.commit()
-    for bad in (dict(shards=0), dict(shards=ROWS + 1), dict(num_cpus=0), dict(path="t.safetensors")):
+    for bad in (dict(shards=0), dict(shards=ROWS + 1), dict(num_cpus=0), dict(cache_bytes=1 << 20),
+                dict(path="never-made", cache_bytes=-1)):
         with pytest.raises(et.InvalidArgumentError):
             ShardedEmbedding(ROWS, DIM, **bad)
+    assert not os.path.exists("never-made")
 
 
 def test_tables_share_shard_processes_and_free_their_shards_when_dropped():
@@ -356,6 +360,157 @@ def test_a_save_cut_short_leaves_the_last_checkpoint_whole(tmp_path, rng, monkey
     table.save(tmp_path / "c")  # the next save clears the files the cut one left
     assert len(os.listdir(tmp_path / "c")) == 3
     assert Embedding.load(tmp_path / "c").weight.numpy().tobytes() == table.weight.numpy().tobytes()
+
+
+# --- file-backed shards ---------------------------------------------------------------------
+
+FILE_OPTIONS = dict(padding_idx=4, max_norm=1.1, scale_grad_by_freq=True)
+CACHE_BYTES = 2048  # a dozen rows with Adam's state: most steps evict and log rows, every commit folds
+
+
+def step_all(layers, optimizers, ids):
+    """A training step of each layer with its optimizer on `ids`; their outputs' bytes."""
+    outputs = []
+    for layer, opt in zip(layers, optimizers):
+        opt.zero_grad()
+        out = layer(ids)
+        (out * out).sum().backward()
+        opt.step()
+        outputs.append(out.numpy().tobytes())
+    return outputs
+
+
+def file_pair(folder, shards=2):
+    et.manual_seed(7)
+    memory = Embedding(ROWS, DIM, sparse=True, **FILE_OPTIONS)
+    et.manual_seed(7)
+    return memory, ShardedEmbedding(ROWS, DIM, shards=shards, path=folder, cache_bytes=CACHE_BYTES, **FILE_OPTIONS)
+
+
+def zipf_batches(rng, count):
+    return [np.minimum(rng.zipf(1.3, (5, 9)) - 1, ROWS - 1) for _ in range(count)]
+
+
+@pytest.mark.parametrize("optimizer, hyper", [(Adam, dict(lr=0.05)), (RowWiseAdagrad, dict(lr=0.2))],
+                         ids=["Adam", "RowWiseAdagrad"])
+def test_file_backed_shards_train_as_in_memory_and_reopen_at_the_last_commit(tmp_path, rng, optimizer, hyper):
+    memory, table = file_pair(tmp_path / "t", shards=3)
+    assert table.path == str(tmp_path / "t") and table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    opts = [optimizer(memory.parameters(), **hyper), optimizer(table.parameters(), **hyper)]
+    batches = zipf_batches(rng, 9)
+    for step, ids in enumerate(batches[:6]):
+        mine, theirs = step_all((memory, table), opts, ids)
+        assert mine == theirs, step
+        if step == 3:
+            table.commit()
+            committed = memory.weight.numpy().copy(), copy.deepcopy(opts[0].state_dict())
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    assert opts[1].state_dict()["state"][0].keys() == {"step"}  # the buffers stay in the shards' files
+    del table, opts  # the shards' files close with the table
+    gc.collect()
+    reopened = ShardedEmbedding.open(tmp_path / "t", cache_bytes=CACHE_BYTES)  # the steps after the commit: gone
+    assert reopened.config() == memory.config() and reopened.shards == 3
+    assert reopened.weight.numpy().tobytes() == committed[0].tobytes()
+    again = Embedding.from_pretrained(committed[0], freeze=False, sparse=True, **FILE_OPTIONS)
+    opts = [optimizer(again.parameters(), **hyper), optimizer(reopened.parameters(), **hyper)]
+    opts[0].load_state_dict(committed[1])  # the reopened shards resume their committed state themselves
+    for step, ids in enumerate(batches[6:]):
+        mine, theirs = step_all((again, reopened), opts, ids)
+        assert mine == theirs, step
+    assert reopened.weight.numpy().tobytes() == again.weight.numpy().tobytes()
+    assert Embedding.load(tmp_path / "t").weight.numpy().tobytes() == committed[0].tobytes()
+
+
+def killing(monkeypatch, method, shard, count, how="before"):
+    """Kill `shard`'s process at the `count`-th call of `method` on the table's shards: just
+    before sending it, or (``how="during"``) a moment after; returns the kills made."""
+    sent = et.tables.ray_shards.RayShards.call
+    seen, kills = [], []
+
+    def call(self, calls, replays=None):
+        if calls and calls[0][1] == method:
+            seen.append(1)
+            if len(seen) == count:
+                pid = ray.get(self.actors[shard].pid.remote(), timeout=60)
+                kills.append(pid)
+                if how == "before":
+                    os.kill(pid, signal.SIGKILL)
+                else:
+                    threading.Timer(0.002, os.kill, (pid, signal.SIGKILL)).start()
+        return sent(self, calls, replays)
+
+    monkeypatch.setattr(et.tables.ray_shards.RayShards, "call", call)
+    return kills
+
+
+KILLS = {"while created": ("commit", 1, "before"), "in a step": ("update", 6, "before"),
+         "in a commit": ("commit", 2, "before"), "a moment into a commit": ("commit", 2, "during"),
+         "before the commit point": ("fold", 2, "before"), "in a fold": ("fold", 2, "during")}
+
+
+@pytest.mark.parametrize("when", list(KILLS))
+def test_a_file_shard_killed_at_any_moment_changes_nothing(tmp_path, rng, monkeypatch, when):
+    method, count, how = KILLS[when]
+    kills = killing(monkeypatch, method, 1, count, how)
+    memory, table = file_pair(tmp_path / "t")
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    for step, ids in enumerate(zipf_batches(rng, 8)):
+        mine, theirs = step_all((memory, table), opts, ids)
+        assert mine == theirs, step
+        if step == 3:
+            table.commit()
+    assert len(kills) == 1
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    table.commit()
+    del table, opts  # the shards' files close with the table
+    gc.collect()
+    assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+
+
+@pytest.mark.parametrize("cut", ["before the commit point", "after it"])
+def test_a_commit_the_caller_did_not_finish_reopens_as_the_last_commit_point(tmp_path, rng, monkeypatch, cut):
+    memory, table = file_pair(tmp_path / "t")
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    batches = zipf_batches(rng, 4)
+    for ids in batches[:2]:
+        step_all((memory, table), opts, ids)
+    table.commit()
+    first = memory.weight.numpy().copy()
+    for ids in batches[2:]:
+        step_all((memory, table), opts, ids)
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # the caller's process stopped here
+
+    if cut == "before the commit point":  # every shard committed, commit.json not replaced
+        monkeypatch.setattr(et.tables.sharded_files, "write_commit", dies)
+    else:
+        monkeypatch.setattr(et.tables.ray_shards.RayShards, "remade", dies)
+    with pytest.raises(KeyboardInterrupt):
+        table.commit()
+    del table, opts  # the shards' files close with the table
+    gc.collect()
+    expected = first if cut == "before the commit point" else memory.weight.numpy()
+    assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == expected.tobytes()
+
+
+def test_file_backed_shards_refuse_what_files_cannot_hold(tmp_path, rng):
+    memory, table = file_pair(tmp_path / "t")
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    step_all((memory, table), opts, zipf_batches(rng, 1)[0])
+    before = table.weight.numpy()
+    state = opts[0].state_dict()
+    fresh = Adam(table.parameters(), lr=0.05)
+    fresh.load_state_dict(state)
+    table(np.arange(5)).sum().backward()
+    with pytest.raises(et.InvalidArgumentError, match="kept in its shards' files"):
+        fresh.step()
+    assert table.weight.numpy().tobytes() == before.tobytes()
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(et.SerializationError, match="commit.json"):
+        ShardedEmbedding.open(tmp_path / "empty")
+    with pytest.raises(et.SerializationError, match="holds a Embedding layer, not EmbeddingBag"):
+        ShardedEmbeddingBag.open(tmp_path / "t")
 
 
 def test_without_ray_the_error_says_what_to_install(monkeypatch):

@@ -18,6 +18,7 @@ from ..memory import aligned_empty
 from ..rng import CHUNK_ROWS, standard_normal_rows, table_seed
 from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
 from ..tables.sharded_checkpoint import SavedShards, is_sharded_checkpoint
+from ..tables.sharded_files import committed_weight, is_sharded_files
 from ..validate import integer, positive_int
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
@@ -67,7 +68,7 @@ class TableLayer(Layer):
         dim = positive_int("embedding_dim", embedding_dim)
         checked = cls.options_type.checked(rows, **options)
         resolved = as_float_dtype(dtype)
-        cache = _cache_bytes(cache_bytes)
+        cache = cache_bytes_of(cache_bytes)
         config = {"num_embeddings": rows, "embedding_dim": dim, **checked.non_defaults(), "dtype": resolved.name}
         seed = table_seed()
         create_file(os.fspath(path), (rows, dim), resolved, checkpoint_metadata(cls.__name__, config, []),
@@ -87,7 +88,7 @@ class TableLayer(Layer):
         `SerializationError`; one left by a process that died before committing opens as
         its last commit."""
         path = os.fspath(path)
-        cache = _cache_bytes(cache_bytes)
+        cache = cache_bytes_of(cache_bytes)
         stored, metadata = checkpoint.layout(path)
         config, frozen = checkpoint_config(cls.__name__, metadata, path)
         shape, dtype, checked = cls._saved_options(config, path)
@@ -119,11 +120,15 @@ class TableLayer(Layer):
     def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
         """The checkpoint's arrays, with a file-backed table's weight as of its last commit
         (the checkpoint with the rows its redo log holds over it), or a sharded table's
-        folder read as one table: `load` rebuilds a layer written by `save`, `create`,
-        `commit` or a sharded table's `save` into memory."""
+        folder (saved, or file-backed as of its last commit) read as one table: `load`
+        rebuilds a layer written by `save`, `create`, `commit` or a sharded table's `save`
+        or `commit` into memory."""
         if is_sharded_checkpoint(path):
             saved = SavedShards(path)
             return {"weight": saved.weight()}, saved.metadata
+        if is_sharded_files(path):
+            weight, metadata = committed_weight(path)
+            return {"weight": weight}, metadata
         tensors, metadata = super()._read_checkpoint(path)
         if "weight" in tensors and os.path.isdir(state_folder(os.fspath(path))):
             files = TableFiles(os.fspath(path), writable=False)
@@ -237,7 +242,8 @@ class TableLayer(Layer):
         return f"{self.num_embeddings}, {self.embedding_dim}{options}"
 
 
-def _cache_bytes(value: int | None) -> int | None:
+def cache_bytes_of(value: int | None) -> int | None:
+    """A file-backed table's `cache_bytes` argument, checked (None: the default)."""
     return None if value is None else integer("cache_bytes", value, 0)
 
 

@@ -61,14 +61,16 @@ class MappedTable:
         self._weight: Callable[[], Tensor | None] = lambda: None
 
     @classmethod
-    def weight_of(cls, path: str, writable: bool, cache_bytes: int | None = None) -> Tensor:
+    def weight_of(cls, path: str, writable: bool, cache_bytes: int | None = None, at_commit: int | None = None
+                  ) -> Tensor:
         """A tensor whose values are the table in the checkpoint `path`, kept by a new
         `MappedTable` (`storage_of` finds it). The tensor keeps the storage alive, not the
         other way round, so dropping the last reference to the weight closes the files.
         The redo log's index may take an eighth of the cache budget before a commit folds
-        the log into the files; the cached rows take the rest."""
+        the log into the files; the cached rows take the rest. `at_commit` opens the files
+        as of that tagged commit (`commit`)."""
         budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
-        files = TableFiles(path, writable, index_bytes=budget // INDEX_SHARE)
+        files = TableFiles(path, writable, index_bytes=budget // INDEX_SHARE, at_commit=at_commit)
         storage = cls(files, cache_bytes)
         with warnings.catch_warnings():  # a backend may warn that the mapping is writable
             warnings.simplefilter("ignore")
@@ -244,15 +246,29 @@ class MappedTable:
         self._view_stale = True
         self._mark_modified()
 
-    def commit(self) -> None:
+    def commit(self, tag: int | None = None) -> None:
         """Write every changed row to the files and make them, and the optimizers' step
-        counts, durable together."""
+        counts, durable together. A `tag` numbers the commit as one of several tables
+        committed together: the one before it stays openable until `fold` (see
+        `TableFiles.commit`)."""
         self.check_writable("commit()")
         self._write_back_dirty()
         steps = self._files.steps
         steps.update({name: int(state.get("step", steps.get(name, 0)))
                       for name, state in self._optimizer_states.items()})
-        self._files.commit(steps)
+        self._files.commit(steps, tag)
+
+    def fold(self) -> None:
+        """After a tagged commit, fold the redo log into the files if it has grown."""
+        self._files.fold()
+
+    def put_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
+        """Set `rows` (int64, distinct, in range) to `values`; durable at the next commit."""
+        self.check_writable("putting rows")
+        slots = self._slots(rows)
+        self._host(self._rows)[slots] = values
+        self._mark_dirty(slots)
+        self._mark_modified()
 
     # --- the weight tensor's keeper -------------------------------------------------------
 

@@ -10,6 +10,8 @@ before the first) and replaying those calls, which are deterministic. The call t
 the failure is then sent again, so it completes with the result it would have had.
 Snapshots are retaken once `SNAPSHOT_AFTER` changes have piled up (their memory: a copy of
 each shard in the object store, plus up to that many calls' gradients in the caller).
+Shards in files are not snapshotted: they are restored from their last commit (`remade`),
+and the caller keeps their changes since (every step's gradients) until the next one.
 """
 
 from __future__ import annotations
@@ -20,8 +22,6 @@ import uuid
 import weakref
 from typing import Any, Callable, Sequence, Union
 
-import numpy as np
-
 from .shard import MissingShard, ShardHost
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
@@ -31,6 +31,7 @@ MAX_RESTORES = 3  # a call whose shard dies again after this many restorations f
 CHANGES = frozenset({"put", "read", "put_state", "update", "renorm"})  # what a restoration replays
 
 Replay = Union[tuple, Callable[[], tuple]]  # a change's args, or what makes them again
+Maker = tuple  # a Shard class and its args: what makes a shard (ShardHost.create)
 
 
 class RayShards:
@@ -39,7 +40,7 @@ class RayShards:
     shared by the tables of a process that reserve the same CPUs: shard k of every table is
     on host k. Dropping this object drops its shards from their hosts."""
 
-    def __init__(self, sizes: Sequence[int], dim: int, dtype: np.dtype, num_cpus: float) -> None:
+    def __init__(self, makers: Sequence[Maker], num_cpus: float, *, snapshots: bool = True) -> None:
         try:
             import ray
         except ImportError:
@@ -48,12 +49,13 @@ class RayShards:
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         self._ray = ray
-        self.actors = _hosts(ray, len(sizes), num_cpus)
+        self.actors = _hosts(ray, len(makers), num_cpus)
         self._key = uuid.uuid4().hex
-        self._shapes = [(size, dim, dtype) for size in sizes]
-        self._snapshots: list[Any] = [None] * len(sizes)  # a ref to each shard's last snapshot (None: zeros)
-        self._changes: list[list[tuple[str, Replay]]] = [[] for _ in sizes]  # each shard's changes since
-        ray.get([host.create.remote(self._key, *shape) for host, shape in zip(self.actors, self._shapes)],
+        self._makers = list(makers)
+        self._snapshotted = snapshots
+        self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
+        self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
+        ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
                 timeout=CALL_TIMEOUT_S)
         weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
 
@@ -84,10 +86,20 @@ class RayShards:
                 self.snapshot(shard)
         return results
 
+    def remade(self, makers: Sequence[Maker]) -> None:
+        """From now on, restore each shard by ``ShardHost.create(key, *maker)`` alone: its
+        changes so far are in what that makes (a commit of file shards made them durable)."""
+        self._makers = list(makers)
+        self._snapshots = [None] * len(makers)
+        self._changes = [[] for _ in makers]
+
     def snapshot(self, shard: int | None = None) -> None:
         """Snapshot `shard` (all of them by default) into the object store: restoring it
         then starts there. One that dies meanwhile is restored and keeps its old snapshot
-        and changes."""
+        and changes. Nothing for shards made without snapshots: they are restored from
+        what they were last `remade` from, and their changes since."""
+        if not self._snapshotted:
+            return
         deadline = time.monotonic() + CALL_TIMEOUT_S
         shards = range(len(self.actors)) if shard is None else [shard]
         taken = [self.actors[k].call.options(num_returns=2).remote(self._key, "snapshot") for k in shards]
@@ -132,7 +144,7 @@ class RayShards:
             replay = [] if self._snapshots[shard] is None else [("restore", (self._snapshots[shard],))]
             replay += [(method, args() if callable(args) else args) for method, args in self._changes[shard]]
             try:
-                self._ray.get(host.create.remote(self._key, *self._shapes[shard]),
+                self._ray.get(host.create.remote(self._key, *self._makers[shard]),
                               timeout=max(0.0, deadline - time.monotonic()))
                 self._ray.get([self._send(shard, method, args) for method, args in replay],
                               timeout=max(0.0, deadline - time.monotonic()))

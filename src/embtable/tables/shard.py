@@ -1,12 +1,15 @@
 """`Shard`: one shard of a sharded table — its rows and each optimizer's state of them,
-changed only by the calls its table sends. It runs the storage code every table runs
-(`DenseTable` over its rows), so an update here is the update an in-memory table makes to
-the same rows. `ShardHost` is a shard process: it holds the shards of any number of
+changed only by the calls its table sends: in memory (`MemoryShard`) or in a file-backed
+table (`FileShard`). It runs the storage code every table runs (`DenseTable` over its
+rows, or `MappedTable`), so an update here is the update an in-memory table makes to the
+same rows. `ShardHost` is a shard process: it holds the shards of any number of
 tables, by key (a process per shard per table would cost each new table seconds of
 process start)."""
 
 from __future__ import annotations
 
+import abc
+import gc
 import os
 from typing import Any, Sequence
 
@@ -14,48 +17,84 @@ import numpy as np
 
 from .. import checkpoint
 from ..backends import backend_for
-from ..core import RowSparseGrad, Tensor, data_of, wrap
+from ..core import RowSparseGrad, Tensor, data_of, keeper_of, wrap
 from ..device import as_device
-from .base import RowRule
+from ..dtype import DType
+from .base import RowRule, TableStorage
 from .dense import DenseTable
+from .mapped import MappedTable
 from .sharded_checkpoint import saved_rows
+from .table_files import create_file
+
+CREATE_BLOCK_ROWS = 1 << 16  # zero rows written at a time into a new file shard
 
 
-class Shard:
-    """`count` rows of `dim` values of `dtype` (a NumPy dtype), zeros until `put`,
-    addressed by place."""
+class Shard(abc.ABC):
+    """The rows of one shard, addressed by place, and each optimizer's state of them: what
+    every kind of shard does through its storage (`_table`)."""
 
-    def __init__(self, count: int, dim: int, dtype: np.dtype) -> None:
+    def __init__(self) -> None:
         self._cpu = backend_for(as_device("cpu"))
-        self._rows = self._tensor(np.zeros((count, dim), dtype))
-        self._state: dict[str, dict[str, Any]] = {}  # optimizer name -> its buffers of these rows
+        self._state: dict[str, dict[str, Any]] = {}  # optimizer name -> its state of these rows
 
+    @abc.abstractmethod
+    def _table(self) -> TableStorage:
+        """The storage of this shard's rows, row numbers being places."""
+
+    @abc.abstractmethod
     def put(self, places: np.ndarray, rows: np.ndarray) -> None:
-        """Set the rows at `places` to `rows`."""
-        self._cpu.to_host(data_of(self._rows))[places] = rows
+        """Set the rows at `places` (distinct) to `rows`."""
 
     def gather(self, places: np.ndarray) -> np.ndarray:
         """The rows at `places` (int64)."""
-        return self._cpu.to_host(data_of(DenseTable(self._rows).gather(self._tensor(places))))
+        return self._cpu.to_host(data_of(self._table().gather(self._tensor(places))))
 
     def renorm(self, places: np.ndarray, max_norm: float, norm_type: float) -> None:
         """Rescale the rows at `places` (distinct) whose norm exceeds `max_norm`, as
         `TableStorage.renorm_rows_`."""
-        DenseTable(self._rows).renorm_rows_(self._tensor(places), max_norm, norm_type)
+        self._table().renorm_rows_(self._tensor(places), max_norm, norm_type)
 
     def update(self, rule: RowRule, places: np.ndarray | None, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
         """Apply `rule` with this shard's state of its kind: to the rows at `places`
         (distinct, ascending) from their `gradient` rows, or with ``places=None`` to every
         row from a dense `gradient` in place order (the dense formula, as an in-memory table
         applies a dense gradient)."""
+        table = self._table()
         grad = self._tensor(gradient)
         if places is not None:
-            grad = RowSparseGrad(self._tensor(places), grad, self._rows.shape)
-        DenseTable(self._rows).apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
+            grad = RowSparseGrad(self._tensor(places), grad, table.shape)
+        table.apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
 
     def values(self) -> np.ndarray:
         """Every row, in place order."""
-        return self._cpu.to_host(data_of(self._rows))
+        return self._cpu.to_host(data_of(self._table().values()))
+
+    def save(self, path: str, metadata: dict[str, str]) -> None:
+        """Write every row, in place order, as the ``weight`` of a checkpoint file."""
+        checkpoint.write(path, {"weight": self.values()}, metadata)
+
+    def read(self, pieces: list[tuple[str, int, int, int]]) -> None:
+        """Read rows from checkpoint files: ``(file, first row, count, first place)`` each."""
+        for path, start, count, place in pieces:
+            self.put(np.arange(place, place + count), saved_rows(path, start, count))
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
+
+
+class MemoryShard(Shard):
+    """`count` rows of `dim` values of `dtype` (a NumPy dtype) in memory, zeros until `put`;
+    its state can be handed in and out, and snapshotted whole."""
+
+    def __init__(self, count: int, dim: int, dtype: np.dtype) -> None:
+        super().__init__()
+        self._rows = self._tensor(np.zeros((count, dim), dtype))
+
+    def _table(self) -> DenseTable:
+        return DenseTable(self._rows)
+
+    def put(self, places: np.ndarray, rows: np.ndarray) -> None:
+        self._cpu.to_host(data_of(self._rows))[places] = rows
 
     def put_state(self, name: str, buffers: dict[str, np.ndarray]) -> None:
         """Make `buffers` (each a value per row, in place order) the optimizer `name`'s
@@ -78,17 +117,35 @@ class Shard:
         self._state = {name: {buffer: self._tensor(np.array(value)) for buffer, value in buffers.items()}
                        for name, buffers in state.items()}
 
-    def save(self, path: str, metadata: dict[str, str]) -> None:
-        """Write every row, in place order, as the ``weight`` of a checkpoint file."""
-        checkpoint.write(path, {"weight": self.values()}, metadata)
 
-    def read(self, pieces: list[tuple[str, int, int, int]]) -> None:
-        """Read rows from checkpoint files: ``(file, first row, count, first place)`` each."""
-        for path, start, count, place in pieces:
-            self.put(np.arange(place, place + count), saved_rows(path, start, count))
+class FileShard(Shard):
+    """A shard whose rows, and their optimizer state, live in the file-backed table at
+    `path` (§11: a `MappedTable` caching about `cache_bytes`): a new one of `count` zero
+    rows, or, with `at_commit`, the table there as of that commit of its sharded table.
+    It commits with the others of its table (`commit`, then `fold`)."""
 
-    def _tensor(self, array: np.ndarray) -> Tensor:
-        return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
+    def __init__(self, path: str, count: int, dim: int, dtype: DType, cache_bytes: int | None,
+                 at_commit: int | None) -> None:
+        super().__init__()
+        if at_commit is None:
+            create_file(path, (count, dim), dtype, {}, lambda start, stop: np.zeros((stop - start, dim), dtype.numpy),
+                        block_rows=CREATE_BLOCK_ROWS, progress=False)
+        self._weight = MappedTable.weight_of(path, True, cache_bytes, at_commit)  # keeps its storage open
+
+    def _table(self) -> MappedTable:
+        return keeper_of(self._weight)
+
+    def put(self, places: np.ndarray, rows: np.ndarray) -> None:
+        self._table().put_rows(places, rows)
+
+    def commit(self, tag: int) -> None:
+        """Make every change durable as commit `tag`, the last commit kept openable too (the
+        sharded table's manifest names the one to open)."""
+        self._table().commit(tag)
+
+    def fold(self) -> None:
+        """Fold the file's redo log in, once the sharded table names the last commit."""
+        self._table().fold()
 
 
 class MissingShard(LookupError):
@@ -102,9 +159,11 @@ class ShardHost:
     def __init__(self) -> None:
         self._shards: dict[str, Shard] = {}
 
-    def create(self, key: str, count: int, dim: int, dtype: np.dtype) -> None:
-        """A new shard `key` of `count` zero rows."""
-        self._shards[key] = Shard(count, dim, dtype)
+    def create(self, key: str, kind: type[Shard], *args: Any) -> None:
+        """Shard `key`, made anew: ``kind(*args)``."""
+        self._shards.pop(key, None)  # a file shard's files are closed before they are opened again
+        gc.collect()
+        self._shards[key] = kind(*args)
 
     def call(self, key: str, method: str, *args: Any) -> Any:
         """Shard `key`'s `method` with `args`: what it returns."""
@@ -113,8 +172,9 @@ class ShardHost:
         return getattr(self._shards[key], method)(*args)
 
     def drop(self, key: str) -> None:
-        """Forget shard `key` (its table is gone)."""
+        """Forget shard `key` (its table is gone), closing a file shard's files."""
         self._shards.pop(key, None)
+        gc.collect()
 
     def keys(self) -> list[str]:
         """The keys of the shards held here."""

@@ -28,6 +28,7 @@ from .base import RowRule
 from .dense import DenseTable
 from .placement import Placement
 from .ray_shards import RayShards
+from .shard import MemoryShard
 from .sharded_checkpoint import SavedShards, finish_writing, shard_files
 
 DEAL_ROWS = 1 << 16  # rows of the table dealt to the shards at a time
@@ -44,12 +45,16 @@ class ShardedTable:
         self._shape = shape
         self._dtype = dtype
         self._cpu: Backend = backend_for(as_device("cpu"))
-        self._shards = RayShards([self._placement.size_of(k) for k in range(shards)], shape[1], dtype.numpy,
-                                 num_cpus)
+        self._shards = self._new_shards(num_cpus)
         self._view = np.empty(shape, dtype.numpy)  # the weight's array: filled when read
         self._view_stale = True
         self._weight: Callable[[], Tensor | None] = lambda: None
         self._states: dict[str, dict[str, Any]] = {}  # optimizer name -> the state its shards' buffers are of
+
+    def _new_shards(self, num_cpus: float) -> RayShards:
+        """The shard actors, each holding its rows in memory (zeros until dealt)."""
+        return RayShards([(MemoryShard, self._placement.size_of(k), self._shape[1], self._dtype.numpy)
+                          for k in range(self.shards)], num_cpus)
 
     @classmethod
     def weight_of(cls, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float,

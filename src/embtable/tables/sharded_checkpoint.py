@@ -15,6 +15,7 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import SerializationError
+from .durable import replace_file
 from .placement import Placement
 
 MANIFEST = "manifest.json"
@@ -39,12 +40,7 @@ def finish_writing(folder: str, files: list[str], placement: Placement, dtype: D
     remove the files of earlier checkpoints."""
     manifest = {"format": FORMAT, "metadata": metadata, "num_rows": placement.num_rows, "dtype": dtype.name,
                 "multiplier": placement.multiplier, "bounds": placement.bounds.tolist(), "files": files}
-    temporary = os.path.join(folder, MANIFEST + ".tmp")
-    with open(temporary, "w") as file:
-        json.dump(manifest, file)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, os.path.join(folder, MANIFEST))
+    replace_file(os.path.join(folder, MANIFEST), json.dumps(manifest).encode())
     for name in os.listdir(folder):
         if name.startswith("shard-") and name.endswith(".safetensors") and name not in files:
             os.unlink(os.path.join(folder, name))

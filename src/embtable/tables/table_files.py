@@ -42,6 +42,7 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
+from .durable import replace_file, sync_folder
 from .redo_log import RedoLog
 from .row_copy import copy_rows
 from .row_io import byte_rows, read_rows, write_rows
@@ -65,7 +66,8 @@ class TableFiles:
     layer's weight tensor shows); and, when `writable`, the exclusive lock on `path`. The
     log's index is folded away at a commit once it passes `index_bytes`."""
 
-    def __init__(self, path: str, writable: bool, index_bytes: int = 128 << 20) -> None:
+    def __init__(self, path: str, writable: bool, index_bytes: int = 128 << 20, at_commit: int | None = None
+                 ) -> None:
         self.path = path
         self.writable = writable
         self._index_bytes = index_bytes
@@ -86,6 +88,8 @@ class TableFiles:
             if writable:
                 _lock(self._file, path)
             self._manifest = self._read_manifest()
+            if at_commit is not None:
+                self._manifest = self._manifest_of(at_commit)
             if writable:
                 self._remove_uncommitted()
             self._state_entries: dict[str, list[list[Any]]] = {}
@@ -173,14 +177,27 @@ class TableFiles:
             chunk = slice(start, start + WRITE_CHUNK_ROWS)
             self._log.append(rows[chunk], {name: block[chunk] for name, block in blocks.items()})
 
-    def commit(self, steps: dict[str, int]) -> None:
+    def commit(self, steps: dict[str, int], tag: int | None = None) -> None:
         """Make every row written so far and the optimizer `steps` durable together; then
-        fold the log into the files when it has grown."""
+        fold the log into the files when it has grown. With a `tag` (the number of a commit
+        of several tables together), the manifest is marked with it and keeps the commit
+        before it openable (`at_commit`), so nothing is folded: `fold` does that once the
+        tagged commit is the one to keep."""
         logged = self._log.sync()
         for file in self._state_files.values():  # a state file new since the last commit
             os.fsync(file.fileno())
-        self._write_manifest({**self._manifest, "generation": self._manifest["generation"] + 1,
-                              "steps": dict(steps), "state": dict(self._state_entries), "logged": logged})
+        last = {key: value for key, value in self._manifest.items() if key not in ("previous", "commit")}
+        manifest = {**last, "generation": last["generation"] + 1, "steps": dict(steps),
+                    "state": dict(self._state_entries), "logged": logged}
+        if tag is not None:
+            manifest.update(commit=tag, previous={**last, "commit": self._manifest.get("commit")})
+        self._write_manifest(manifest)
+        if tag is None:
+            self.fold()
+
+    def fold(self) -> None:
+        """Fold the log into the files if it has grown (its index past `index_bytes`, or the
+        log past the weight's size); the commit before the last is no longer openable then."""
         if self._log.index_bytes > self._index_bytes or self._log.size > self._weight.nbytes:
             self._fold()
 
@@ -211,7 +228,10 @@ class TableFiles:
 
     def _fold(self) -> None:
         """Write each logged row's latest value over the checkpoint or its state file, in row
-        order, flush them, then start a new empty log (the manifest names it)."""
+        order, flush them, then start a new empty log (the manifest names it). The commit
+        before the last is forgotten first: the files will no longer hold it."""
+        if "previous" in self._manifest:
+            self._write_manifest({key: value for key, value in self._manifest.items() if key != "previous"})
         for name in self._log.names:
             fd, start, width = self._target(name)
             rows, offsets = self._log.items(name)
@@ -255,30 +275,27 @@ class TableFiles:
         try:
             with open(name, "rb") as file:
                 manifest = json.loads(file.read())
-            if manifest["format"] != _FORMAT:
-                raise ValueError(f"format {manifest['format']!r}, expected {_FORMAT}")
-            if not all(isinstance(manifest[key], int) and manifest[key] >= 0 for key in ("generation", "logged")):
-                raise ValueError("generation and logged must be non-negative integers")
-            if not isinstance(manifest["log"], str) or os.path.basename(manifest["log"]) != manifest["log"]:
-                raise ValueError(f"log {manifest['log']!r}")
-            for optimizer, fields in manifest["state"].items():
-                if optimizer in (MANIFEST, manifest["log"]) or os.path.basename(optimizer) != optimizer:
-                    raise ValueError(f"state file {optimizer!r}")
-                _record_dtype(fields)
-            {str(optimizer): int(count) for optimizer, count in dict(manifest["steps"]).items()}
+            _check_manifest(manifest)
+            if "previous" in manifest:
+                _check_manifest(manifest["previous"])
         except (OSError, KeyError, TypeError, ValueError, AttributeError) as error:
             raise SerializationError(f"{name!r} is not an embtable table manifest ({error})") from None
         return manifest
 
+    def _manifest_of(self, tag: int) -> dict[str, Any]:
+        """The manifest of the commit tagged `tag` (the last, or the one before it: made the
+        manifest again by a writable open); `SerializationError` if the files hold neither."""
+        last = self._manifest
+        for manifest in (last, last.get("previous")):
+            if manifest is not None and manifest.get("commit") == tag:
+                if self.writable and manifest is not last:
+                    self._write_manifest(manifest)
+                return manifest
+        held = [manifest.get("commit") for manifest in (last, last.get("previous")) if manifest is not None]
+        raise SerializationError(f"{self.path!r} holds commits {held}, not commit {tag}")
+
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        name = os.path.join(self._folder, MANIFEST)
-        temporary = name + ".tmp"
-        with open(temporary, "wb") as file:
-            file.write(json.dumps(manifest).encode())
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, name)
-        _sync_folder(self._folder)
+        replace_file(os.path.join(self._folder, MANIFEST), json.dumps(manifest).encode())
         self._manifest = manifest
 
     def _remove_uncommitted(self) -> None:
@@ -308,6 +325,24 @@ class TableFiles:
         if os.fstat(file.fileno()).st_size < size:
             raise SerializationError(f"{file.name!r} holds less than {self.shape[0]} records of {name}'s state")
         self._written_pages[name] = _data_pages(file.fileno(), size)
+
+
+def _check_manifest(manifest: dict[str, Any]) -> None:
+    """`ValueError` (or the `KeyError` / `TypeError` of a missing or odd field) unless
+    `manifest` is one a commit writes."""
+    if manifest["format"] != _FORMAT:
+        raise ValueError(f"format {manifest['format']!r}, expected {_FORMAT}")
+    if not all(isinstance(manifest[key], int) and manifest[key] >= 0 for key in ("generation", "logged")):
+        raise ValueError("generation and logged must be non-negative integers")
+    if not isinstance(manifest["log"], str) or os.path.basename(manifest["log"]) != manifest["log"]:
+        raise ValueError(f"log {manifest['log']!r}")
+    for optimizer, fields in manifest["state"].items():
+        if optimizer in (MANIFEST, manifest["log"]) or os.path.basename(optimizer) != optimizer:
+            raise ValueError(f"state file {optimizer!r}")
+        _record_dtype(fields)
+    {str(optimizer): int(count) for optimizer, count in dict(manifest["steps"]).items()}
+    if manifest.get("commit") is not None and not isinstance(manifest["commit"], int):
+        raise ValueError(f"commit {manifest['commit']!r}")
 
 
 def _random_access(file: Any) -> Any:
@@ -351,7 +386,7 @@ def create_file(path: str, shape: tuple[int, int], dtype: DType, metadata: dict[
         os.fsync(file.fileno())
     shutil.rmtree(state_folder(path), ignore_errors=True)
     os.replace(temporary, path)
-    _sync_folder(os.path.dirname(os.path.abspath(path)))
+    sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def _progress(total: int, shown: bool) -> Any:
@@ -367,14 +402,6 @@ def _progress(total: int, shown: bool) -> Any:
 class _NoBar:
     def update(self, count: int) -> None:
         pass
-
-
-def _sync_folder(folder: str) -> None:
-    handle = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
 
 
 def _lock(file: Any, path: str) -> None:
