@@ -422,24 +422,27 @@ def test_file_backed_shards_train_as_in_memory_and_reopen_at_the_last_commit(tmp
 
 
 def killing(monkeypatch, method, shard, count, how="before"):
-    """Kill `shard`'s process at the `count`-th call of `method` on the table's shards: just
-    before sending it, or (``how="during"``) a moment after; returns the kills made."""
-    sent = et.tables.ray_shards.RayShards.call
+    """Kill `shard`'s process at the `count`-th call of `method` on the table's shards (sent
+    waiting for it or not): just before sending it, or (``how="during"``) a moment after;
+    returns the kills made."""
     seen, kills = [], []
 
-    def call(self, calls, replays=None):
-        if calls and calls[0][1] == method:
-            seen.append(1)
-            if len(seen) == count:
-                pid = ray.get(self.actors[shard].pid.remote(), timeout=60)
-                kills.append(pid)
-                if how == "before":
-                    os.kill(pid, signal.SIGKILL)
-                else:
-                    threading.Timer(0.002, os.kill, (pid, signal.SIGKILL)).start()
-        return sent(self, calls, replays)
+    def killer(sent):
+        def calls_and_kills(self, calls, replays=None):
+            if calls and calls[0][1] == method:
+                seen.append(1)
+                if len(seen) == count:
+                    pid = ray.get(self.actors[shard].pid.remote(), timeout=60)
+                    kills.append(pid)
+                    if how == "before":
+                        os.kill(pid, signal.SIGKILL)
+                    else:
+                        threading.Timer(0.002, os.kill, (pid, signal.SIGKILL)).start()
+            return sent(self, calls, replays)
+        return calls_and_kills
 
-    monkeypatch.setattr(et.tables.ray_shards.RayShards, "call", call)
+    for name in ("call", "send"):
+        monkeypatch.setattr(et.tables.ray_shards.RayShards, name, killer(getattr(et.tables.ray_shards.RayShards, name)))
     return kills
 
 

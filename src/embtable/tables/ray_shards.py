@@ -55,6 +55,7 @@ class RayShards:
         self._snapshotted = snapshots
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
+        self._pending: tuple[Sequence[tuple[int, str, tuple]], list[Any], Any] | None = None  # sent, not waited for
         ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
                 timeout=CALL_TIMEOUT_S)
         weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
@@ -66,8 +67,28 @@ class RayShards:
         kept for restorations with its args, or with what its `replays` entry gives (a
         function making the args again, where keeping them would cost memory). Every call
         is waited for before an error is raised, so the changes that did happen are kept."""
+        self.settle()
+        return self._finished(calls, [self._send(shard, method, args) for shard, method, args in calls], replays)
+
+    def send(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None) -> None:
+        """Send `calls` as `call` does, without waiting for them: the next call waits for
+        them first (restoring shards as `call` does) and raises their error, if any. A
+        shard runs calls in the order they were sent, so later calls see their changes;
+        meanwhile the caller goes on with its own work."""
+        self.settle()
+        self._pending = (calls, [self._send(shard, method, args) for shard, method, args in calls], replays)
+
+    def settle(self) -> None:
+        """Wait for the calls `send` sent, if any."""
+        if self._pending is not None:
+            calls, futures, replays = self._pending
+            self._pending = None
+            self._finished(calls, futures, replays)
+
+    def _finished(self, calls: Sequence[tuple[int, str, tuple]], futures: list[Any],
+                  replays: Sequence[Replay | None] | None) -> list[Any]:
+        """The results of `calls`, sent as `futures` (see `call`)."""
         deadline = time.monotonic() + CALL_TIMEOUT_S
-        futures = [self._send(shard, method, args) for shard, method, args in calls]
         results: list[Any] = []
         failure: Exception | None = None
         for number, ((shard, method, args), future) in enumerate(zip(calls, futures)):
@@ -89,6 +110,7 @@ class RayShards:
     def remade(self, makers: Sequence[Maker]) -> None:
         """From now on, restore each shard by ``ShardHost.create(key, *maker)`` alone: its
         changes so far are in what that makes (a commit of file shards made them durable)."""
+        self.settle()
         self._makers = list(makers)
         self._snapshots = [None] * len(makers)
         self._changes = [[] for _ in makers]
@@ -98,6 +120,7 @@ class RayShards:
         then starts there. One that dies meanwhile is restored and keeps its old snapshot
         and changes. Nothing for shards made without snapshots: they are restored from
         what they were last `remade` from, and their changes since."""
+        self.settle()
         if not self._snapshotted:
             return
         deadline = time.monotonic() + CALL_TIMEOUT_S
@@ -166,12 +189,15 @@ def _connection(ray: Any) -> tuple[str, str]:
 
 def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
     """The first `count` shard hosts reserving `num_cpus` each in this Ray job, started
-    where missing (with this process's CPU backend), restarted by Ray whenever they die."""
+    where missing (with this process's CPU backend, and as many kernel threads as whole
+    CPUs reserved, at least one), restarted by Ray whenever they die."""
     pool = _host_pools.setdefault((_connection(ray), num_cpus), [])
     if len(pool) < count:
-        backend = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy")}
+        threads = str(max(1, int(num_cpus)))  # threads idling in a spin would take the cores others reserved
+        env = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy"), "NUMBA_NUM_THREADS": threads,
+               "OMP_NUM_THREADS": threads}
         host = ray.remote(ShardHost).options(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
-                                             runtime_env={"env_vars": backend})
+                                             runtime_env={"env_vars": env})
         pool.extend(host.remote() for _ in range(count - len(pool)))
     return pool[:count]
 

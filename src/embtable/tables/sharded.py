@@ -160,13 +160,13 @@ class ShardedTable:
         if self._states.get(type(rule).__name__) is not state:
             self._hand_over(rule, state)
         portable = rule.portable()
-        if isinstance(grad, RowSparseGrad):
+        if isinstance(grad, RowSparseGrad):  # sent, not waited for: the shards update while the caller goes on
             values = self._cpu.to_host(data_of(grad.values))
             self._send(self._cpu.to_host(data_of(grad.indices)),
-                       lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))))
+                       lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))), wait=False)
         else:  # the dense formula over every row, as in memory (not the lazy row-sparse one)
             values = self._cpu.to_host(data_of(grad))
-            self._shards.call([(k, "update", (portable, None, values[self._placement.rows_of(k)], tuple(scalars)))
+            self._shards.send([(k, "update", (portable, None, values[self._placement.rows_of(k)], tuple(scalars)))
                                for k in range(self.shards)])
         self._changed()
 
@@ -265,15 +265,16 @@ class ShardedTable:
         picked, places = self._placement.split(np.arange(start, stop, dtype=np.int64))[shard]
         return places, np.asarray(rows(start, stop))[picked]
 
-    def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]]
+    def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]], wait: bool = True
               ) -> tuple[list[np.ndarray], list[Any]]:
         """Split `rows` (int64, distinct) by shard and send each shard that holds some
         ``call(places, picked)`` (its places, ascending, and which of `rows` they are);
-        which of `rows` each reply is for, and the replies."""
+        which of `rows` each reply is for, and the replies (none unless `wait`)."""
         parts = [(k, places, picked) for k, (picked, places) in enumerate(self._placement.split(rows))
                  if places.shape[0]]
-        replies = self._shards.call([(k, *call(places, picked)) for k, places, picked in parts])
-        return [picked for _, _, picked in parts], replies
+        calls = [(k, *call(places, picked)) for k, places, picked in parts]
+        replies = self._shards.call(calls) if wait else self._shards.send(calls)
+        return [picked for _, _, picked in parts], replies or []
 
     def _fetched(self, rows: np.ndarray) -> DenseTable:
         """The values of `rows` (distinct), fetched from their shards, as a table whose row
