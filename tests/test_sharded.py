@@ -259,6 +259,24 @@ def test_a_killed_shard_comes_back_exactly_and_its_call_completes(rng, monkeypat
     assert other.weight.numpy().tobytes() == memory_other.weight.numpy().tobytes()
 
 
+@ray.remote(num_cpus=0.1)
+class Owner:
+    def owned(self, value):
+        return [ray.put(value)]  # a ref this actor owns: lost with it
+
+
+def test_a_shard_whose_snapshot_was_lost_with_its_machine_says_so(rng):
+    table = ShardedEmbedding(ROWS, DIM, shards=2)
+    shards = et.tables.storage_of(table.weight)._shards
+    owner = Owner.remote()
+    snapshot = ray.get(shards._snapshots[1], timeout=60)
+    shards._snapshots[1] = ray.get(owner.owned.remote(snapshot), timeout=60)[0]  # as if held on another machine
+    ray.kill(owner)  # that machine is gone, and so is the shard's process
+    kill(table.shard_actors[1], "SIGKILL")
+    with pytest.raises(et.ShardLostError, match="snapshot was lost"):
+        table(np.arange(ROWS))
+
+
 # --- optimizer state dicts ------------------------------------------------------------------
 
 def test_optimizer_state_dicts_hold_the_shards_state_and_load_into_them(rng):

@@ -10,7 +10,7 @@ from .device import Device, get_default_device
 from .dtype import DType, get_default_dtype, set_default_dtype
 from .errors import (DeviceError, DTypeError, Error, IndexOutOfRangeError,
                      InvalidArgumentError, ModifiedTensorError, SerializationError,
-                     ShapeError)
+                     ShapeError, ShardLostError)
 from .nn import LayerState
 from .rng import manual_seed
 
@@ -22,5 +22,5 @@ __all__ = [
     "get_default_device", "set_default_device", "get_default_dtype", "set_default_dtype",
     "manual_seed", "empty_host_cache", "set_host_cache_limit",
     "Error", "IndexOutOfRangeError", "DTypeError", "ShapeError", "InvalidArgumentError",
-    "DeviceError", "SerializationError", "ModifiedTensorError",
+    "DeviceError", "SerializationError", "ModifiedTensorError", "ShardLostError",
 ]

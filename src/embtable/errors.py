@@ -36,3 +36,8 @@ class SerializationError(Error, ValueError):
 
 class ModifiedTensorError(Error, RuntimeError):
     """A backward needs a tensor that was modified in place after the forward used it."""
+
+
+class ShardLostError(Error, RuntimeError):
+    """A shard of a sharded table that cannot be brought back: what it would be restored
+    from was lost with its machine."""

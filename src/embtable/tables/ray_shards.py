@@ -22,6 +22,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Sequence, Union
 
+from ..errors import ShardLostError
 from .shard import MissingShard, ShardHost
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
@@ -172,6 +173,11 @@ class RayShards:
                 self._ray.get([self._send(shard, method, args) for method, args in replay],
                               timeout=max(0.0, deadline - time.monotonic()))
                 return
+            except self._ray.exceptions.ObjectLostError as error:
+                raise ShardLostError(f"shard {shard}'s snapshot was lost with the machine whose object store held it: "
+                                     f"shards in memory survive the death of their process, not of their machine; "
+                                     f"file-backed shards (path=...) on storage every machine sees survive both"
+                                     ) from error
             except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
             time.sleep(RETRY_PAUSE_S)

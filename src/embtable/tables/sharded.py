@@ -50,6 +50,7 @@ class ShardedTable:
         self._view_stale = True
         self._weight: Callable[[], Tensor | None] = lambda: None
         self._states: dict[str, dict[str, Any]] = {}  # optimizer name -> the state its shards' buffers are of
+        self._last_split: tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]] = (np.empty(0, np.int64), [])
 
     def _new_shards(self, num_cpus: float) -> RayShards:
         """The shard actors, each holding its rows in memory (zeros until dealt)."""
@@ -270,8 +271,7 @@ class ShardedTable:
         """Split `rows` (int64, distinct) by shard and send each shard that holds some
         ``call(places, picked)`` (its places, ascending, and which of `rows` they are);
         which of `rows` each reply is for, and the replies (none unless `wait`)."""
-        parts = [(k, places, picked) for k, (picked, places) in enumerate(self._placement.split(rows))
-                 if places.shape[0]]
+        parts = [(k, places, picked) for k, (picked, places) in enumerate(self._split(rows)) if places.shape[0]]
         calls = [(k, *call(places, picked)) for k, places, picked in parts]
         replies = self._shards.call(calls) if wait else self._shards.send(calls)
         return [picked for _, _, picked in parts], replies or []
@@ -284,10 +284,18 @@ class ShardedTable:
             fetched[picked] = values
         return DenseTable(self._tensor(fetched))
 
+    def _split(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`Placement.split` of `rows`, remembered for the next call (a step updates the
+        rows its lookup gathered)."""
+        last_rows, last_parts = self._last_split
+        if not (last_rows.shape == rows.shape and np.array_equal(last_rows, rows)):
+            self._last_split = rows.copy(), self._placement.split(rows)
+        return self._last_split[1]
+
     def _distinct(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The distinct rows of `indices`, ascending, and each index's position among them."""
-        rows, positions = np.unique(self._cpu.to_host(data_of(indices)).reshape(-1), return_inverse=True)
-        return rows, positions.astype(np.int64, copy=False)
+        rows, _, positions = self._cpu.group_rows(data_of(indices))
+        return self._cpu.to_host(rows), self._cpu.to_host(positions)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
