@@ -12,7 +12,8 @@ sharded call moves (ids to each shard, its rows back; for a step also its rows' 
 to it) over `multiprocessing.Pipe`s to as many echoing processes, all shards at once, and
 times only that: the least any transport between processes costs on this machine. The
 **overhead** of a sharded table is its time less the local table's; it is reported over
-the floor. With `--prefetch` each sharded step also calls ``prefetch`` on the next batch.
+the floor. The third workload of each is the step prefetching the next batch after its
+backward (`prefetch`: a no-op in one process).
 It also reports how evenly a batch's distinct rows fall on the shards.
 
 On one machine every shard shares its cores with the caller: this measures what the
@@ -64,8 +65,12 @@ def train_step(layer: et.nn.Embedding, optimizer: et.optim.Optimizer, ids: np.nd
 
 def prefetched_step(layer: et.nn.Embedding, optimizer: et.optim.Optimizer, ids: np.ndarray,
                     following: np.ndarray) -> None:
-    train_step(layer, optimizer, ids, following)
+    """A training step that, after its backward, prefetches the next batch's rows: their
+    gather overlaps the step, whose replies bring back the rows it changed."""
+    optimizer.zero_grad()
+    layer(ids).sum().backward()
     layer.prefetch(following)
+    optimizer.step()
 
 
 def median_ms(run: Callable[[np.ndarray, np.ndarray], None], batches: list[np.ndarray]) -> float:
@@ -137,7 +142,6 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--prefetch", action="store_true", help="each sharded step prefetches the next batch")
     args = parser.parse_args()
     floors = {shards: PipeFloor(shards) for shards in args.shards}
     import ray  # after the floor's processes are forked
@@ -150,27 +154,25 @@ def main() -> None:
               **{shards: ShardedEmbedding(args.rows, args.dim, shards=shards) for shards in args.shards}}
     optimizers = {key: et.optim.Adam(layer.parameters(), lr=0.01) for key, layer in layers.items()}
     row_bytes = 4 * args.dim
-    sharded_step = prefetched_step if args.prefetch else train_step
     for batch in args.batches:
         for law, draw in LAWS.items():
-            for op in ("lookup", "step"):
+            for op, run in (("lookup", lookup), ("step", train_step), ("step, prefetching", prefetched_step)):
                 times: dict[object, list[float]] = {key: [] for key in [*layers, *(("floor", k) for k in floors)]}
                 for _ in range(args.runs):
                     batches = [draw(rng, args.rows, batch) for _ in range(args.steps + 2)]
                     for key, layer in layers.items():
-                        run = lookup if op == "lookup" else train_step if key == "local" else sharded_step
                         times[key].append(median_ms(lambda ids, following: run(layer, optimizers[key], ids,
                                                                                following), batches))
                     for shards, floor in floors.items():
                         times["floor", shards].append(floor_ms(floor, Placement(args.rows, shards), row_bytes,
-                                                               batches, op == "step"))
+                                                               batches, run is not lookup))
                 local = statistics.median(times["local"])
                 cells = []
                 for shards in args.shards:
                     sharded, floor = statistics.median(times[shards]), statistics.median(times["floor", shards])
                     cells.append(f"{shards}: {sharded:6.1f} ({sharded / local:4.2f}x, floor {floor:5.1f}, overhead "
                                  f"{(sharded - local) / floor:4.1f}x floor)")
-                print(f"{law:7s} {batch:6d} {op:6s} local {local:6.1f} | " + " | ".join(cells), flush=True)
+                print(f"{law:7s} {batch:6d} {op:17s} local {local:6.1f} | " + " | ".join(cells), flush=True)
     ids = zipf_ids(rng, args.rows, max(args.batches))
     print("busiest shard over the even share of a Zipf batch's distinct rows: "
           + ", ".join(f"{shards} shards {balance(Placement(args.rows, shards), ids):.3f}x" for shards in args.shards))

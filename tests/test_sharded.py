@@ -199,6 +199,46 @@ def test_tables_share_shard_processes_and_free_their_shards_when_dropped():
     assert second(np.array([0, ROWS - 1])).shape == (2, DIM)
 
 
+# --- prefetch -------------------------------------------------------------------------------
+
+def test_prefetched_rows_are_those_a_lookup_would_fetch(rng, monkeypatch):
+    fetches = []
+    sent = et.tables.ray_shards.RayShards.call
+
+    def counting(self, calls, replays=None):
+        fetches.extend(1 for _, method, _ in calls[:1] if method == "gather")
+        return sent(self, calls, replays)
+
+    monkeypatch.setattr(et.tables.ray_shards.RayShards, "call", counting)
+    memory, table = pair(Embedding, ShardedEmbedding, 3, padding_idx=4, scale_grad_by_freq=True)
+    opts = [(Adam(layer.parameters(), lr=0.05), SGD(layer.parameters(), lr=0.1, momentum=0.9))  # two steps between
+            for layer in (memory, table)]
+    batches = [np.minimum(rng.zipf(1.3, (5, 9)) - 1, ROWS - 1) for _ in range(10)]
+    for step, ids in enumerate(batches):
+        outputs = []
+        for layer, layer_opts in zip((memory, table), opts):
+            for opt in layer_opts:
+                opt.zero_grad()
+            out = layer(ids)
+            (out * out).sum().backward()
+            if step + 1 < len(batches):  # steps 3 and 7 prefetch other ids than the next lookup's
+                layer.prefetch(batches[step + 1] if step % 4 != 3 else batches[step + 1][:2])
+            if step == 5 and layer is table:
+                kill(table.shard_actors[1], "SIGKILL")  # the prefetch's gather meets a dead shard
+            for opt in layer_opts:
+                opt.step()
+            if step == 6 and layer is table:
+                kill(table.shard_actors[2], "SIGKILL")  # its gather and updates sent, maybe run, not waited for
+            outputs.append(out.numpy().tobytes())
+        assert outputs[0] == outputs[1], step
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+    assert len(fetches) == 3  # steps 0, 4 and 8; every other lookup took the prefetched rows
+    with et.no_grad():
+        table.prefetch(batches[0])
+        table(np.array([ROWS - 1]))  # another lookup drops them; a renorm or a load would too
+        assert table(batches[0]).numpy().tobytes() == memory(batches[0]).numpy().tobytes()
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 
 def test_a_checkpoint_loads_at_any_shard_count_and_as_one_table(tmp_path, rng):

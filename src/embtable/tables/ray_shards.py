@@ -35,6 +35,14 @@ Replay = Union[tuple, Callable[[], tuple]]  # a change's args, or what makes the
 Maker = tuple  # a Shard class and its args: what makes a shard (ShardHost.create)
 
 
+class Sent:
+    """Calls sent without waiting (`RayShards.send`): their results, once waited for (None
+    before, or if they failed)."""
+
+    def __init__(self) -> None:
+        self.results: list[Any] | None = None
+
+
 class RayShards:
     """The shards of one table, each on a `ShardHost` actor of the Ray cluster this process
     is connected to (a local one, started on first use, when there is none). Hosts are
@@ -56,7 +64,7 @@ class RayShards:
         self._snapshotted = snapshots
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
-        self._pending: tuple[Sequence[tuple[int, str, tuple]], list[Any], Any] | None = None  # sent, not waited for
+        self._pending: list[tuple[Sequence[tuple[int, str, tuple]], list[Any], Any, Sent]] = []  # not waited for
         ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
                 timeout=CALL_TIMEOUT_S)
         weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
@@ -69,32 +77,48 @@ class RayShards:
         function making the args again, where keeping them would cost memory). Every call
         is waited for before an error is raised, so the changes that did happen are kept."""
         self.settle()
-        return self._finished(calls, [self._send(shard, method, args) for shard, method, args in calls], replays)
+        return self._finished(calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
+                              set())
 
-    def send(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None) -> None:
-        """Send `calls` as `call` does, without waiting for them: the next call waits for
-        them first (restoring shards as `call` does) and raises their error, if any. A
-        shard runs calls in the order they were sent, so later calls see their changes;
-        meanwhile the caller goes on with its own work."""
-        self.settle()
-        self._pending = (calls, [self._send(shard, method, args) for shard, method, args in calls], replays)
+    def send(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None
+             ) -> Sent:
+        """Send `calls` as `call` does, without waiting for them: the next `call` waits for
+        them (and any sent before) first, restoring shards as `call` does, and raises their
+        error, if any; their results are then in the `Sent` returned. A shard runs calls in
+        the order they were sent, so later calls see their changes; meanwhile the caller
+        goes on with its work."""
+        sent = Sent()
+        self._pending.append((calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
+                              sent))
+        return sent
 
     def settle(self) -> None:
-        """Wait for the calls `send` sent, if any."""
-        if self._pending is not None:
-            calls, futures, replays = self._pending
-            self._pending = None
-            self._finished(calls, futures, replays)
+        """Wait for the calls `send` sent, in the order sent. Once a shard was restored,
+        its later calls are sent again even if they completed: they ran on the process
+        that died, not on the restored shard."""
+        restored: set[int] = set()
+        failure: Exception | None = None
+        while self._pending:
+            calls, futures, replays, sent = self._pending.pop(0)
+            try:
+                sent.results = self._finished(calls, futures, replays, restored)
+            except Exception as error:  # noqa: BLE001 -- raised once every call sent has ended
+                failure = failure or error
+        if failure is not None:
+            raise failure
 
     def _finished(self, calls: Sequence[tuple[int, str, tuple]], futures: list[Any],
-                  replays: Sequence[Replay | None] | None) -> list[Any]:
-        """The results of `calls`, sent as `futures` (see `call`)."""
+                  replays: Sequence[Replay | None] | None, restored: set[int]) -> list[Any]:
+        """The results of `calls`, sent as `futures` (see `call`); `restored` names the
+        shards restored since they were sent, and gains those restored now."""
         deadline = time.monotonic() + CALL_TIMEOUT_S
         results: list[Any] = []
         failure: Exception | None = None
         for number, ((shard, method, args), future) in enumerate(zip(calls, futures)):
             try:
-                results.append(self._completed(shard, method, args, future, deadline))
+                if shard in restored:
+                    future = self._send(shard, method, args)
+                results.append(self._completed(shard, method, args, future, deadline, restored))
             except Exception as error:  # noqa: BLE001 -- raised once every call has ended
                 failure = failure or error
                 continue
@@ -104,7 +128,7 @@ class RayShards:
         if failure is not None:
             raise failure
         for shard, changes in enumerate(self._changes):
-            if len(changes) >= SNAPSHOT_AFTER:
+            if len(changes) >= SNAPSHOT_AFTER and not self._pending:  # (else once the last one sent has ended)
                 self.snapshot(shard)
         return results
 
@@ -136,15 +160,17 @@ class RayShards:
                 continue
             self._snapshots[k], self._changes[k] = snapshot, []
 
-    def _completed(self, shard: int, method: str, args: tuple, future: Any, deadline: float) -> Any:
+    def _completed(self, shard: int, method: str, args: tuple, future: Any, deadline: float,
+                   restored: set[int]) -> Any:
         """`future`'s result; if its shard's process died, the result of the call sent
-        again after restoring the shard (at most `MAX_RESTORES` times)."""
+        again after restoring the shard (at most `MAX_RESTORES` times; noted in `restored`)."""
         for _ in range(MAX_RESTORES):
             try:
                 return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
             self._restore(shard, deadline)
+            restored.add(shard)
             future = self._send(shard, method, args)
         return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
 

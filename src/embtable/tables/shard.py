@@ -54,16 +54,18 @@ class Shard(abc.ABC):
         `TableStorage.renorm_rows_`."""
         self._table().renorm_rows_(self._tensor(places), max_norm, norm_type)
 
-    def update(self, rule: RowRule, places: np.ndarray | None, gradient: np.ndarray, scalars: Sequence[Any]) -> None:
+    def update(self, rule: RowRule, places: np.ndarray | None, gradient: np.ndarray, scalars: Sequence[Any],
+               returning: np.ndarray | None = None) -> np.ndarray | None:
         """Apply `rule` with this shard's state of its kind: to the rows at `places`
         (distinct, ascending) from their `gradient` rows, or with ``places=None`` to every
         row from a dense `gradient` in place order (the dense formula, as an in-memory table
-        applies a dense gradient)."""
+        applies a dense gradient); then the rows at `returning`, if given, as `gather`."""
         table = self._table()
         grad = self._tensor(gradient)
         if places is not None:
             grad = RowSparseGrad(self._tensor(places), grad, table.shape)
         table.apply_update(rule, grad, self._state.setdefault(type(rule).__name__, {}), scalars)
+        return None if returning is None else self.gather(returning)
 
     def values(self) -> np.ndarray:
         """Every row, in place order."""

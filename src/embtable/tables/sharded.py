@@ -27,7 +27,7 @@ from ..errors import InvalidArgumentError
 from .base import RowRule
 from .dense import DenseTable
 from .placement import Placement
-from .ray_shards import RayShards
+from .ray_shards import RayShards, Sent
 from .shard import MemoryShard
 from .sharded_checkpoint import SavedShards, finish_writing, shard_files
 
@@ -50,7 +50,8 @@ class ShardedTable:
         self._view_stale = True
         self._weight: Callable[[], Tensor | None] = lambda: None
         self._states: dict[str, dict[str, Any]] = {}  # optimizer name -> the state its shards' buffers are of
-        self._last_split: tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]] = (np.empty(0, np.int64), [])
+        self._last_parts: tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]] = (np.empty(0, np.int64), [])
+        self._ahead: _Ahead | None = None  # rows a prefetch is fetching
 
     def _new_shards(self, num_cpus: float) -> RayShards:
         """The shard actors, each holding its rows in memory (zeros until dealt)."""
@@ -136,7 +137,16 @@ class ShardedTable:
         return self._fetched(rows).pool(self._tensor(positions), Bags(bags.offsets, padding), weights, mode)
 
     def prefetch(self, indices: Tensor) -> None:
-        """Nothing to do: each call fetches its rows from every shard at once."""
+        """Start fetching the rows of `indices` from their shards, and return: the next
+        lookup, if it is of the same rows, takes them as they came, with the new values of
+        those an optimizer step changed meanwhile (each step's replies bring them back), so
+        it makes no round trip of its own. Any other change of rows in between (a renorm,
+        a load) drops them."""
+        rows, _ = self._distinct(indices)
+        parts = self._parts(rows)
+        sent = self._shards.send([(k, "gather", (places,)) for k, places, _ in parts])
+        self._ahead = _Ahead(rows, parts, np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy))
+        self._ahead.expect(sent, [picked for _, _, picked in parts])
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         rows = np.unique(self._cpu.to_host(data_of(indices)))
@@ -163,13 +173,21 @@ class ShardedTable:
         portable = rule.portable()
         if isinstance(grad, RowSparseGrad):  # sent, not waited for: the shards update while the caller goes on
             values = self._cpu.to_host(data_of(grad.values))
-            self._send(self._cpu.to_host(data_of(grad.indices)),
-                       lambda places, picked: ("update", (portable, places, values[picked], tuple(scalars))), wait=False)
+            parts = self._parts(self._cpu.to_host(data_of(grad.indices)))
+            ahead = self._ahead
+            returning = [None if ahead is None else ahead.among(k, places) for k, places, _ in parts]
+            sent = self._shards.send([(k, "update", (portable, places, values[picked], tuple(scalars),
+                                                     None if back is None else back[0]))
+                                      for (k, places, picked), back in zip(parts, returning)])
+            self._changed()
+            if ahead is not None:  # still good: the replies bring the rows of it this step changed
+                ahead.expect(sent, [back[1] for back in returning])
+                self._ahead = ahead
         else:  # the dense formula over every row, as in memory (not the lazy row-sparse one)
             values = self._cpu.to_host(data_of(grad))
             self._shards.send([(k, "update", (portable, None, values[self._placement.rows_of(k)], tuple(scalars)))
                                for k in range(self.shards)])
-        self._changed()
+            self._changed()
 
     def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
         """`state` with the shards' buffers of `rule`'s kind, gathered into the caller as
@@ -266,31 +284,37 @@ class ShardedTable:
         picked, places = self._placement.split(np.arange(start, stop, dtype=np.int64))[shard]
         return places, np.asarray(rows(start, stop))[picked]
 
-    def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]], wait: bool = True
+    def _send(self, rows: np.ndarray, call: Callable[[np.ndarray, np.ndarray], tuple[str, tuple]]
               ) -> tuple[list[np.ndarray], list[Any]]:
-        """Split `rows` (int64, distinct) by shard and send each shard that holds some
-        ``call(places, picked)`` (its places, ascending, and which of `rows` they are);
-        which of `rows` each reply is for, and the replies (none unless `wait`)."""
-        parts = [(k, places, picked) for k, (picked, places) in enumerate(self._split(rows)) if places.shape[0]]
-        calls = [(k, *call(places, picked)) for k, places, picked in parts]
-        replies = self._shards.call(calls) if wait else self._shards.send(calls)
-        return [picked for _, _, picked in parts], replies or []
+        """Send each shard holding some of `rows` (int64, distinct) ``call(places, picked)``
+        (its places, ascending, and which of `rows` they are); which of `rows` each reply
+        is for, and the replies."""
+        parts = self._parts(rows)
+        replies = self._shards.call([(k, *call(places, picked)) for k, places, picked in parts])
+        return [picked for _, _, picked in parts], replies
 
     def _fetched(self, rows: np.ndarray) -> DenseTable:
-        """The values of `rows` (distinct), fetched from their shards, as a table whose row
-        numbers are positions in `rows`."""
+        """The values of `rows` (distinct) as a table whose row numbers are positions in
+        `rows`: those `prefetch` fetched, if it was of these rows, else fetched now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead.rows.shape == rows.shape and np.array_equal(ahead.rows, rows):
+            self._shards.settle()
+            if ahead.arrived():
+                return DenseTable(self._tensor(ahead.values))
         fetched = np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy)
         for picked, values in zip(*self._send(rows, lambda places, _: ("gather", (places,)))):
             fetched[picked] = values
         return DenseTable(self._tensor(fetched))
 
-    def _split(self, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`Placement.split` of `rows`, remembered for the next call (a step updates the
-        rows its lookup gathered)."""
-        last_rows, last_parts = self._last_split
+    def _parts(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """For each shard holding some of `rows` (int64, distinct): the shard, its places of
+        them (ascending) and which of `rows` they are. Remembered for the next call (a step
+        updates the rows its lookup gathered)."""
+        last_rows, _ = self._last_parts
         if not (last_rows.shape == rows.shape and np.array_equal(last_rows, rows)):
-            self._last_split = rows.copy(), self._placement.split(rows)
-        return self._last_split[1]
+            self._last_parts = rows.copy(), [(k, places, picked) for k, (picked, places)
+                                             in enumerate(self._placement.split(rows)) if places.shape[0]]
+        return self._last_parts[1]
 
     def _distinct(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The distinct rows of `indices`, ascending, and each index's position among them."""
@@ -301,7 +325,43 @@ class ShardedTable:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
 
     def _changed(self) -> None:
+        """Rows changed: the weight's array and rows fetched ahead are out of date."""
+        self._ahead = None
         self._view_stale = True
         weight = self._weight()
         if weight is not None:
             mark_modified(weight)
+
+
+class _Ahead:
+    """The values of `rows` (distinct, ascending), as the replies of calls sent ahead of
+    the lookup that will use them arrive (`ShardedTable.prefetch`): a gather's, then those
+    of the steps that changed some of them. `parts` are the rows' places by shard."""
+
+    def __init__(self, rows: np.ndarray, parts: list[tuple[int, np.ndarray, np.ndarray]], values: np.ndarray) -> None:
+        self.rows = rows
+        self.values = values
+        self._places = {k: (places, picked) for k, places, picked in parts}
+        self._arriving: list[tuple[Sent, list[np.ndarray]]] = []  # calls' replies, and which rows each one's are
+
+    def expect(self, sent: Sent, targets: list[np.ndarray]) -> None:
+        """The replies of `sent` will be the values of the rows `targets` (one per call),
+        newer than those before."""
+        self._arriving.append((sent, targets))
+
+    def among(self, shard: int, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `places` of `shard` (ascending) hold rows of these, and which rows."""
+        held, picked = self._places.get(shard, (np.empty(0, np.int64), np.empty(0, np.int64)))
+        common, _, where = np.intersect1d(places, held, assume_unique=True, return_indices=True)
+        return common, picked[where]
+
+    def arrived(self) -> bool:
+        """Put the replies that were waited for into `values`, in order; False if one
+        never will come (its call failed)."""
+        for sent, targets in self._arriving:
+            if sent.results is None:
+                return False
+            for rows, values in zip(targets, sent.results):
+                self.values[rows] = values
+        self._arriving = []
+        return True
