@@ -158,7 +158,9 @@ class TableLayer(Layer):
         return: call it with the next batch's ids before the current step, so that the
         next batch's reads from disk overlap this step's work. Results are bit-identical
         with or without it; a table in memory does nothing. The rows prefetched count as
-        the cache's most recently used."""
+        the cache's most recently used. A sharded table fetches them with the next
+        optimizer step's calls (their values after it), so a lookup of the same indices
+        after that step makes no round trip of its own."""
         prefetch_rows(self.weight, indices)
 
     def _non_default_options(self) -> dict[str, Any]:

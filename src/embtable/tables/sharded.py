@@ -50,7 +50,7 @@ class ShardedTable:
         self._view_stale = True
         self._weight: Callable[[], Tensor | None] = lambda: None
         self._states: dict[str, dict[str, Any]] = {}  # optimizer name -> the state its shards' buffers are of
-        self._last_parts: tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]] = (np.empty(0, np.int64), [])
+        self._last_parts: list[tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]] = []
         self._ahead: _Ahead | None = None  # rows a prefetch is fetching
 
     def _new_shards(self, num_cpus: float) -> RayShards:
@@ -125,28 +125,27 @@ class ShardedTable:
     # --- lookups ----------------------------------------------------------------------------
 
     def gather(self, indices: Tensor) -> Tensor:
-        rows, positions = self._distinct(indices)
-        return self._fetched(rows).gather(self._tensor(positions.reshape(indices.shape)))
+        _, positions, fetched = self._looked_up(indices)
+        return fetched.gather(self._tensor(positions.reshape(indices.shape)))
 
     def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
-        rows, positions = self._distinct(indices)
+        rows, positions, fetched = self._looked_up(indices)
         padding = None
         if bags.padding_idx is not None:
             found = np.searchsorted(rows, bags.padding_idx)
             padding = int(found) if found < rows.shape[0] and rows[found] == bags.padding_idx else None
-        return self._fetched(rows).pool(self._tensor(positions), Bags(bags.offsets, padding), weights, mode)
+        return fetched.pool(self._tensor(positions), Bags(bags.offsets, padding), weights, mode)
 
     def prefetch(self, indices: Tensor) -> None:
-        """Start fetching the rows of `indices` from their shards, and return: the next
-        lookup, if it is of the same rows, takes them as they came, with the new values of
-        those an optimizer step changed meanwhile (each step's replies bring them back), so
-        it makes no round trip of its own. Any other change of rows in between (a renorm,
-        a load) drops them."""
-        rows, _ = self._distinct(indices)
-        parts = self._parts(rows)
-        sent = self._shards.send([(k, "gather", (places,)) for k, places, _ in parts])
-        self._ahead = _Ahead(rows, parts, np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy))
-        self._ahead.expect(sent, [picked for _, _, picked in parts])
+        """Fetch the rows of `indices` with the next optimizer step: each shard's update
+        call then also sends back its rows of them, as they are after the update, and the
+        next lookup, if it is of the same indices, takes those replies instead of making a
+        round trip of its own. Without a step before that lookup, or after any other change
+        of rows (a renorm, a load), it fetches them as usual."""
+        ids = self._cpu.to_host(data_of(indices)).reshape(-1).copy()
+        rows, positions = self._distinct(ids)
+        self._ahead = _Ahead(ids, rows, positions, self._parts(rows),
+                             np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy))
 
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         rows = np.unique(self._cpu.to_host(data_of(indices)))
@@ -173,15 +172,16 @@ class ShardedTable:
         portable = rule.portable()
         if isinstance(grad, RowSparseGrad):  # sent, not waited for: the shards update while the caller goes on
             values = self._cpu.to_host(data_of(grad.values))
-            parts = self._parts(self._cpu.to_host(data_of(grad.indices)))
             ahead = self._ahead
-            returning = [None if ahead is None else ahead.among(k, places) for k, places, _ in parts]
-            sent = self._shards.send([(k, "update", (portable, places, values[picked], tuple(scalars),
-                                                     None if back is None else back[0]))
-                                      for (k, places, picked), back in zip(parts, returning)])
+            calls = [(k, "update", (portable, places, values[picked], tuple(scalars),
+                                    None if ahead is None else ahead.places_of(k)))
+                     for k, places, picked in self._parts(self._cpu.to_host(data_of(grad.indices)))]
+            if ahead is not None:  # the shards with rows of it and nothing to update send theirs too
+                calls += [(k, "gather", (ahead.places_of(k),)) for k in ahead.shards if k not in {c[0] for c in calls}]
+            sent = self._shards.send(calls)
             self._changed()
-            if ahead is not None:  # still good: the replies bring the rows of it this step changed
-                ahead.expect(sent, [back[1] for back in returning])
+            if ahead is not None:
+                ahead.expect(sent, [k for k, _, _ in calls])
                 self._ahead = ahead
         else:  # the dense formula over every row, as in memory (not the lazy row-sparse one)
             values = self._cpu.to_host(data_of(grad))
@@ -293,14 +293,22 @@ class ShardedTable:
         replies = self._shards.call([(k, *call(places, picked)) for k, places, picked in parts])
         return [picked for _, _, picked in parts], replies
 
-    def _fetched(self, rows: np.ndarray) -> DenseTable:
-        """The values of `rows` (distinct) as a table whose row numbers are positions in
-        `rows`: those `prefetch` fetched, if it was of these rows, else fetched now."""
+    def _looked_up(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray, DenseTable]:
+        """The distinct rows of `indices` (ascending), each index's position among them,
+        and their values as a table whose row numbers are those positions: the values a
+        `prefetch` of the same indices fetched, else fetched now."""
+        ids = self._cpu.to_host(data_of(indices)).reshape(-1)
         ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead.rows.shape == rows.shape and np.array_equal(ahead.rows, rows):
+        if ahead is not None and ahead.ids.shape == ids.shape and np.array_equal(ahead.ids, ids):
             self._shards.settle()
-            if ahead.arrived():
-                return DenseTable(self._tensor(ahead.values))
+            if ahead.complete():
+                return ahead.rows, ahead.positions, DenseTable(self._tensor(ahead.values))
+        rows, positions = self._distinct(ids)
+        return rows, positions, self._fetched(rows)
+
+    def _fetched(self, rows: np.ndarray) -> DenseTable:
+        """The values of `rows` (distinct), fetched from their shards, as a table whose row
+        numbers are positions in `rows`."""
         fetched = np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy)
         for picked, values in zip(*self._send(rows, lambda places, _: ("gather", (places,)))):
             fetched[picked] = values
@@ -308,18 +316,21 @@ class ShardedTable:
 
     def _parts(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
         """For each shard holding some of `rows` (int64, distinct): the shard, its places of
-        them (ascending) and which of `rows` they are. Remembered for the next call (a step
-        updates the rows its lookup gathered)."""
-        last_rows, _ = self._last_parts
-        if not (last_rows.shape == rows.shape and np.array_equal(last_rows, rows)):
-            self._last_parts = rows.copy(), [(k, places, picked) for k, (picked, places)
-                                             in enumerate(self._placement.split(rows)) if places.shape[0]]
-        return self._last_parts[1]
+        them (ascending) and which of `rows` they are. The last two are remembered (a step
+        updates the rows its lookup gathered, maybe with a prefetch between)."""
+        for known, parts in self._last_parts:
+            if known.shape == rows.shape and np.array_equal(known, rows):
+                return parts
+        parts = [(k, places, picked) for k, (picked, places) in enumerate(self._placement.split(rows))
+                 if places.shape[0]]
+        self._last_parts = [self._last_parts[-1], (rows.copy(), parts)] if self._last_parts else [(rows.copy(), parts)]
+        return parts
 
-    def _distinct(self, indices: Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The distinct rows of `indices`, ascending, and each index's position among them."""
-        rows, _, positions = self._cpu.group_rows(data_of(indices))
-        return self._cpu.to_host(rows), self._cpu.to_host(positions)
+    @staticmethod
+    def _distinct(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct rows of `ids` (flat), ascending, and each id's position among them."""
+        rows, positions = np.unique(ids, return_inverse=True)
+        return rows.astype(np.int64, copy=False), positions.astype(np.int64, copy=False).reshape(-1)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
@@ -334,34 +345,38 @@ class ShardedTable:
 
 
 class _Ahead:
-    """The values of `rows` (distinct, ascending), as the replies of calls sent ahead of
-    the lookup that will use them arrive (`ShardedTable.prefetch`): a gather's, then those
-    of the steps that changed some of them. `parts` are the rows' places by shard."""
+    """The values of the distinct `rows` (ascending) of the flat indices `ids` (`positions`:
+    each one's among them), fetched with the optimizer steps after `ShardedTable.prefetch`
+    (the last step's replies are the rows' values after it). `parts` are the rows' places
+    by shard."""
 
-    def __init__(self, rows: np.ndarray, parts: list[tuple[int, np.ndarray, np.ndarray]], values: np.ndarray) -> None:
-        self.rows = rows
+    def __init__(self, ids: np.ndarray, rows: np.ndarray, positions: np.ndarray,
+                 parts: list[tuple[int, np.ndarray, np.ndarray]], values: np.ndarray) -> None:
+        self.ids, self.rows, self.positions = ids, rows, positions
         self.values = values
         self._places = {k: (places, picked) for k, places, picked in parts}
-        self._arriving: list[tuple[Sent, list[np.ndarray]]] = []  # calls' replies, and which rows each one's are
+        self._sent: Sent | None = None  # the last step's calls
+        self._shards: list[int] = []  # whose reply each call is
 
-    def expect(self, sent: Sent, targets: list[np.ndarray]) -> None:
-        """The replies of `sent` will be the values of the rows `targets` (one per call),
-        newer than those before."""
-        self._arriving.append((sent, targets))
+    @property
+    def shards(self) -> list[int]:
+        """The shards holding some of the rows."""
+        return list(self._places)
 
-    def among(self, shard: int, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which of `places` of `shard` (ascending) hold rows of these, and which rows."""
-        held, picked = self._places.get(shard, (np.empty(0, np.int64), np.empty(0, np.int64)))
-        common, _, where = np.intersect1d(places, held, assume_unique=True, return_indices=True)
-        return common, picked[where]
+    def places_of(self, shard: int) -> np.ndarray:
+        """`shard`'s places of the rows, ascending."""
+        return self._places[shard][0] if shard in self._places else np.empty(0, np.int64)
 
-    def arrived(self) -> bool:
-        """Put the replies that were waited for into `values`, in order; False if one
-        never will come (its call failed)."""
-        for sent, targets in self._arriving:
-            if sent.results is None:
-                return False
-            for rows, values in zip(targets, sent.results):
-                self.values[rows] = values
-        self._arriving = []
+    def expect(self, sent: Sent, shards: list[int]) -> None:
+        """The replies of `sent` (from `shards`, in order) are each shard's rows, as of now."""
+        self._sent, self._shards = sent, shards
+
+    def complete(self) -> bool:
+        """Put the replies of the last step into `values`; whether they hold every row (a
+        step was expected, and its calls did not fail)."""
+        if self._sent is None or self._sent.results is None:
+            return False
+        for shard, values in zip(self._shards, self._sent.results):
+            if shard in self._places:
+                self.values[self._places[shard][1]] = values
         return True
