@@ -11,10 +11,11 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/embtable demo
 
 # The whole suite twice: CPU tensors on NumPy (the default), then on PyTorch, the code path
-# that CUDA and MPS take.
+# that CUDA and MPS take; tests marked backend_independent (sharded tables' process failures
+# and files: Ray and file code, the same under either backend) run in the first pass only.
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
-	EMBTABLE_CPU_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider
+	EMBTABLE_CPU_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m "not backend_independent"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

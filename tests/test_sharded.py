@@ -188,6 +188,7 @@ def test_errors_are_the_local_ones_and_change_no_shard(rng):
     assert not os.path.exists("never-made")
 
 
+@pytest.mark.backend_independent
 def test_tables_share_shard_processes_and_free_their_shards_when_dropped():
     first, second = ShardedEmbedding(ROWS, DIM, shards=2), ShardedEmbedding(ROWS, DIM, shards=3)
     assert second.shard_actors[:2] == first.shard_actors  # shard k of every table on host k
@@ -223,12 +224,10 @@ def test_prefetched_rows_are_those_a_lookup_would_fetch(rng, monkeypatch):
             (out * out).sum().backward()
             if step + 1 < len(batches):  # steps 3 and 7 prefetch other ids than the next lookup's
                 layer.prefetch(batches[step + 1] if step % 4 != 3 else batches[step + 1][:2])
-            if step == 5 and layer is table:
-                kill(table.shard_actors[1], "SIGKILL")  # the prefetch's gather meets a dead shard
             for opt in layer_opts:
                 opt.step()
             if step == 6 and layer is table:
-                kill(table.shard_actors[2], "SIGKILL")  # its gather and updates sent, maybe run, not waited for
+                kill(table.shard_actors[2], "SIGKILL")  # its updates (returning rows) sent, maybe run, not waited for
             outputs.append(out.numpy().tobytes())
         assert outputs[0] == outputs[1], step
     assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
@@ -266,6 +265,7 @@ def test_a_checkpoint_loads_at_any_shard_count_and_as_one_table(tmp_path, rng):
     assert again.weight.numpy().tobytes() == local.weight.numpy().tobytes()
 
 
+@pytest.mark.backend_independent
 def test_what_is_not_a_sharded_checkpoint_raises_serialization_error(tmp_path):
     table = ShardedEmbedding.from_local(Embedding.from_pretrained(np.ones((20, 3))), shards=2)
     assert table.weight.requires_grad is False
@@ -293,6 +293,7 @@ def kill(host, how):
         os.kill(ray.get(host.pid.remote(), timeout=60), signal.SIGKILL)
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("how", ["ray.kill", "SIGKILL"])
 def test_a_killed_shard_comes_back_exactly_and_its_call_completes(rng, monkeypatch, how):
     monkeypatch.setattr(et.tables.ray_shards, "SNAPSHOT_AFTER", 3)  # restores start from a later snapshot too
@@ -323,6 +324,7 @@ class Owner:
         return [ray.put(value)]  # a ref this actor owns: lost with it
 
 
+@pytest.mark.backend_independent
 def test_a_shard_whose_snapshot_was_lost_with_its_machine_says_so(rng):
     table = ShardedEmbedding(ROWS, DIM, shards=2)
     shards = et.tables.storage_of(table.weight)._shards
@@ -396,6 +398,7 @@ def test_state_of_untouched_shards_is_zeros_and_optimizers_keep_their_own(rng, m
     assert ShardedEmbedding.load("relative").weight.numpy().tobytes() == memory.weight.numpy().tobytes()
 
 
+@pytest.mark.backend_independent
 def test_a_shard_killed_while_rows_are_dealt_comes_back_exactly(rng, monkeypatch):
     monkeypatch.setattr(et.tables.sharded, "DEAL_ROWS", 100)
     memory, table = pair(Embedding, ShardedEmbedding, 2)
@@ -417,6 +420,7 @@ def test_a_shard_killed_while_rows_are_dealt_comes_back_exactly(rng, monkeypatch
     assert len(puts) == 5
 
 
+@pytest.mark.backend_independent
 def test_a_save_cut_short_leaves_the_last_checkpoint_whole(tmp_path, rng, monkeypatch):
     table = ShardedEmbedding.from_local(Embedding.from_pretrained(rng.standard_normal((40, 3)), freeze=False), 2)
     table.save(tmp_path / "c")
@@ -523,10 +527,10 @@ def killing(monkeypatch, method, shard, count, how="before"):
 
 
 KILLS = {"while created": ("commit", 1, "before"), "in a step": ("update", 6, "before"),
-         "in a commit": ("commit", 2, "before"), "a moment into a commit": ("commit", 2, "during"),
-         "before the commit point": ("fold", 2, "before"), "in a fold": ("fold", 2, "during")}
+         "a moment into a commit": ("commit", 2, "during"), "in a fold": ("fold", 2, "during")}
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("when", list(KILLS))
 def test_a_file_shard_killed_at_any_moment_changes_nothing(tmp_path, rng, monkeypatch, when):
     method, count, how = KILLS[when]
@@ -546,6 +550,7 @@ def test_a_file_shard_killed_at_any_moment_changes_nothing(tmp_path, rng, monkey
     assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == memory.weight.numpy().tobytes()
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("cut", ["before the commit point", "after it"])
 def test_a_commit_the_caller_did_not_finish_reopens_as_the_last_commit_point(tmp_path, rng, monkeypatch, cut):
     memory, table = file_pair(tmp_path / "t")
@@ -573,6 +578,7 @@ def test_a_commit_the_caller_did_not_finish_reopens_as_the_last_commit_point(tmp
     assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == expected.tobytes()
 
 
+@pytest.mark.backend_independent
 def test_file_backed_shards_refuse_what_files_cannot_hold(tmp_path, rng):
     memory, table = file_pair(tmp_path / "t")
     opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
@@ -592,6 +598,7 @@ def test_file_backed_shards_refuse_what_files_cannot_hold(tmp_path, rng):
         ShardedEmbeddingBag.open(tmp_path / "t")
 
 
+@pytest.mark.backend_independent
 def test_without_ray_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install 'embtable\[ray\]'"):
