@@ -1,8 +1,10 @@
 """`ShardedTable`: a table whose rows live in shard processes (Ray actors), each shard
 holding a range of the rows `Placement` deals it and their optimizer state (`Shard`).
 
-A call sends each shard the places of its rows and waits for all of them at once; the
-results are assembled in the caller, and what follows runs the code every table runs
+A lookup sends each shard the places of its rows and waits for all of them at once (or
+takes the rows a `prefetch` had the last optimizer step bring back); an optimizer step is
+sent without waiting (the next call waits for it first). The results are assembled in the
+caller, and what follows runs the code every table runs
 (`DenseTable` over the rows fetched, with their positions for row numbers), so a lookup, a
 bag, a renorm or an optimizer step gives the in-memory table's result bit for bit: every
 rule updates each row from that row's values, state and summed gradient alone. Ray stays
@@ -267,8 +269,9 @@ class ShardedTable:
     # --- helpers ----------------------------------------------------------------------------
 
     def _deal(self, rows: Callable[[int, int], np.ndarray]) -> None:
-        """Send every shard its rows, `DEAL_ROWS` of the table at a time, then snapshot them
-        (where a shard that dies is restored from)."""
+        """Send every shard its rows, `DEAL_ROWS` of the table at a time, then snapshot shards
+        in memory (where one that dies is restored from; file shards are restored from
+        their commit instead)."""
         for start in range(0, self.num_rows, DEAL_ROWS):
             stop = min(start + DEAL_ROWS, self.num_rows)
             chunk = np.asarray(rows(start, stop))
