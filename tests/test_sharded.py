@@ -579,6 +579,29 @@ def test_a_commit_the_caller_did_not_finish_reopens_as_the_last_commit_point(tmp
 
 
 @pytest.mark.backend_independent
+def test_commits_tried_again_after_failing_keep_the_last_completed_one(tmp_path, rng, monkeypatch):
+    memory, table = file_pair(tmp_path / "t")
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    batches = zipf_batches(rng, 3)
+    step_all((memory, table), opts, batches[0])
+    table.commit()
+    first = memory.weight.numpy().copy()
+
+    def fails(*args, **kwargs):
+        raise OSError("disk full")  # every shard committed, commit.json not replaced
+
+    monkeypatch.setattr(et.tables.sharded_files, "write_commit", fails)
+    for ids in batches[1:]:  # each shard commits the same number twice
+        step_all((memory, table), opts, ids)
+        with pytest.raises(OSError, match="disk full"):
+            table.commit()
+    del table, opts  # the caller stops there
+    gc.collect()
+    monkeypatch.undo()
+    assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == first.tobytes()
+
+
+@pytest.mark.backend_independent
 def test_file_backed_shards_refuse_what_files_cannot_hold(tmp_path, rng):
     memory, table = file_pair(tmp_path / "t")
     opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]

@@ -246,17 +246,17 @@ class MappedTable:
         self._view_stale = True
         self._mark_modified()
 
-    def commit(self, tag: int | None = None) -> None:
+    def commit(self, tag: int | None = None, keep: int | None = None) -> None:
         """Write every changed row to the files and make them, and the optimizers' step
         counts, durable together. A `tag` numbers the commit as one of several tables
-        committed together: the one before it stays openable until `fold` (see
-        `TableFiles.commit`)."""
+        committed together: their last completed commit, `keep`, stays openable until
+        `fold` (see `TableFiles.commit`)."""
         self.check_writable("commit()")
         self._write_back_dirty()
         steps = self._files.steps
         steps.update({name: int(state.get("step", steps.get(name, 0)))
                       for name, state in self._optimizer_states.items()})
-        self._files.commit(steps, tag)
+        self._files.commit(steps, tag, keep)
 
     def fold(self) -> None:
         """After a tagged commit, fold the redo log into the files if it has grown."""

@@ -140,10 +140,10 @@ class FileShard(Shard):
     def put(self, places: np.ndarray, rows: np.ndarray) -> None:
         self._table().put_rows(places, rows)
 
-    def commit(self, tag: int) -> None:
-        """Make every change durable as commit `tag`, the last commit kept openable too (the
-        sharded table's manifest names the one to open)."""
-        self._table().commit(tag)
+    def commit(self, tag: int, keep: int | None) -> None:
+        """Make every change durable as commit `tag`, the sharded table's last completed
+        commit `keep` kept openable too (its manifest names the one to open)."""
+        self._table().commit(tag, keep)
 
     def fold(self) -> None:
         """Fold the file's redo log in, once the sharded table names the last commit."""

@@ -94,7 +94,7 @@ class ShardedFileTable(ShardedTable):
     def commit(self) -> None:
         """Make every change so far durable on every shard together (see the module's note)."""
         tag = (self._commit or 0) + 1
-        self._shards.call([(k, "commit", (tag,)) for k in range(self.shards)])
+        self._shards.call([(k, "commit", (tag, self._commit)) for k in range(self.shards)])
         steps = {**self._steps, **{name: int(state.get("step", self._steps.get(name, 0)))
                                    for name, state in self._states.items()}}
         write_commit(self._folder, {"format": FORMAT, "commit": tag, "steps": steps, "metadata": self._metadata,

@@ -177,20 +177,26 @@ class TableFiles:
             chunk = slice(start, start + WRITE_CHUNK_ROWS)
             self._log.append(rows[chunk], {name: block[chunk] for name, block in blocks.items()})
 
-    def commit(self, steps: dict[str, int], tag: int | None = None) -> None:
+    def commit(self, steps: dict[str, int], tag: int | None = None, keep: int | None = None) -> None:
         """Make every row written so far and the optimizer `steps` durable together; then
         fold the log into the files when it has grown. With a `tag` (the number of a commit
         of several tables together), the manifest is marked with it and keeps the commit
-        before it openable (`at_commit`), so nothing is folded: `fold` does that once the
-        tagged commit is the one to keep."""
+        `keep` openable (`at_commit`: the last one the tables completed together, None
+        before the first), so nothing is folded: `fold` does that once the tagged commit is
+        the one to keep. A commit tried again after one cut short keeps the same `keep`,
+        not the cut one's."""
+        kept = self._held(keep) if tag is not None else None
+        if tag is not None and kept is None:
+            raise SerializationError(f"{self.path!r} holds commits {self._commits()}, not commit {keep} to keep")
         logged = self._log.sync()
         for file in self._state_files.values():  # a state file new since the last commit
             os.fsync(file.fileno())
         last = {key: value for key, value in self._manifest.items() if key not in ("previous", "commit")}
         manifest = {**last, "generation": last["generation"] + 1, "steps": dict(steps),
                     "state": dict(self._state_entries), "logged": logged}
-        if tag is not None:
-            manifest.update(commit=tag, previous={**last, "commit": self._manifest.get("commit")})
+        if kept is not None:
+            manifest.update(commit=tag, previous={**{key: value for key, value in kept.items() if key != "previous"},
+                                                  "commit": keep})
         self._write_manifest(manifest)
         if tag is None:
             self.fold()
@@ -285,14 +291,25 @@ class TableFiles:
     def _manifest_of(self, tag: int) -> dict[str, Any]:
         """The manifest of the commit tagged `tag` (the last, or the one before it: made the
         manifest again by a writable open); `SerializationError` if the files hold neither."""
-        last = self._manifest
-        for manifest in (last, last.get("previous")):
+        manifest = self._held(tag)
+        if manifest is None:
+            raise SerializationError(f"{self.path!r} holds commits {self._commits()}, not commit {tag}")
+        if self.writable and manifest is not self._manifest:
+            self._write_manifest(manifest)
+        return manifest
+
+    def _held(self, tag: int | None) -> dict[str, Any] | None:
+        """The manifest of the commit tagged `tag` (None: untagged) that the files hold: the
+        last one or the one before it; None if neither is."""
+        for manifest in (self._manifest, self._manifest.get("previous")):
             if manifest is not None and manifest.get("commit") == tag:
-                if self.writable and manifest is not last:
-                    self._write_manifest(manifest)
                 return manifest
-        held = [manifest.get("commit") for manifest in (last, last.get("previous")) if manifest is not None]
-        raise SerializationError(f"{self.path!r} holds commits {held}, not commit {tag}")
+        return None
+
+    def _commits(self) -> list[int | None]:
+        """The tags of the commits the files hold, the last first."""
+        return [manifest.get("commit") for manifest in (self._manifest, self._manifest.get("previous"))
+                if manifest is not None]
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
         replace_file(os.path.join(self._folder, MANIFEST), json.dumps(manifest).encode())
