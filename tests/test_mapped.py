@@ -298,8 +298,11 @@ def test_a_tagged_commit_keeps_the_one_before_it_until_the_log_is_folded(tmp_pat
         opt.zero_grad()
         file(ids).sum().backward()
         opt.step()
-        storage.commit(tag)  # as a sharded table's shard does: no fold yet
+        storage.commit(tag, tag - 1 or None)  # as a sharded table's shard does: no fold yet
         committed.append(file.weight.numpy().copy())
+    storage.commit(2, 1)  # tried again (as after a commit of the tables cut short): 1 is still the one kept
+    with pytest.raises(et.SerializationError, match=r"holds commits \[2, 1\], not commit 7 to keep"):
+        storage.commit(3, 7)
     assert weight_at(file.path, 1).tobytes() == committed[0].tobytes()
     assert weight_at(file.path, 2).tobytes() == committed[1].tobytes()
     with pytest.raises(et.SerializationError, match=r"holds commits \[2, 1\], not commit 3"):
