@@ -337,6 +337,35 @@ def test_a_shard_whose_snapshot_was_lost_with_its_machine_says_so(rng):
         table(np.arange(ROWS))
 
 
+@pytest.mark.backend_independent
+def test_a_result_lost_with_its_shards_machine_is_made_again(rng, monkeypatch):
+    memory, table = pair(Embedding, ShardedEmbedding, 2)
+    opts = [Adam(memory.parameters(), lr=0.05), Adam(table.parameters(), lr=0.05)]
+    lost, send, get = [], et.tables.ray_shards.RayShards._send, ray.get
+
+    def sending(self, shard, method, args):
+        future = send(self, shard, method, args)
+        if method == "update" and shard == 1 and len(lost) == 2:  # the third step's update of shard 1
+            lost.append(future)
+        elif method == "update" and shard == 1 and len(lost) < 2:
+            lost.append(None)
+        return future
+
+    def getting(refs, *args, **kwargs):
+        if len(lost) == 3 and refs is lost[2]:
+            lost.append("raised")
+            raise ray.exceptions.ObjectLostError(refs.hex(), None, "")  # as when the node holding it died
+        return get(refs, *args, **kwargs)
+
+    monkeypatch.setattr(et.tables.ray_shards.RayShards, "_send", sending)
+    monkeypatch.setattr(ray, "get", getting)
+    for step in range(5):
+        outputs = step_all((memory, table), opts, np.minimum(rng.zipf(1.3, (4, 6)) - 1, ROWS - 1))
+        assert outputs[0] == outputs[1], step
+    assert lost[-1] == "raised"
+    assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
+
+
 # --- optimizer state dicts ------------------------------------------------------------------
 
 def test_optimizer_state_dicts_hold_the_shards_state_and_load_into_them(rng):
@@ -599,6 +628,28 @@ def test_commits_tried_again_after_failing_keep_the_last_completed_one(tmp_path,
     gc.collect()
     monkeypatch.undo()
     assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == first.tobytes()
+
+
+@pytest.mark.backend_independent
+def test_a_folder_in_use_refuses_another_table_and_a_failed_open_holds_no_lock(tmp_path, rng):
+    memory, table = file_pair(tmp_path / "t")
+    before = table.weight.numpy()
+    with pytest.raises(et.InvalidArgumentError, match="open for writing elsewhere"):
+        ShardedEmbedding(ROWS, DIM, shards=2, path=tmp_path / "t")
+    with pytest.raises(et.InvalidArgumentError, match="open for writing elsewhere"):
+        ShardedEmbedding.open(tmp_path / "t")
+    with pytest.raises(et.InvalidArgumentError, match="is open for writing: close that table"):
+        Embedding.create(tmp_path / "t" / "rows-00000.safetensors", ROWS // 2, DIM)  # locked by its shard process
+    assert table.weight.numpy().tobytes() == before.tobytes()
+    del table
+    gc.collect()
+    manifest = tmp_path / "t" / "rows-00001.safetensors.state" / "manifest.json"
+    saved = manifest.read_bytes()
+    manifest.write_bytes(b"{")
+    with pytest.raises(et.SerializationError):
+        ShardedEmbedding.open(tmp_path / "t")  # shard 0 opened, shard 1 could not: shard 0 lets its files go
+    manifest.write_bytes(saved)
+    assert ShardedEmbedding.open(tmp_path / "t").weight.numpy().tobytes() == before.tobytes()
 
 
 @pytest.mark.backend_independent

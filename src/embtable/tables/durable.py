@@ -1,8 +1,11 @@
-"""Writing small files so that a crash leaves either the old one or the new one whole."""
+"""Writing small files so that a crash leaves either the old one or the new one whole, and
+the locks that keep a table's files to one writer."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+from typing import Any
 
 
 def replace_file(path: str, data: bytes) -> None:
@@ -24,3 +27,13 @@ def sync_folder(folder: str) -> None:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+def try_lock(file: Any) -> bool:
+    """Take the exclusive lock of the open `file` (held until it is closed, or its process
+    ends); whether it was free."""
+    try:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -65,9 +65,13 @@ class RayShards:
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
         self._pending: list[tuple[Sequence[tuple[int, str, tuple]], list[Any], Any, Sent]] = []  # not waited for
-        ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
-                timeout=CALL_TIMEOUT_S)
-        weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
+        dropped = weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
+        try:
+            ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
+                    timeout=CALL_TIMEOUT_S)
+        except BaseException:
+            dropped()  # the shards made (a file shard holds its file's lock) go with the one that failed
+            raise
 
     def call(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None
              ) -> list[Any]:
@@ -179,9 +183,11 @@ class RayShards:
 
     def _give_up_unless_lost(self, error: Exception, deadline: float) -> None:
         """Raise `error` unless it says a shard's process died (the call's, or a restarted
-        process without the shard, or one still restarting) and there is time left."""
+        process without the shard, or one still restarting, or the call's result was lost
+        with its machine) and there is time left."""
         exceptions = self._ray.exceptions
-        lost = (isinstance(error, (exceptions.RayActorError, exceptions.ActorUnavailableError))
+        lost = (isinstance(error, (exceptions.RayActorError, exceptions.ActorUnavailableError,
+                                   exceptions.ObjectLostError))  # a result lost with the machine of its shard
                 or isinstance(error, exceptions.RayTaskError) and isinstance(error.cause, MissingShard))
         if not lost or time.monotonic() > deadline:
             raise error

@@ -11,13 +11,15 @@ always restored from, and `open` opens every shard at, the commit ``commit.json`
 a process that dies at any moment, the caller or a shard, leaves exactly the last
 completed commit. Between commits the caller keeps every change it sent (`RayShards`), to
 restore a shard whose process died: what that costs is every step's gradients since the
-last commit.
+last commit. The caller holds the folder's ``lock`` while the table is open, so a second
+table over the same folder is refused before it changes any file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import weakref
 from typing import Any, Callable
 
 import numpy as np
@@ -27,7 +29,7 @@ from ..core import Tensor
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
 from .base import RowRule
-from .durable import replace_file
+from .durable import replace_file, try_lock
 from .placement import Placement
 from .ray_shards import RayShards
 from .shard import FileShard
@@ -35,6 +37,7 @@ from .sharded import ShardedTable
 from .table_files import WEIGHT, TableFiles
 
 COMMIT = "commit.json"
+LOCK = "lock"  # held by the process a table in the folder is open in
 FORMAT = "embtable.sharded-files/1"
 
 
@@ -51,7 +54,15 @@ class ShardedFileTable(ShardedTable):
         self._metadata = metadata
         self._commit: int | None = None if committed is None else committed["commit"]
         self._steps: dict[str, int] = {} if committed is None else dict(committed["steps"])
-        super().__init__(shape, dtype, shards, num_cpus)
+        lock = _locked(folder)
+        weakref.finalize(self, lock.close)
+        try:
+            if committed is None and os.path.exists(os.path.join(folder, COMMIT)):
+                os.unlink(os.path.join(folder, COMMIT))  # a creation cut short leaves no table, not a mix of two
+            super().__init__(shape, dtype, shards, num_cpus)
+        except BaseException:
+            lock.close()
+            raise
 
     @classmethod
     def create(cls, folder: str, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float,
@@ -61,8 +72,6 @@ class ShardedFileTable(ShardedTable):
         committed."""
         folder = os.path.abspath(folder)  # the shards' processes write it: not relative to here
         os.makedirs(folder, exist_ok=True)
-        if os.path.exists(os.path.join(folder, COMMIT)):
-            os.unlink(os.path.join(folder, COMMIT))  # a creation cut short leaves no table, not a mix of two
         storage = cls(folder, shape, dtype, shards, num_cpus, cache_bytes, metadata)
         storage._deal(rows)
         storage.commit()
@@ -123,6 +132,17 @@ class ShardedFileTable(ShardedTable):
                                        f"kept in its shards' files; got buffers {kept} in memory (from "
                                        f"load_state_dict)")
         self._states[type(rule).__name__] = state
+
+
+def _locked(folder: str) -> Any:
+    """The folder's lock file, locked: one table at a time changes the folder's files (the
+    shards' own locks are taken in their processes, after a new table has replaced files)."""
+    lock = open(os.path.join(folder, LOCK), "ab")
+    if not try_lock(lock):
+        lock.close()
+        raise InvalidArgumentError(f"the sharded table in {folder!r} is open for writing elsewhere: close it first "
+                                   f"(one table at a time)")
+    return lock
 
 
 def shard_file(folder: str, shard: int) -> str:

@@ -29,20 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import json
 import mmap
 import os
 import shutil
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
-from .durable import replace_file, sync_folder
+from .durable import replace_file, sync_folder, try_lock
 from .redo_log import RedoLog
 from .row_copy import copy_rows
 from .row_io import byte_rows, read_rows, write_rows
@@ -389,21 +388,38 @@ def create_file(path: str, shape: tuple[int, int], dtype: DType, metadata: dict[
     """Write a new table checkpoint at `path`: a safetensors file whose ``weight`` (`shape`,
     `dtype`) is `rows(start, stop)` for consecutive blocks of `block_rows`, its data starting
     on a page; flushed to disk, then moved over any earlier table of that name (whose state
-    folder is removed first)."""
-    temporary = path + ".creating"
-    with open(temporary, "wb") as file:
-        stored = checkpoint.write_header(file, {WEIGHT: (dtype, shape)}, metadata, align=mmap.PAGESIZE)
-        file.truncate(stored[WEIGHT].offset + stored[WEIGHT].nbytes)
-        with _progress(shape[0], progress) as bar:
-            for start in range(0, shape[0], block_rows):
-                block = rows(start, min(start + block_rows, shape[0]))
-                file.write(_bytes_of(np.asarray(block, dtype.numpy.newbyteorder("<"))))
-                bar.update(block.shape[0])
-        file.flush()
-        os.fsync(file.fileno())
-    shutil.rmtree(state_folder(path), ignore_errors=True)
-    os.replace(temporary, path)
-    sync_folder(os.path.dirname(os.path.abspath(path)))
+    folder is removed first), unless that one is open for writing (`InvalidArgumentError`,
+    before anything is written)."""
+    with _replacing(path):
+        temporary = path + ".creating"
+        with open(temporary, "wb") as file:
+            stored = checkpoint.write_header(file, {WEIGHT: (dtype, shape)}, metadata, align=mmap.PAGESIZE)
+            file.truncate(stored[WEIGHT].offset + stored[WEIGHT].nbytes)
+            with _progress(shape[0], progress) as bar:
+                for start in range(0, shape[0], block_rows):
+                    block = rows(start, min(start + block_rows, shape[0]))
+                    file.write(_bytes_of(np.asarray(block, dtype.numpy.newbyteorder("<"))))
+                    bar.update(block.shape[0])
+            file.flush()
+            os.fsync(file.fileno())
+        shutil.rmtree(state_folder(path), ignore_errors=True)
+        os.replace(temporary, path)
+        sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[None]:
+    """Hold the write lock of the table at `path`, if there is one, while it is replaced."""
+    try:
+        earlier = open(path, "rb")
+    except FileNotFoundError:
+        yield
+        return
+    with earlier:
+        if not try_lock(earlier):
+            raise InvalidArgumentError(f"{path!r} is open for writing: close that table before creating another "
+                                       f"in its place")
+        yield
 
 
 def _progress(total: int, shown: bool) -> Any:
@@ -422,17 +438,10 @@ class _NoBar:
 
 
 def _lock(file: Any, path: str) -> None:
-    if not _try_lock(file):
+    if not try_lock(file):
         raise InvalidArgumentError(f"{path!r} is already open for writing (one writable handle at a time); "
                                    f"open it with writable=False, or close the other handle")
 
-
-def _try_lock(file: Any) -> bool:
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 def _record_dtype(fields: list[list[Any]]) -> np.dtype:
