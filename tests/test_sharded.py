@@ -366,6 +366,28 @@ def test_a_result_lost_with_its_shards_machine_is_made_again(rng, monkeypatch):
     assert table.weight.numpy().tobytes() == memory.weight.numpy().tobytes()
 
 
+@pytest.mark.backend_independent
+def test_after_a_change_failed_on_one_shard_the_table_refuses_every_call(rng, monkeypatch):
+    table = ShardedEmbedding(ROWS, DIM, shards=2)
+    opt = Adam(table.parameters(), lr=0.05)
+    send = et.tables.ray_shards.RayShards.send
+
+    def spoiling(self, calls, replays=None):  # shard 1 gets no gradient: its update fails there alone
+        calls = [(k, m, (a[0], a[1], "spoiled", *a[3:]) if (m, k) == ("update", 1) else a) for k, m, a in calls]
+        return send(self, calls, replays)
+
+    monkeypatch.setattr(et.tables.ray_shards.RayShards, "send", spoiling)
+    table(np.arange(ROWS)).sum().backward()
+    opt.step()  # sent: its errors come with the next call
+    with pytest.raises(Exception) as failed:
+        table(np.arange(3))
+    assert not isinstance(failed.value, et.ShardLostError)
+    with pytest.raises(et.ShardLostError, match="failed on shard 1 .* no longer hold one table"):
+        table(np.arange(3))
+    with pytest.raises(et.ShardLostError, match="no longer hold one table"):
+        opt.step()
+
+
 # --- optimizer state dicts ------------------------------------------------------------------
 
 def test_optimizer_state_dicts_hold_the_shards_state_and_load_into_them(rng):

@@ -65,6 +65,7 @@ class RayShards:
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
         self._pending: list[tuple[Sequence[tuple[int, str, tuple]], list[Any], Any, Sent]] = []  # not waited for
+        self._failed_change: tuple[int, Exception] | None = None  # a change that failed on a shard: no table now
         dropped = weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
         try:
             ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
@@ -79,8 +80,11 @@ class RayShards:
         whose process died is restored and its call sent again. A change (`CHANGES`) is
         kept for restorations with its args, or with what its `replays` entry gives (a
         function making the args again, where keeping them would cost memory). Every call
-        is waited for before an error is raised, so the changes that did happen are kept."""
+        is waited for before an error is raised, so the changes that did happen are kept.
+        Once a change failed on a shard (its error raised), every later call raises
+        `ShardLostError`: the shards no longer hold one table (some took the change)."""
         self.settle()
+        self._refuse_after_failed_change()
         return self._finished(calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
                               set())
 
@@ -91,6 +95,7 @@ class RayShards:
         error, if any; their results are then in the `Sent` returned. A shard runs calls in
         the order they were sent, so later calls see their changes; meanwhile the caller
         goes on with its work."""
+        self._refuse_after_failed_change()
         sent = Sent()
         self._pending.append((calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
                               sent))
@@ -125,6 +130,8 @@ class RayShards:
                 results.append(self._completed(shard, method, args, future, deadline, restored))
             except Exception as error:  # noqa: BLE001 -- raised once every call has ended
                 failure = failure or error
+                if method in CHANGES and self._failed_change is None:
+                    self._failed_change = (shard, error)
                 continue
             if method in CHANGES:
                 replay = replays[number] if replays is not None and replays[number] is not None else args
@@ -135,6 +142,14 @@ class RayShards:
             if len(changes) >= SNAPSHOT_AFTER and not self._pending:  # (else once the last one sent has ended)
                 self.snapshot(shard)
         return results
+
+    def _refuse_after_failed_change(self) -> None:
+        if self._failed_change is not None:
+            shard, error = self._failed_change
+            cause = getattr(error, "cause", None) or error  # a shard's own error, not Ray's wrapping of it
+            raise ShardLostError(f"a change failed on shard {shard} ({type(cause).__name__}; raised before) after others "
+                                 f"took it: the shards no longer hold one table; reopen it at its last commit or "
+                                 f"load a checkpoint") from error
 
     def remade(self, makers: Sequence[Maker]) -> None:
         """From now on, restore each shard by ``ShardHost.create(key, *maker)`` alone: its
