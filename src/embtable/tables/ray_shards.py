@@ -147,9 +147,9 @@ class RayShards:
         if self._failed_change is not None:
             shard, error = self._failed_change
             cause = getattr(error, "cause", None) or error  # a shard's own error, not Ray's wrapping of it
-            raise ShardLostError(f"a change failed on shard {shard} ({type(cause).__name__}; raised before) after others "
-                                 f"took it: the shards no longer hold one table; reopen it at its last commit or "
-                                 f"load a checkpoint") from error
+            raise ShardLostError(f"a change failed on shard {shard} ({type(cause).__name__}, raised before) after "
+                                 f"others took it: the shards no longer hold one table; reopen it at its last "
+                                 f"commit or load a checkpoint") from error
 
     def remade(self, makers: Sequence[Maker]) -> None:
         """From now on, restore each shard by ``ShardHost.create(key, *maker)`` alone: its
