@@ -12,6 +12,11 @@ Snapshots are retaken once `SNAPSHOT_AFTER` changes have piled up (their memory:
 each shard in the object store, plus up to that many calls' gradients in the caller).
 Shards in files are not snapshotted: they are restored from their last commit (`remade`),
 and the caller keeps their changes since (every step's gradients) until the next one.
+
+Ray carries what makes, restores and snapshots a shard; every other call (lookups, steps,
+renorms: the bytes of every batch) goes over a direct connection to the host
+(`shard_channel.py`), one per caller and host, which a Ray call costs many times over. A
+broken connection counts as a dead process: the shard is restored and the call sent again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any, Callable, Sequence, Union
 
 from ..errors import ShardLostError
 from .shard import MissingShard, ShardHost
+from .shard_channel import Channel, ChannelClosed, Reply
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
 SNAPSHOT_AFTER = 64  # changes replayed at most to restore a shard: then it is snapshotted again
@@ -58,7 +64,8 @@ class RayShards:
         if not ray.is_initialized():
             ray.init(include_dashboard=False, log_to_driver=False)
         self._ray = ray
-        self.actors = _hosts(ray, len(makers), num_cpus)
+        self._hosts = _hosts(ray, len(makers), num_cpus)
+        self.actors = [host.actor for host in self._hosts]
         self._key = uuid.uuid4().hex
         self._makers = list(makers)
         self._snapshotted = snapshots
@@ -70,6 +77,8 @@ class RayShards:
         try:
             ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
                     timeout=CALL_TIMEOUT_S)
+            for host in self._hosts:
+                host.connect(ray)
         except BaseException:
             dropped()  # the shards made (a file shard holds its file's lock) go with the one that failed
             raise
@@ -185,24 +194,26 @@ class RayShards:
         again after restoring the shard (at most `MAX_RESTORES` times; noted in `restored`)."""
         for _ in range(MAX_RESTORES):
             try:
-                return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
+                return future.result(max(0.0, deadline - time.monotonic()))
             except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
             self._restore(shard, deadline)
             restored.add(shard)
             future = self._send(shard, method, args)
-        return self._ray.get(future, timeout=max(0.0, deadline - time.monotonic()))
+        return future.result(max(0.0, deadline - time.monotonic()))
 
-    def _send(self, shard: int, method: str, args: tuple) -> Any:
-        return self.actors[shard].call.remote(self._key, method, *args)
+    def _send(self, shard: int, method: str, args: tuple) -> Reply:
+        """Send `shard` its call over its host's channel (the reply fails at once if the
+        channel is broken: the host is then restored, which connects it again)."""
+        return self._hosts[shard].channel.send(self._key, method, args)
 
     def _give_up_unless_lost(self, error: Exception, deadline: float) -> None:
-        """Raise `error` unless it says a shard's process died (the call's, or a restarted
-        process without the shard, or one still restarting, or the call's result was lost
-        with its machine) and there is time left."""
+        """Raise `error` unless it says a shard's process died (the call's, its broken
+        connection, a restarted process without the shard, or one still restarting) and
+        there is time left."""
         exceptions = self._ray.exceptions
-        lost = (isinstance(error, (exceptions.RayActorError, exceptions.ActorUnavailableError,
-                                   exceptions.ObjectLostError))  # a result lost with the machine of its shard
+        lost = (isinstance(error, (exceptions.RayActorError, exceptions.ActorUnavailableError, ChannelClosed,
+                                   MissingShard))
                 or isinstance(error, exceptions.RayTaskError) and isinstance(error.cause, MissingShard))
         if not lost or time.monotonic() > deadline:
             raise error
@@ -210,15 +221,18 @@ class RayShards:
     def _restore(self, shard: int, deadline: float) -> None:
         """Bring `shard` back on its (restarted) host: its last snapshot, then every change
         since, in order; tried again while the host is still restarting."""
-        host = self.actors[shard]
+        host = self._hosts[shard]
         while True:
-            replay = [] if self._snapshots[shard] is None else [("restore", (self._snapshots[shard],))]
-            replay += [(method, args() if callable(args) else args) for method, args in self._changes[shard]]
             try:
-                self._ray.get(host.create.remote(self._key, *self._makers[shard]),
-                              timeout=max(0.0, deadline - time.monotonic()))
-                self._ray.get([self._send(shard, method, args) for method, args in replay],
-                              timeout=max(0.0, deadline - time.monotonic()))
+                made = [host.actor.create.remote(self._key, *self._makers[shard])]
+                if self._snapshots[shard] is not None:  # by Ray, which hands the shard the snapshot's value
+                    made.append(host.actor.call.remote(self._key, "restore", self._snapshots[shard]))
+                self._ray.get(made, timeout=max(0.0, deadline - time.monotonic()))
+                host.connect(self._ray)
+                replies = [self._send(shard, method, args() if callable(args) else args)
+                           for method, args in self._changes[shard]]
+                for reply in replies:
+                    reply.result(max(0.0, deadline - time.monotonic()))
                 return
             except self._ray.exceptions.ObjectLostError as error:
                 raise ShardLostError(f"shard {shard}'s snapshot was lost with the machine whose object store held it: "
@@ -230,7 +244,36 @@ class RayShards:
             time.sleep(RETRY_PAUSE_S)
 
 
-_host_pools: dict[tuple[tuple[str, str], float], list[Any]] = {}  # (connection, CPUs per host) -> hosts
+class RayShardHost(ShardHost):
+    """A `ShardHost` that says where on the cluster its channel listens."""
+
+    def address(self) -> tuple[str, int, bytes]:
+        """The IP address of this host's node, its channel's port and token."""
+        import ray
+
+        return ray.util.get_node_ip_address(), self.channel_port, self.channel_token
+
+
+class _Host:
+    """A shard host of this process's Ray job: its actor and the channel to it."""
+
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+        self.channel: Channel | None = None
+
+    def connect(self, ray: Any) -> None:
+        """Open a channel to the host's current process, unless the one open leads there
+        (over the loopback when the host runs on this machine)."""
+        address, port, token = ray.get(self.actor.address.remote(), timeout=CALL_TIMEOUT_S)
+        where = ("127.0.0.1" if address == ray.util.get_node_ip_address() else address, port)
+        if self.channel is not None and not self.channel.closed and self.channel.address == where:
+            return
+        if self.channel is not None:
+            self.channel.close()  # a restarted process listens elsewhere: calls still waiting here are lost
+        self.channel = Channel(where, token)
+
+
+_host_pools: dict[tuple[tuple[str, str], float], list[_Host]] = {}  # (connection, CPUs per host) -> hosts
 
 
 def _connection(ray: Any) -> tuple[str, str]:
@@ -240,7 +283,7 @@ def _connection(ray: Any) -> tuple[str, str]:
     return context.get_node_id(), context.get_job_id()
 
 
-def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
+def _hosts(ray: Any, count: int, num_cpus: float) -> list[_Host]:
     """The first `count` shard hosts reserving `num_cpus` each in this Ray job, started
     where missing (with this process's CPU backend, and as many kernel threads as whole
     CPUs reserved, at least one), restarted by Ray whenever they die."""
@@ -249,9 +292,9 @@ def _hosts(ray: Any, count: int, num_cpus: float) -> list[Any]:
         threads = str(max(1, int(num_cpus)))  # threads idling in a spin would take the cores others reserved
         env = {"EMBTABLE_CPU_BACKEND": os.environ.get("EMBTABLE_CPU_BACKEND", "numpy"), "NUMBA_NUM_THREADS": threads,
                "OMP_NUM_THREADS": threads}
-        host = ray.remote(ShardHost).options(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
-                                             runtime_env={"env_vars": env})
-        pool.extend(host.remote() for _ in range(count - len(pool)))
+        host = ray.remote(RayShardHost).options(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0,
+                                                runtime_env={"env_vars": env})
+        pool.extend(_Host(host.remote()) for _ in range(count - len(pool)))
     return pool[:count]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import gc
 import os
+import threading
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,6 +24,7 @@ from ..dtype import DType
 from .base import RowRule, TableStorage
 from .dense import DenseTable
 from .mapped import MappedTable
+from .shard_channel import ChannelServer
 from .sharded_checkpoint import saved_rows
 from .table_files import create_file
 
@@ -156,27 +158,42 @@ class MissingShard(LookupError):
 
 
 class ShardHost:
-    """The shards placed on one process, by key."""
+    """The shards placed on one process, by key. Calls come as actor calls of the cluster
+    and over the host's `ChannelServer` (at `channel_port`, opened with `channel_token`);
+    they run one at a time."""
 
     def __init__(self) -> None:
         self._shards: dict[str, Shard] = {}
+        self._lock = threading.RLock()
+        self._server = ChannelServer(lambda key, method, args: self.call(key, method, *args))
+
+    @property
+    def channel_port(self) -> int:
+        return self._server.port
+
+    @property
+    def channel_token(self) -> bytes:
+        return self._server.token
 
     def create(self, key: str, kind: type[Shard], *args: Any) -> None:
         """Shard `key`, made anew: ``kind(*args)``."""
-        self._shards.pop(key, None)  # a file shard's files are closed before they are opened again
-        gc.collect()
-        self._shards[key] = kind(*args)
+        with self._lock:
+            self._shards.pop(key, None)  # a file shard's files are closed before they are opened again
+            gc.collect()
+            self._shards[key] = kind(*args)
 
     def call(self, key: str, method: str, *args: Any) -> Any:
         """Shard `key`'s `method` with `args`: what it returns."""
-        if key not in self._shards:
-            raise MissingShard(f"this process (pid {os.getpid()}) holds no shard {key}")
-        return getattr(self._shards[key], method)(*args)
+        with self._lock:
+            if key not in self._shards:
+                raise MissingShard(f"this process (pid {os.getpid()}) holds no shard {key}")
+            return getattr(self._shards[key], method)(*args)
 
     def drop(self, key: str) -> None:
         """Forget shard `key` (its table is gone), closing a file shard's files."""
-        self._shards.pop(key, None)
-        gc.collect()
+        with self._lock:
+            self._shards.pop(key, None)
+            gc.collect()
 
     def keys(self) -> list[str]:
         """The keys of the shards held here."""
