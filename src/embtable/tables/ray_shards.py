@@ -8,8 +8,10 @@ shard's process, not the loss of the machine whose object store holds it) and ev
 that changed the shard since; restoring is re-creating the shard from the snapshot (zeros
 before the first) and replaying those calls, which are deterministic. The call that met
 the failure is then sent again, so it completes with the result it would have had.
-Snapshots are retaken once `SNAPSHOT_AFTER` changes have piled up (their memory: a copy of
-each shard in the object store, plus up to that many calls' gradients in the caller).
+A shard is snapshotted again once the changes kept for it take as many bytes as its last
+snapshot (or `SNAPSHOT_AFTER` changes pile up): their memory is a copy of each shard in the
+object store, plus at most about as much again in the caller, and taking a snapshot costs
+no more on average than keeping the changes did.
 Shards in files are not snapshotted: they are restored from their last commit (`remade`),
 and the caller keeps their changes since (every step's gradients) until the next one.
 
@@ -27,12 +29,15 @@ import uuid
 import weakref
 from typing import Any, Callable, Sequence, Union
 
+import numpy as np
+
 from ..errors import ShardLostError
 from .shard import MissingShard, ShardHost
 from .shard_channel import Channel, ChannelClosed, Reply
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
-SNAPSHOT_AFTER = 64  # changes replayed at most to restore a shard: then it is snapshotted again
+SNAPSHOT_AFTER = 4096  # changes replayed at most to restore a shard: then it is snapshotted again
+SNAPSHOT_SHARE = 1.0  # ... or once its changes kept take this share of its last snapshot's bytes
 RETRY_PAUSE_S = 0.2  # between tries to reach a host that is restarting
 MAX_RESTORES = 3  # a call whose shard dies again after this many restorations fails
 CHANGES = frozenset({"put", "read", "put_state", "update", "renorm"})  # what a restoration replays
@@ -71,6 +76,8 @@ class RayShards:
         self._snapshotted = snapshots
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
+        self._kept_bytes = [0] * len(makers)  # the bytes of the arrays in them
+        self._snapshot_bytes = [0] * len(makers)  # of each shard's last snapshot (0: none)
         self._pending: list[tuple[Sequence[tuple[int, str, tuple]], list[Any], Any, Sent]] = []  # not waited for
         self._failed_change: tuple[int, Exception] | None = None  # a change that failed on a shard: no table now
         dropped = weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
@@ -145,10 +152,13 @@ class RayShards:
             if method in CHANGES:
                 replay = replays[number] if replays is not None and replays[number] is not None else args
                 self._changes[shard].append((method, replay))
+                self._kept_bytes[shard] += 0 if callable(replay) else _nbytes(replay)
         if failure is not None:
             raise failure
         for shard, changes in enumerate(self._changes):
-            if len(changes) >= SNAPSHOT_AFTER and not self._pending:  # (else once the last one sent has ended)
+            due = (len(changes) >= SNAPSHOT_AFTER
+                   or 0 < self._snapshot_bytes[shard] * SNAPSHOT_SHARE <= self._kept_bytes[shard])
+            if due and not self._pending:  # (else once the last one sent has ended)
                 self.snapshot(shard)
         return results
 
@@ -167,6 +177,7 @@ class RayShards:
         self._makers = list(makers)
         self._snapshots = [None] * len(makers)
         self._changes = [[] for _ in makers]
+        self._kept_bytes = [0] * len(makers)
 
     def snapshot(self, shard: int | None = None) -> None:
         """Snapshot `shard` (all of them by default) into the object store: restoring it
@@ -181,12 +192,13 @@ class RayShards:
         taken = [self.actors[k].call.options(num_returns=2).remote(self._key, "snapshot") for k in shards]
         for k, (ack, snapshot) in zip(shards, taken):
             try:
-                self._ray.get(ack, timeout=max(0.0, deadline - time.monotonic()))
+                size = self._ray.get(ack, timeout=max(0.0, deadline - time.monotonic()))
             except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
                 self._restore(k, deadline)
                 continue
             self._snapshots[k], self._changes[k] = snapshot, []
+            self._kept_bytes[k], self._snapshot_bytes[k] = 0, size
 
     def _completed(self, shard: int, method: str, args: tuple, future: Any, deadline: float,
                    restored: set[int]) -> Any:
@@ -242,6 +254,17 @@ class RayShards:
             except Exception as error:  # noqa: BLE001 -- sorted out by _give_up_unless_lost
                 self._give_up_unless_lost(error, deadline)
             time.sleep(RETRY_PAUSE_S)
+
+
+def _nbytes(args: Any) -> int:
+    """The bytes of the arrays in `args` (arrays, and tuples, lists and dicts of them)."""
+    if isinstance(args, np.ndarray):
+        return args.nbytes
+    if isinstance(args, (tuple, list)):
+        return sum(_nbytes(arg) for arg in args)
+    if isinstance(args, dict):
+        return sum(_nbytes(arg) for arg in args.values())
+    return 0
 
 
 class RayShardHost(ShardHost):

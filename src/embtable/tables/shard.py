@@ -110,9 +110,11 @@ class MemoryShard(Shard):
         return {buffer: self._cpu.to_host(data_of(value)) for buffer, value in self._state.get(name, {}).items()}
 
     def snapshot(self) -> tuple[int, tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]]:
-        """The row count (an acknowledgement to wait for without fetching the rest), and
+        """Its size in bytes (an acknowledgement to wait for without fetching the rest), and
         every row with every optimizer's state of them (what `restore` takes back)."""
-        return self._rows.shape[0], (self.values(), {name: self.state_values(name) for name in self._state})
+        rows, state = self.values(), {name: self.state_values(name) for name in self._state}
+        size = rows.nbytes + sum(values.nbytes for buffers in state.values() for values in buffers.values())
+        return size, (rows, state)
 
     def restore(self, snapshot: tuple[np.ndarray, dict[str, dict[str, np.ndarray]]]) -> None:
         """Become what `snapshot` was taken of."""
