@@ -2,7 +2,7 @@
 moving their data between processes here. Run by hand (never in CI):
 
     .venv/bin/python benchmarks/sharded_table.py [--rows 1000000] [--dim 64] [--batches 4096 65536]
-        [--shards 1 2 4] [--steps 10] [--runs 3]
+        [--shards 1 2 4] [--steps 10] [--runs 3] [--long-steps 400]
 
 For each batch size and id law (Zipf(1.05), the hot ids first as in a vocabulary sorted by
 frequency; uniform) it times a lookup (no gradient) and a sparse Adam training step
@@ -13,7 +13,9 @@ to it) over `multiprocessing.Pipe`s to as many echoing processes, all shards at 
 times only that: the least any transport between processes costs on this machine. The
 **overhead** of a sharded table is its time less the local table's; it is reported over
 the floor. The third workload of each is the step prefetching the next batch after its
-backward (`prefetch`: a no-op in one process).
+backward (`prefetch`: a no-op in one process). A last line gives the mean of a long run of
+Zipf steps of the largest batch, which counts the snapshots in-memory shards take now and
+then (a median of short runs leaves them out).
 It also reports how evenly a batch's distinct rows fall on the shards.
 
 On one machine every shard shares its cores with the caller: this measures what the
@@ -134,6 +136,29 @@ def balance(placement: Placement, ids: np.ndarray) -> float:
     return max(counts) / (distinct.shape[0] / placement.shards)
 
 
+def long_run(args: argparse.Namespace, rng: np.random.Generator) -> None:
+    """The mean time of a Zipf step of the largest batch over `--long-steps` steps of fresh
+    tables, so that it counts the snapshots in-memory shards take every so often (medians
+    of short runs miss them); one process and each shard count in alternating blocks."""
+    block, batch = 20, max(args.batches)
+    batches = [zipf_ids(rng, args.rows, batch) for _ in range(block + 2)]
+    layers = {"local": et.nn.Embedding(args.rows, args.dim, sparse=True),
+              **{shards: ShardedEmbedding(args.rows, args.dim, shards=shards) for shards in args.shards}}
+    optimizers = {key: et.optim.Adam(layer.parameters(), lr=0.01) for key, layer in layers.items()}
+    totals = {key: 0.0 for key in layers}
+    for _ in range(args.long_steps // block):
+        for key, layer in layers.items():
+            start = time.perf_counter()
+            for ids in batches[:block]:
+                train_step(layer, optimizers[key], ids, ids)
+            totals[key] += time.perf_counter() - start
+    steps = args.long_steps // block * block
+    local = totals["local"] / steps * 1e3
+    print(f"zipf   {batch:6d} step, mean of {steps} local {local:6.1f} | "
+          + " | ".join(f"{shards}: {totals[shards] / steps * 1e3:6.1f} ({totals[shards] / totals['local']:4.2f}x)"
+                       for shards in args.shards), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -142,6 +167,7 @@ def main() -> None:
     parser.add_argument("--shards", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--long-steps", type=int, default=400, help="steps of the run whose mean counts snapshots")
     args = parser.parse_args()
     floors = {shards: PipeFloor(shards) for shards in args.shards}
     import ray  # after the floor's processes are forked
@@ -173,6 +199,8 @@ def main() -> None:
                     cells.append(f"{shards}: {sharded:6.1f} ({sharded / local:4.2f}x, floor {floor:5.1f}, overhead "
                                  f"{(sharded - local) / floor:4.1f}x floor)")
                 print(f"{law:7s} {batch:6d} {op:17s} local {local:6.1f} | " + " | ".join(cells), flush=True)
+    del layers, optimizers  # their shards' memory
+    long_run(args, rng)
     ids = zipf_ids(rng, args.rows, max(args.batches))
     print("busiest shard over the even share of a Zipf batch's distinct rows: "
           + ", ".join(f"{shards} shards {balance(Placement(args.rows, shards), ids):.3f}x" for shards in args.shards))
