@@ -199,7 +199,7 @@ def main() -> None:
                     cells.append(f"{shards}: {sharded:6.1f} ({sharded / local:4.2f}x, floor {floor:5.1f}, overhead "
                                  f"{(sharded - local) / floor:4.1f}x floor)")
                 print(f"{law:7s} {batch:6d} {op:17s} local {local:6.1f} | " + " | ".join(cells), flush=True)
-    del layers, optimizers  # their shards' memory
+    del layers, optimizers, layer  # their shards' memory
     long_run(args, rng)
     ids = zipf_ids(rng, args.rows, max(args.batches))
     print("busiest shard over the even share of a Zipf batch's distinct rows: "

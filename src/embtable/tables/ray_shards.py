@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import ShardLostError
 from .shard import MissingShard, ShardHost
-from .shard_channel import Channel, ChannelClosed, Reply
+from .shard_channel import Channel, ChannelClosed, Message, Reply
 
 CALL_TIMEOUT_S = 600.0  # the longest a call waits for its shards, restorations included
 SNAPSHOT_AFTER = 4096  # changes replayed at most to restore a shard: then it is snapshotted again
@@ -72,7 +72,9 @@ class RayShards:
         self._hosts = _hosts(ray, len(makers), num_cpus)
         self.actors = [host.actor for host in self._hosts]
         self._key = uuid.uuid4().hex
+        self._dumps = ray.cloudpickle.dumps  # as Ray pickles: a rule's class defined in a script goes by value
         self._makers = list(makers)
+        self._generations = [0] * len(makers)  # each shard's count of restorations (calls carry it)
         self._snapshotted = snapshots
         self._snapshots: list[Any] = [None] * len(makers)  # a ref to each shard's last snapshot (None: as made)
         self._changes: list[list[tuple[str, Replay]]] = [[] for _ in makers]  # each shard's changes since
@@ -80,15 +82,20 @@ class RayShards:
         self._snapshot_bytes = [0] * len(makers)  # of each shard's last snapshot (0: none)
         self._pending: list[tuple[Sequence[tuple[int, str, tuple]], list[Any], Any, Sent]] = []  # not waited for
         self._failed_change: tuple[int, Exception] | None = None  # a change that failed on a shard: no table now
-        dropped = weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
+        self._dropped = weakref.finalize(self, _drop, ray, _connection(ray), list(self.actors), self._key)
         try:
-            ray.get([host.create.remote(self._key, *maker) for host, maker in zip(self.actors, self._makers)],
+            ray.get([host.create.remote(self._key, 0, *maker) for host, maker in zip(self.actors, self._makers)],
                     timeout=CALL_TIMEOUT_S)
             for host in self._hosts:
-                host.connect(ray)
+                host.connect(ray, time.monotonic() + CALL_TIMEOUT_S)
         except BaseException:
-            dropped()  # the shards made (a file shard holds its file's lock) go with the one that failed
+            self.close()  # the shards made (a file shard holds its file's lock) go with the one that failed
             raise
+
+    def close(self) -> None:
+        """Drop the shards from their hosts now (done anyway once this object is collected):
+        a file shard's files close, releasing their locks."""
+        self._dropped()
 
     def call(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None
              ) -> list[Any]:
@@ -101,8 +108,7 @@ class RayShards:
         `ShardLostError`: the shards no longer hold one table (some took the change)."""
         self.settle()
         self._refuse_after_failed_change()
-        return self._finished(calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
-                              set())
+        return self._finished(calls, self._sent(calls), replays, set())
 
     def send(self, calls: Sequence[tuple[int, str, tuple]], replays: Sequence[Replay | None] | None = None
              ) -> Sent:
@@ -113,8 +119,7 @@ class RayShards:
         goes on with its work."""
         self._refuse_after_failed_change()
         sent = Sent()
-        self._pending.append((calls, [self._send(shard, method, args) for shard, method, args in calls], replays,
-                              sent))
+        self._pending.append((calls, self._sent(calls), replays, sent))
         return sent
 
     def settle(self) -> None:
@@ -155,23 +160,23 @@ class RayShards:
                 self._kept_bytes[shard] += 0 if callable(replay) else _nbytes(replay)
         if failure is not None:
             raise failure
-        for shard, changes in enumerate(self._changes):
-            due = (len(changes) >= SNAPSHOT_AFTER
-                   or 0 < self._snapshot_bytes[shard] * SNAPSHOT_SHARE <= self._kept_bytes[shard])
-            if due and not self._pending:  # (else once the last one sent has ended)
-                self.snapshot(shard)
+        due = [shard for shard, changes in enumerate(self._changes)
+               if len(changes) >= SNAPSHOT_AFTER
+               or 0 < self._snapshot_bytes[shard] * SNAPSHOT_SHARE <= self._kept_bytes[shard]]
+        if due and not self._pending:  # (else once the last one sent has ended)
+            self.snapshot(due)
         return results
 
     def _refuse_after_failed_change(self) -> None:
         if self._failed_change is not None:
             shard, error = self._failed_change
             cause = getattr(error, "cause", None) or error  # a shard's own error, not Ray's wrapping of it
-            raise ShardLostError(f"a change failed on shard {shard} ({type(cause).__name__}, raised before) after "
-                                 f"others took it: the shards no longer hold one table; reopen it at its last "
-                                 f"commit or load a checkpoint") from error
+            raise ShardLostError(f"a change failed on shard {shard} ({type(cause).__name__}, raised before), and "
+                                 f"other shards may have taken it: the shards no longer hold one table; reopen it "
+                                 f"at its last commit or load a checkpoint") from error
 
     def remade(self, makers: Sequence[Maker]) -> None:
-        """From now on, restore each shard by ``ShardHost.create(key, *maker)`` alone: its
+        """From now on, restore each shard by ``ShardHost.create(key, generation, *maker)`` alone: its
         changes so far are in what that makes (a commit of file shards made them durable)."""
         self.settle()
         self._makers = list(makers)
@@ -179,17 +184,18 @@ class RayShards:
         self._changes = [[] for _ in makers]
         self._kept_bytes = [0] * len(makers)
 
-    def snapshot(self, shard: int | None = None) -> None:
-        """Snapshot `shard` (all of them by default) into the object store: restoring it
-        then starts there. One that dies meanwhile is restored and keeps its old snapshot
+    def snapshot(self, shards: Sequence[int] | None = None) -> None:
+        """Snapshot `shards` (all of them by default) into the object store, all at once:
+        restoring one then starts there. One that dies meanwhile is restored and keeps its old snapshot
         and changes. Nothing for shards made without snapshots: they are restored from
         what they were last `remade` from, and their changes since."""
         self.settle()
         if not self._snapshotted:
             return
         deadline = time.monotonic() + CALL_TIMEOUT_S
-        shards = range(len(self.actors)) if shard is None else [shard]
-        taken = [self.actors[k].call.options(num_returns=2).remote(self._key, "snapshot") for k in shards]
+        shards = range(len(self.actors)) if shards is None else shards
+        taken = [self.actors[k].call.options(num_returns=2).remote(self._key, self._generations[k], "snapshot")
+                 for k in shards]
         for k, (ack, snapshot) in zip(shards, taken):
             try:
                 size = self._ray.get(ack, timeout=max(0.0, deadline - time.monotonic()))
@@ -214,10 +220,19 @@ class RayShards:
             future = self._send(shard, method, args)
         return future.result(max(0.0, deadline - time.monotonic()))
 
+    def _sent(self, calls: Sequence[tuple[int, str, tuple]]) -> list[Reply]:
+        """Send each ``(shard, method, args)``; their replies. All are pickled before any is
+        sent, so a call that cannot be pickled raises with nothing sent."""
+        messages = [self._message(shard, method, args) for shard, method, args in calls]
+        return [self._hosts[shard].channel.send(message) for (shard, _, _), message in zip(calls, messages)]
+
     def _send(self, shard: int, method: str, args: tuple) -> Reply:
         """Send `shard` its call over its host's channel (the reply fails at once if the
         channel is broken: the host is then restored, which connects it again)."""
-        return self._hosts[shard].channel.send(self._key, method, args)
+        return self._hosts[shard].channel.send(self._message(shard, method, args))
+
+    def _message(self, shard: int, method: str, args: tuple) -> Message:
+        return Message((self._key, self._generations[shard], method, args), self._dumps)
 
     def _give_up_unless_lost(self, error: Exception, deadline: float) -> None:
         """Raise `error` unless it says a shard's process died (the call's, its broken
@@ -235,12 +250,14 @@ class RayShards:
         since, in order; tried again while the host is still restarting."""
         host = self._hosts[shard]
         while True:
+            self._generations[shard] += 1  # calls sent before are refused by the shard made now
+            generation = self._generations[shard]
             try:
-                made = [host.actor.create.remote(self._key, *self._makers[shard])]
+                made = [host.actor.create.remote(self._key, generation, *self._makers[shard])]
                 if self._snapshots[shard] is not None:  # by Ray, which hands the shard the snapshot's value
-                    made.append(host.actor.call.remote(self._key, "restore", self._snapshots[shard]))
+                    made.append(host.actor.call.remote(self._key, generation, "restore", self._snapshots[shard]))
                 self._ray.get(made, timeout=max(0.0, deadline - time.monotonic()))
-                host.connect(self._ray)
+                host.connect(self._ray, deadline)
                 replies = [self._send(shard, method, args() if callable(args) else args)
                            for method, args in self._changes[shard]]
                 for reply in replies:
@@ -284,16 +301,16 @@ class _Host:
         self.actor = actor
         self.channel: Channel | None = None
 
-    def connect(self, ray: Any) -> None:
+    def connect(self, ray: Any, deadline: float) -> None:
         """Open a channel to the host's current process, unless the one open leads there
-        (over the loopback when the host runs on this machine)."""
-        address, port, token = ray.get(self.actor.address.remote(), timeout=CALL_TIMEOUT_S)
-        where = ("127.0.0.1" if address == ray.util.get_node_ip_address() else address, port)
-        if self.channel is not None and not self.channel.closed and self.channel.address == where:
+        (over the loopback when the host runs on this machine); `ChannelClosed` if it
+        cannot."""
+        address, port, token = ray.get(self.actor.address.remote(), timeout=max(0.0, deadline - time.monotonic()))
+        if self.channel is not None and not self.channel.closed and self.channel.token == token:
             return
         if self.channel is not None:
             self.channel.close()  # a restarted process listens elsewhere: calls still waiting here are lost
-        self.channel = Channel(where, token)
+        self.channel = Channel(("127.0.0.1" if address == ray.util.get_node_ip_address() else address, port), token)
 
 
 _host_pools: dict[tuple[tuple[str, str], float], list[_Host]] = {}  # (connection, CPUs per host) -> hosts

@@ -162,12 +162,14 @@ class MissingShard(LookupError):
 class ShardHost:
     """The shards placed on one process, by key. Calls come as actor calls of the cluster
     and over the host's `ChannelServer` (at `channel_port`, opened with `channel_token`);
-    they run one at a time."""
+    they run one at a time. Each shard is made for a generation (its table's count of
+    restorations), and a call for another generation is refused as for a missing shard:
+    a call sent before a restoration must not reach the shard made by it."""
 
     def __init__(self) -> None:
-        self._shards: dict[str, Shard] = {}
+        self._shards: dict[str, tuple[int, Shard]] = {}
         self._lock = threading.RLock()
-        self._server = ChannelServer(lambda key, method, args: self.call(key, method, *args))
+        self._server = ChannelServer(lambda key, generation, method, args: self.call(key, generation, method, *args))
 
     @property
     def channel_port(self) -> int:
@@ -177,19 +179,22 @@ class ShardHost:
     def channel_token(self) -> bytes:
         return self._server.token
 
-    def create(self, key: str, kind: type[Shard], *args: Any) -> None:
-        """Shard `key`, made anew: ``kind(*args)``."""
+    def create(self, key: str, generation: int, kind: type[Shard], *args: Any) -> None:
+        """Shard `key` of `generation`, made anew: ``kind(*args)``."""
         with self._lock:
             self._shards.pop(key, None)  # a file shard's files are closed before they are opened again
             gc.collect()
-            self._shards[key] = kind(*args)
+            self._shards[key] = generation, kind(*args)
 
-    def call(self, key: str, method: str, *args: Any) -> Any:
-        """Shard `key`'s `method` with `args`: what it returns."""
+    def call(self, key: str, generation: int, method: str, *args: Any) -> Any:
+        """Shard `key`'s `method` with `args`, if the shard is of `generation`: what it
+        returns."""
         with self._lock:
-            if key not in self._shards:
-                raise MissingShard(f"this process (pid {os.getpid()}) holds no shard {key}")
-            return getattr(self._shards[key], method)(*args)
+            made, shard = self._shards.get(key, (None, None))
+            if made != generation:
+                raise MissingShard(f"this process (pid {os.getpid()}) holds no shard {key} of generation "
+                                   f"{generation}")
+            return getattr(shard, method)(*args)
 
     def drop(self, key: str) -> None:
         """Forget shard `key` (its table is gone), closing a file shard's files."""

@@ -13,10 +13,11 @@ behind `RayShards` (`ray_shards.py`), which also restores a shard whose process 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import weakref
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -67,8 +68,23 @@ class ShardedTable:
         `rows` (`DEAL_ROWS` at a time, `start` a multiple of it), dealt to the shards. The
         tensor keeps the storage alive; dropping it ends the shards."""
         storage = cls(shape, dtype, shards, num_cpus)
-        storage._deal(rows)
+        with storage._closed_on_failure():
+            storage._deal(rows)
         return storage._weight_tensor()
+
+    def close(self) -> None:
+        """Drop the shards now, rather than once this storage is collected."""
+        self._shards.close()
+
+    @contextlib.contextmanager
+    def _closed_on_failure(self) -> Iterator[None]:
+        """Close this storage if what runs inside raises: a table that failed to be built
+        holds no shard (nor lock) until the error is collected."""
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
 
     def _weight_tensor(self) -> Tensor:
         """The weight: its values kept by this storage, which it keeps alive."""
@@ -83,9 +99,10 @@ class ShardedTable:
         shards (any number: each reads the places it holds from the files that hold them)."""
         storage = cls(saved.shape, saved.dtype, shards, num_cpus)
         bounds = storage._placement.bounds
-        storage._shards.call([(k, "read", (saved.pieces(int(bounds[k]), int(bounds[k + 1])),))
-                              for k in range(shards)])
-        storage._shards.snapshot()
+        with storage._closed_on_failure():
+            storage._shards.call([(k, "read", (saved.pieces(int(bounds[k]), int(bounds[k + 1])),))
+                                  for k in range(shards)])
+            storage._shards.snapshot()
         return storage._weight_tensor()
 
     # --- what it is -------------------------------------------------------------------------

@@ -54,14 +54,14 @@ class ShardedFileTable(ShardedTable):
         self._metadata = metadata
         self._commit: int | None = None if committed is None else committed["commit"]
         self._steps: dict[str, int] = {} if committed is None else dict(committed["steps"])
-        lock = _locked(folder)
-        weakref.finalize(self, lock.close)
+        self._lock = _locked(folder)
+        weakref.finalize(self, self._lock.close)
         try:
             if committed is None and os.path.exists(os.path.join(folder, COMMIT)):
                 os.unlink(os.path.join(folder, COMMIT))  # a creation cut short leaves no table, not a mix of two
             super().__init__(shape, dtype, shards, num_cpus)
         except BaseException:
-            lock.close()
+            self._lock.close()
             raise
 
     @classmethod
@@ -73,8 +73,9 @@ class ShardedFileTable(ShardedTable):
         folder = os.path.abspath(folder)  # the shards' processes write it: not relative to here
         os.makedirs(folder, exist_ok=True)
         storage = cls(folder, shape, dtype, shards, num_cpus, cache_bytes, metadata)
-        storage._deal(rows)
-        storage.commit()
+        with storage._closed_on_failure():
+            storage._deal(rows)
+            storage.commit()
         return storage._weight_tensor()
 
     @classmethod
@@ -88,6 +89,11 @@ class ShardedFileTable(ShardedTable):
 
     def _new_shards(self, num_cpus: float) -> RayShards:
         return RayShards(self._makers(self._commit), num_cpus, snapshots=False)
+
+    def close(self) -> None:
+        """Drop the shards (closing their files) and let the folder go."""
+        super().close()
+        self._lock.close()
 
     def _makers(self, commit: int | None) -> list[tuple]:
         """What makes each shard: its table as of `commit` (None: new, of zeros)."""
