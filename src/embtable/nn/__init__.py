@@ -6,7 +6,8 @@ from .bag import EmbeddingBag
 from .embedding import Embedding
 from .layer import Layer, LayerState
 from .linear import Linear
+from .quantized import QuantizedEmbedding, QuantizedEmbeddingBag
 from .sequential import Sequential
 
-__all__ = ["Dropout", "Embedding", "EmbeddingBag", "Layer", "LayerState", "Linear", "ReLU", "Sequential",
-           "functional", "utils"]
+__all__ = ["Dropout", "Embedding", "EmbeddingBag", "Layer", "LayerState", "Linear", "QuantizedEmbedding",
+           "QuantizedEmbeddingBag", "ReLU", "Sequential", "functional", "utils"]

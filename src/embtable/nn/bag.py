@@ -10,6 +10,7 @@ from ..device import DeviceLike
 from ..dtype import DTypeLike
 from .lookup import bag_lookup
 from .options import BagOptions
+from .quantized import QuantizedEmbeddingBag
 from .table import TableLayer
 
 
@@ -39,6 +40,7 @@ class EmbeddingBag(TableLayer):
     """
 
     options_type = BagOptions
+    quantized_type = QuantizedEmbeddingBag
 
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm: float | None = None,
                  norm_type: float = 2.0, scale_grad_by_freq: bool = False, mode: str = "mean",

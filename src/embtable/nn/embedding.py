@@ -9,6 +9,7 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DTypeLike
 from .lookup import lookup
+from .quantized import QuantizedEmbedding
 from .table import TableLayer
 
 
@@ -40,6 +41,8 @@ class Embedding(TableLayer):
     The weight starts as N(0, 1) samples scaled by ``1/sqrt(embedding_dim)``, with the
     `padding_idx` row set to zeros; `embtable.manual_seed` makes it reproducible.
     """
+
+    quantized_type = QuantizedEmbedding
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  max_norm: float | None = None, norm_type: float = 2.0,

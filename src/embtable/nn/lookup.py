@@ -14,19 +14,21 @@ import numpy as np
 from ..core import Tensor
 from ..core.ops.bags import bags_of, pooled, pooled_rows
 from ..core.ops.rows import checked_indices, clipped, gathered
+from ..device import Device
+from ..dtype import DType
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from ..interop import host_array
 from ..tables import TableStorage, storage_of
 from .options import BagOptions, EmbeddingOptions
 
-_TABLE = "an embedding table of {limit} rows"
+TABLE_NAME = "an embedding table of {limit} rows"  # how index errors name the table
 
 
 def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     """``weight[indices]`` with `options` applied, the rows read from the storage that
     holds `weight`'s values; see `Embedding` for the semantics."""
     table = storage_of(weight)
-    index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
+    index = checked_indices(indices, table.num_rows, table.backend, TABLE_NAME)
     renorm = _renormed(table, index, options)
     rows = _looked_up(table, weight, index, options)
     return rows if options.max_norm is None or renorm else clipped(rows, options.max_norm, options.norm_type)
@@ -38,9 +40,9 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     `options` applied: ``[bags, embedding_dim]``; see `EmbeddingBag` for the semantics.
     Everything is checked before the table changes (a renorm)."""
     table = storage_of(weight)
-    index = checked_indices(indices, table.num_rows, table.backend, _TABLE)
-    starts = _bag_starts(index, offsets, options.include_last_offset)
-    weights = _checked_sample_weights(per_sample_weights, index, weight)
+    index = checked_indices(indices, table.num_rows, table.backend, TABLE_NAME)
+    starts = bag_starts(index, offsets, options.include_last_offset)
+    weights = checked_sample_weights(per_sample_weights, index, weight.device, weight.dtype)
     flat = index.reshape(-1)
     bags = bags_of(starts, table.backend, options.padding_idx)
     renorm = _renormed(table, flat, options)
@@ -56,7 +58,7 @@ def prefetch_rows(weight: Tensor, indices: Any) -> None:
     """Ask the storage holding `weight` to bring the rows of `indices` (checked as a
     lookup's) close for a coming call; see `Embedding.prefetch`."""
     table = storage_of(weight)
-    table.prefetch(checked_indices(indices, table.num_rows, table.backend, _TABLE))
+    table.prefetch(checked_indices(indices, table.num_rows, table.backend, TABLE_NAME))
 
 
 def _renormed(table: TableStorage, index: Tensor, options: EmbeddingOptions) -> bool:
@@ -72,7 +74,7 @@ def _looked_up(table: TableStorage, weight: Tensor, index: Tensor, options: Embe
                     scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
 
 
-def _bag_starts(index: Tensor, offsets: Any, include_last_offset: bool) -> np.ndarray:
+def bag_starts(index: Tensor, offsets: Any, include_last_offset: bool) -> np.ndarray:
     """Where each bag starts and ends, as int64 ``[bags + 1]`` on the host: rows of 2-D
     `index`, or the checked `offsets` of a 1-D one."""
     if index.ndim == 2:
@@ -128,18 +130,18 @@ def _raise_bad_offsets(starts: np.ndarray, size: int) -> None:
     raise InvalidArgumentError(f"offsets[{i}] = {starts[i]} is past the end of the {size} indices")
 
 
-def _checked_sample_weights(weights: Any, index: Tensor, table: Tensor) -> Tensor | None:
-    """`weights` as a flat tensor of the table's dtype, one per index, or None."""
+def checked_sample_weights(weights: Any, index: Tensor, device: Device, dtype: DType) -> Tensor | None:
+    """`weights` as a flat tensor of the table's `dtype` on its `device`, one per index, or
+    None."""
     if weights is None:
         return None
     if isinstance(weights, Tensor):
-        if weights.device != table.device:
-            raise DeviceError(f"per_sample_weights are on {weights.device} but the table is on {table.device}")
+        if weights.device != device:
+            raise DeviceError(f"per_sample_weights are on {weights.device} but the table is on {device}")
     else:
-        weights = Tensor(weights, device=table.device)
+        weights = Tensor(weights, device=device)
     if weights.shape != index.shape:
         raise ShapeError(f"per_sample_weights must have the indices' shape {index.shape}, got {weights.shape}")
-    if weights.dtype != table.dtype:
-        raise DTypeError(f"per_sample_weights must have the table's dtype {table.dtype.name}, got "
-                         f"{weights.dtype.name}")
+    if weights.dtype != dtype:
+        raise DTypeError(f"per_sample_weights must have the table's dtype {dtype.name}, got {weights.dtype.name}")
     return weights.reshape(-1)

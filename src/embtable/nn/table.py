@@ -24,6 +24,7 @@ from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
 from .lookup import prefetch_rows
 from .options import EmbeddingOptions
+from .quantized import QuantizedTableLayer
 
 
 class TableLayer(Layer):
@@ -32,6 +33,7 @@ class TableLayer(Layer):
     tables) or `_pretrained` (given weights)."""
 
     options_type: type[EmbeddingOptions] = EmbeddingOptions
+    quantized_type: type[QuantizedTableLayer]  # what `to_quantized` makes
 
     def _build(self, num_embeddings: int, embedding_dim: int, device: DeviceLike, dtype: DTypeLike,
                **options: Any) -> None:
@@ -223,6 +225,17 @@ class TableLayer(Layer):
         if x.dtype != self.weight.dtype:
             raise DTypeError(f"as_linear needs x of the table's dtype {self.weight.dtype.name}, got {x.dtype.name}")
         return x @ self.weight.T
+
+    def to_quantized(self, bits: int = 8, group_size: int | None = None) -> QuantizedTableLayer:
+        """This table for serving, its rows stored as `bits`-bit codes (8 or 4, two a byte)
+        with a float32 scale and offset per group of `group_size` consecutive columns (None:
+        per row; it must divide `embedding_dim`): a `QuantizedEmbedding` (or
+        `QuantizedEmbeddingBag`) that looks up as this layer over its `dequantize()`, with
+        `padding_idx`, `max_norm` (applied to the rows before quantizing), `norm_type` and a
+        bag's `mode` and `include_last_offset`. This layer is left as it is. Other `bits`, a
+        `group_size` that does not divide `embedding_dim`, or non-finite rows raise
+        `InvalidArgumentError`."""
+        return self.quantized_type.from_float(self, bits, group_size)
 
     def config(self) -> dict[str, Any]:
         """The size, the non-default options and the dtype: what `load` rebuilds from."""

@@ -1,0 +1,189 @@
+"""`QuantizedEmbedding` and `QuantizedEmbeddingBag`: a table's rows stored as 8- or 4-bit
+codes with a float32 scale and offset per group of columns, for serving. Made by a float
+layer's `to_quantized`; they look up and pool as the float layer over `dequantize()`,
+each value dequantized where it is read, and they have no parameters: they do not train.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core import Tensor
+from ..core.ops.bags import bags_of
+from ..core.ops.rows import checked_indices
+from ..device import DeviceLike
+from ..dtype import DType, DTypeLike, as_float_dtype
+from ..tables import storage_of
+from ..tables.quantized import QuantizedTable, checked_layout, code_bytes
+from ..validate import positive_int
+from .init import placement
+from .layer import Layer
+from .lookup import TABLE_NAME, bag_starts, checked_sample_weights
+from .options import BagOptions, EmbeddingOptions
+
+
+class QuantizedTableLayer(Layer):
+    """What `QuantizedEmbedding` and `QuantizedEmbeddingBag` share: the buffers ``codes``
+    (U8), ``scales`` and ``offsets`` (F32, one per row and group), the layout and the
+    options. The constructor makes a table of zeros (what `load` fills); `from_float`
+    quantizes a float layer."""
+
+    options_type: type[EmbeddingOptions] = EmbeddingOptions
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, bits: int = 8, group_size: int | None = None,
+                 device: DeviceLike = None, dtype: DTypeLike = None, **options: Any) -> None:
+        rows = positive_int("num_embeddings", num_embeddings)
+        dim = positive_int("embedding_dim", embedding_dim)
+        bits, group = checked_layout(dim, bits, group_size)
+        checked = self.options_type.checked(rows, **options)
+        device, dtype = placement(device, dtype)
+        scales, offsets = (Tensor(np.zeros((rows, dim // group), np.float32), device=device) for _ in range(2))
+        zeros = QuantizedTable(Tensor(np.zeros((rows, code_bytes(dim, bits)), np.uint8), device=device), scales,
+                               offsets, bits, dim)
+        self._adopt(zeros, None if group_size is None else group, dtype, checked)
+
+    @classmethod
+    def from_float(cls, layer: Any, bits: int = 8, group_size: int | None = None) -> QuantizedTableLayer:
+        """`layer` (an `Embedding` or `EmbeddingBag`) quantized, its `max_norm` applied to
+        the rows first (the layer itself is left as it is); see `Embedding.to_quantized`."""
+        bits, group = checked_layout(layer.embedding_dim, bits, group_size)
+        options = {name: value for name, value in layer.config().items() if name in cls._option_names()}
+        checked = cls.options_type.checked(layer.num_embeddings, **options)
+        values = storage_of(layer.weight).values()  # a file-backed or sharded table's rows read whole
+        table = QuantizedTable.quantized(values, bits, group, checked.max_norm, checked.norm_type)
+        quantized = cls.__new__(cls)
+        quantized._adopt(table, None if group_size is None else group, layer.weight.dtype, checked)
+        return quantized
+
+    @classmethod
+    def _option_names(cls) -> set[str]:
+        return {"padding_idx", "max_norm", "norm_type"}
+
+    def _adopt(self, table: QuantizedTable, group_size: int | None, dtype: DType, options: EmbeddingOptions) -> None:
+        for name, buffer in zip(("codes", "scales", "offsets"), table.buffers):
+            self.register_buffer(name, buffer)
+        self._bits, self._group_size, self._dim = table.bits, group_size, table.dim
+        self._dtype = dtype
+        self._options = options
+
+    def _table(self) -> QuantizedTable:
+        return QuantizedTable(self.codes, self.scales, self.offsets, self._bits, self._dim)
+
+    @property
+    def bits(self) -> int:
+        """Bits per code: 8 or 4."""
+        return self._bits
+
+    @property
+    def group_size(self) -> int | None:
+        """Columns sharing a scale and offset; None when a whole row does."""
+        return self._group_size
+
+    @property
+    def num_embeddings(self) -> int:
+        return self.codes.shape[0]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self._dim
+
+    @property
+    def dtype(self) -> DType:
+        """The dtype of lookups and of `dequantize()`: the source layer's."""
+        return self._dtype
+
+    @property
+    def padding_idx(self) -> int | None:
+        """The row left out of bags (normalised to >= 0), or None."""
+        return self._options.padding_idx
+
+    @property
+    def max_norm(self) -> float | None:
+        """The norm the rows were limited to before quantizing, or None."""
+        return self._options.max_norm
+
+    @property
+    def norm_type(self) -> float:
+        return self._options.norm_type
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the codes, scales and offsets: about ``num_embeddings *
+        (embedding_dim * bits / 8 + 8 * groups_per_row)``."""
+        return self._table().nbytes
+
+    def dequantize(self) -> Tensor:
+        """The table the lookups read, ``[num_embeddings, embedding_dim]`` of `dtype`."""
+        return self._table().dequantized(self._dtype)
+
+    def to(self, device: DeviceLike = None, dtype: DTypeLike = None) -> QuantizedTableLayer:
+        """Move the buffers to `device`; `dtype` (a float dtype) becomes the dtype of the
+        lookups (the scales and offsets stay float32)."""
+        resolved = None if dtype is None else as_float_dtype(dtype)
+        super().to(device)
+        self._dtype = resolved or self._dtype
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The size, the layout, the non-default options and the dtype: what `load` rebuilds
+        from."""
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim, "bits": self.bits,
+                "group_size": self.group_size, **self._options.non_defaults(), "dtype": self._dtype.name}
+
+    def extra_repr(self) -> str:
+        options = "".join(f", {k}={v!r}" for k, v in self._options.non_defaults().items())
+        return f"{self.num_embeddings}, {self.embedding_dim}, bits={self.bits}, group_size={self.group_size}{options}"
+
+
+class QuantizedEmbedding(QuantizedTableLayer):
+    """A quantized `Embedding` for serving: ``q(indices)`` returns the dequantized rows of
+    `indices` (integers of any shape in ``[0, num_embeddings)``), ``[*indices.shape,
+    embedding_dim]`` of the source layer's dtype, exactly ``q.dequantize()[indices]``.
+
+    Each group of `group_size` consecutive columns of a row (the whole row when None)
+    stores a float32 scale and offset and `bits`-bit codes (asymmetric min/max: the offset
+    is the group's minimum, the scale its range over ``2**bits - 1``), so every value is
+    within half a step of the original, up to float32 rounding; a zero row (the padding
+    row) is exact zeros. `max_norm` was applied to the rows when quantizing, and is not
+    applied again. Build one with `Embedding.to_quantized`; the constructor makes a table
+    of zeros for `load` to fill.
+    """
+
+    def forward(self, indices: Any) -> Tensor:
+        table = self._table()
+        return table.gather(checked_indices(indices, self.num_embeddings, table.backend, TABLE_NAME), self._dtype)
+
+
+class QuantizedEmbeddingBag(QuantizedTableLayer):
+    """A quantized `EmbeddingBag` for serving: ``q(indices, offsets=None,
+    per_sample_weights=None)`` pools each bag as the float layer does over `dequantize()`
+    (every mode, per-sample weights, padding left out, 2-D bags or 1-D indices with
+    offsets), up to summation order: sums run in float32 (float64 for a float64 table),
+    each value dequantized where it is read, with no ``[positions, dim]`` intermediate.
+    The layout is `QuantizedEmbedding`'s."""
+
+    options_type = BagOptions
+
+    @classmethod
+    def _option_names(cls) -> set[str]:
+        return {*super()._option_names(), "mode", "include_last_offset"}
+
+    def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> Tensor:
+        table = self._table()
+        index = checked_indices(indices, self.num_embeddings, table.backend, TABLE_NAME)
+        starts = bag_starts(index, offsets, self._options.include_last_offset)
+        weights = checked_sample_weights(per_sample_weights, index, self.codes.device, self._dtype)
+        bags = bags_of(starts, table.backend, self._options.padding_idx)
+        return table.pool(index.reshape(-1), bags, weights, self._options.mode, self._dtype)
+
+    @property
+    def mode(self) -> str:
+        """How a bag reduces: ``"sum"``, ``"mean"`` or ``"max"``."""
+        return self._options.mode
+
+    @property
+    def include_last_offset(self) -> bool:
+        """Whether `offsets` end with the end of the last bag (CSR)."""
+        return self._options.include_last_offset
