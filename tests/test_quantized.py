@@ -194,4 +194,64 @@ def test_a_quantized_layer_moves_and_serves_another_float_dtype(rng):
     as_f32 = q(ids).numpy()
     q.to(dtype="F64")
     assert q.dtype == et.DType.F64 and q.scales.dtype == et.DType.F32
-    assert q(ids).numpy().tobytes() == as_f32.astype(np.float64).tobytes()
+    assert q(ids).numpy().tobytes() == q.dequantize().numpy()[ids].tobytes()
+    np.testing.assert_allclose(q(ids).numpy(), as_f32, rtol=F32_EPS)  # the same values, rounded once to F64
+
+
+# --- PyTorch's 8-bit row-wise layout ----------------------------------------------------------
+
+torch = pytest.importorskip("torch")  # in the test extras: present wherever the suite runs
+
+
+def torch_bag(packed, ids, bounds, mode, weights=None):
+    """`torch.ops.quantized.embedding_bag_byte_rowwise_offsets` over CSR `bounds`."""
+    return torch.ops.quantized.embedding_bag_byte_rowwise_offsets(
+        torch.from_numpy(np.ascontiguousarray(packed)), torch.from_numpy(ids), torch.from_numpy(bounds), False,
+        {"sum": 0, "mean": 1, "max": 2}[mode], False, None if weights is None else torch.from_numpy(weights), None,
+        True).numpy()
+
+
+def test_a_table_packed_by_pytorch_is_served_as_pytorch_unpacks_it(rng):
+    weights = torch.from_numpy(rng.normal(0, 2, (64, 24)).astype(np.float32))
+    packed = torch.ops.quantized.embedding_bag_byte_prepack(weights)
+    q = QuantizedEmbedding.from_packed_rows(packed)
+    unpacked = torch.ops.quantized.embedding_bag_byte_unpack(packed).numpy()
+    assert q.dequantize().numpy().tobytes() == unpacked.tobytes()
+    assert q.to_packed_rows().numpy().tobytes() == packed.numpy().tobytes()
+    ids = rng.integers(0, 64, (7, 3))
+    assert q(ids).numpy().tobytes() == unpacked[ids].tobytes()
+    bag = QuantizedEmbeddingBag.from_packed_rows(packed.numpy(), mode="sum", include_last_offset=True)
+    flat, bounds = rng.integers(0, 64, 40), np.array([0, 3, 3, 17, 40])
+    per_sample = rng.normal(size=40).astype(np.float32)
+    np.testing.assert_allclose(bag(flat, bounds, per_sample).numpy(), torch_bag(packed, flat, bounds, "sum", per_sample),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_a_table_quantized_here_is_served_by_pytorch_as_here(rng, mode):
+    layer = EmbeddingBag.from_pretrained(rng.normal(0, 1, (80, 32)).astype(np.float32), mode=mode,
+                                         include_last_offset=True)
+    q = layer.to_quantized(8)
+    packed = q.to_packed_rows().numpy()
+    assert packed.shape == (80, 40)
+    unpacked = torch.ops.quantized.embedding_bag_byte_unpack(torch.from_numpy(packed)).numpy()
+    assert unpacked.tobytes() == q.dequantize().numpy().tobytes()
+    flat, bounds = rng.integers(0, 80, 50), np.array([0, 10, 11, 30, 50])
+    served = (torch_bag(packed, flat, bounds, mode) if mode == "sum"  # PyTorch's quantized bags only sum
+              else EmbeddingBag.from_pretrained(unpacked, mode=mode, include_last_offset=True)(flat, bounds).numpy())
+    np.testing.assert_allclose(q(flat, bounds).numpy(), served, rtol=1e-5, atol=1e-5)
+    again = QuantizedEmbeddingBag.from_packed_rows(packed, mode=mode, include_last_offset=True)
+    assert again.to_packed_rows().numpy().tobytes() == packed.tobytes()
+
+
+def test_only_8_bit_row_wise_tables_have_pytorchs_layout():
+    for bits, group in ((4, None), (8, 4)):
+        with pytest.raises(et.InvalidArgumentError, match="packed rows hold 8-bit codes"):
+            Embedding(10, 8).to_quantized(bits, group).to_packed_rows()
+    for bad in (np.zeros((3, 8), np.uint8), np.zeros((3, 12), np.float32), np.zeros(12, np.uint8)):
+        with pytest.raises(et.InvalidArgumentError, match="packed rows must be U8"):
+            QuantizedEmbedding.from_packed_rows(bad)
+    nan_scale = np.zeros((2, 12), np.uint8)
+    nan_scale[:, 4:8] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
+    with pytest.raises(et.InvalidArgumentError, match="finite"):
+        QuantizedEmbedding.from_packed_rows(nan_scale)

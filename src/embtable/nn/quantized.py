@@ -58,6 +58,28 @@ class QuantizedTableLayer(Layer):
         return quantized
 
     @classmethod
+    def from_packed_rows(cls, packed: Any, *, dtype: DTypeLike = None, **options: Any) -> QuantizedTableLayer:
+        """The 8-bit row-wise table in `packed` (U8 ``[num_embeddings, embedding_dim + 8]``,
+        any array: a ``torch.Tensor`` too), laid out as PyTorch's
+        ``torch.ops.quantized.embedding_bag_byte_prepack`` writes it: each row its codes,
+        then its float32 scale and offset. Lookups then equal
+        ``embedding_bag_byte_unpack(packed)``'s rows, and `to_packed_rows` gives `packed`
+        back byte for byte. `options` are the constructor's (`padding_idx`, a bag's `mode`,
+        ...); `dtype` is the lookups' (default: the default dtype)."""
+        table = QuantizedTable.from_packed_rows(packed if isinstance(packed, Tensor) else Tensor(packed))
+        checked = cls.options_type.checked(table.num_rows, **options)
+        layer = cls.__new__(cls)
+        layer._adopt(table, None, as_float_dtype(dtype), checked)
+        return layer
+
+    def to_packed_rows(self) -> Tensor:
+        """This table as PyTorch's 8-bit row-wise layout (see `from_packed_rows`): U8
+        ``[num_embeddings, embedding_dim + 8]``, for ``torch.ops.quantized.embedding_bag_byte_*``
+        (``torch.from_numpy(q.to_packed_rows().numpy())``). Only 8-bit tables with a scale and
+        offset per row have it (`InvalidArgumentError` otherwise)."""
+        return self._table().packed_rows()
+
+    @classmethod
     def _option_names(cls) -> set[str]:
         return {"padding_idx", "max_norm", "norm_type"}
 

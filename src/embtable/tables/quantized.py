@@ -18,6 +18,7 @@ from ..errors import InvalidArgumentError
 
 BITS = (8, 4)
 POOL_MODES = {"sum": 0, "mean": 1, "max": 2}  # the kernel's mode codes
+PACKED_EXTRA = 8  # bytes after a packed row's codes: its float32 scale and offset
 
 
 def _kernels() -> Any:
@@ -91,6 +92,39 @@ class QuantizedTable:
         offsets = np.empty((rows, dim // group), np.float32)
         _kernels().quantize(host, bits, group, codes, scales, offsets)
         return cls(*(wrap(backend.from_host(array), backend) for array in (codes, scales, offsets)), bits, dim)
+
+    @classmethod
+    def from_packed_rows(cls, packed: Tensor) -> QuantizedTable:
+        """The 8-bit row-wise table whose rows `packed` (U8 ``[rows, dim + 8]``) hold as
+        `packed_rows` writes them, its buffers on `packed`'s device; `InvalidArgumentError`
+        if it is not such a table."""
+        if packed.dtype.name != "U8" or packed.ndim != 2 or packed.shape[1] <= PACKED_EXTRA or packed.shape[0] < 1:
+            raise InvalidArgumentError(f"packed rows must be U8 [rows >= 1, embedding_dim + {PACKED_EXTRA}], got "
+                                       f"{packed.dtype.name} {list(packed.shape)}")
+        backend = backend_of(packed)
+        host = backend.to_host(data_of(packed))
+        dim = host.shape[1] - PACKED_EXTRA
+        scales, offsets = (np.ascontiguousarray(host[:, dim + 4 * k:dim + 4 * (k + 1)]).view("<f4").astype(np.float32)
+                           for k in range(2))
+        if not (np.isfinite(scales).all() and np.isfinite(offsets).all() and (scales >= 0).all()):
+            raise InvalidArgumentError("packed rows must hold finite, non-negative scales and finite offsets")
+        arrays = (np.ascontiguousarray(host[:, :dim]), scales, offsets)
+        return cls(*(wrap(backend.from_host(array), backend) for array in arrays), 8, dim)
+
+    def packed_rows(self) -> Tensor:
+        """An 8-bit row-wise table in the byte layout of PyTorch's (FBGEMM's)
+        ``embedding_bag_byte_prepack``: U8 ``[rows, dim + 8]``, each row its codes, then its
+        scale and its offset (the bias) as little-endian float32."""
+        if self.bits != 8 or self.group != self.dim:
+            raise InvalidArgumentError(f"packed rows hold 8-bit codes with one scale and offset per row; this "
+                                       f"table has {self.bits}-bit codes in groups of {self.group}")
+        codes, scales, offsets = self._arrays()
+        packed = np.empty((self.num_rows, self.dim + PACKED_EXTRA), np.uint8)
+        packed[:, :self.dim] = codes
+        packed[:, self.dim:self.dim + 4] = scales.astype("<f4").view(np.uint8)
+        packed[:, self.dim + 4:] = offsets.astype("<f4").view(np.uint8)
+        backend = self.backend
+        return wrap(backend.from_host(packed), backend)
 
     @property
     def num_rows(self) -> int:

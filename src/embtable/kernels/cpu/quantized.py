@@ -1,8 +1,9 @@
 """Quantized rows: each value an unsigned code of 8 or 4 bits (two 4-bit codes a byte, the
 even column's in the low nibble), each group of `group` consecutive columns of a row with a
-float32 scale and offset, the value being ``float32(code) * scale + offset`` (float32, two
-roundings). Lookups and pooled lookups dequantize each value where they read it: no float
-copy of the table, no ``[positions, dim]`` intermediate.
+float32 scale and offset, the value being ``code * scale + offset`` rounded once to the
+table's dtype (a fused multiply-add, as PyTorch's ``embedding_bag_byte_unpack``
+computes it). Lookups and pooled lookups dequantize each value where they read it: no
+float copy of the table, no ``[positions, dim]`` intermediate.
 """
 
 from __future__ import annotations
@@ -46,10 +47,10 @@ def quantize(table, bits, group, codes, scales, offsets):
 
 
 @nb.njit(cache=True, inline="always")
-def _code(codes, bits, row, d):
-    if bits == 8:
-        return np.float32(codes[row, d])
-    return np.float32((codes[row, d >> 1] >> ((d & 1) * 4)) & 15)
+def _value(codes, bits, row, d, scale, offset):
+    """The value of column d of `row` in float64 (exact: before its one rounding)."""
+    code = codes[row, d] if bits == 8 else (codes[row, d >> 1] >> ((d & 1) * 4)) & 15
+    return np.float64(code) * np.float64(scale) + np.float64(offset)
 
 
 @parallel_jit
@@ -62,7 +63,7 @@ def gather(codes, scales, offsets, bits, group, rows, out):
         for g in range(scales.shape[1]):
             scale, offset = scales[row, g], offsets[row, g]
             for d in range(g * group, (g + 1) * group):
-                out[i, d] = t(_code(codes, bits, row, d) * scale + offset)
+                out[i, d] = t(_value(codes, bits, row, d, scale, offset))
 
 
 @parallel_jit
@@ -86,7 +87,7 @@ def pool(codes, scales, offsets, bits, group, rows, bounds, padding_idx, weights
             for g in range(scales.shape[1]):
                 scale, offset = scales[row, g], offsets[row, g]
                 for d in range(g * group, (g + 1) * group):
-                    value = w * t(_code(codes, bits, row, d) * scale + offset)
+                    value = w * t(_value(codes, bits, row, d, scale, offset))
                     if mode != MAX:
                         dst[d] += value
                     elif count == 0 or value > dst[d]:
