@@ -167,7 +167,7 @@ def test_a_saved_quantized_layer_loads_bit_for_bit(tmp_path, rng, kind):
         assert loaded.state_dict()[name].numpy().tobytes() == buffer.numpy().tobytes(), name
     ids = rng.integers(0, 60, (5, 3))
     assert loaded(ids).numpy().tobytes() == q(ids).numpy().tobytes()
-    assert q.parameters() == [] and {name for name, _ in q.named_buffers()} == {"codes", "scales", "offsets"}
+    assert q.parameters() == [] and [name for name, _ in q.named_buffers()] == ["rows"]
     other = QuantizedEmbeddingBag if kind is QuantizedEmbedding else QuantizedEmbedding
     with pytest.raises(et.SerializationError, match=f"not {other.__name__}"):
         other.load(tmp_path / "q.safetensors")
@@ -193,7 +193,7 @@ def test_a_quantized_layer_moves_and_serves_another_float_dtype(rng):
     ids = rng.integers(0, 20, 9)
     as_f32 = q(ids).numpy()
     q.to(dtype="F64")
-    assert q.dtype == et.DType.F64 and q.scales.dtype == et.DType.F32
+    assert q.dtype == et.DType.F64 and q.rows.dtype == et.DType.U8
     assert q(ids).numpy().tobytes() == q.dequantize().numpy()[ids].tobytes()
     np.testing.assert_allclose(q(ids).numpy(), as_f32, rtol=F32_EPS)  # the same values, rounded once to F64
 
@@ -255,3 +255,13 @@ def test_only_8_bit_row_wise_tables_have_pytorchs_layout():
     nan_scale[:, 4:8] = np.frombuffer(np.float32(np.nan).tobytes(), np.uint8)
     with pytest.raises(et.InvalidArgumentError, match="finite"):
         QuantizedEmbedding.from_packed_rows(nan_scale)
+
+
+@pytest.mark.parametrize("dim", [5, 6, 7])
+def test_rows_whose_codes_are_padded_convert_to_and_from_pytorchs_layout(rng, dim):
+    weights = torch.from_numpy(rng.normal(0, 1, (9, dim)).astype(np.float32))
+    packed = torch.ops.quantized.embedding_bag_byte_prepack(weights)
+    q = QuantizedEmbedding.from_packed_rows(packed)
+    assert q.nbytes == 9 * (-(-dim // 4) * 4 + 8)  # codes padded to whole float32 words
+    assert q.to_packed_rows().numpy().tobytes() == packed.numpy().tobytes()
+    assert q.dequantize().numpy().tobytes() == torch.ops.quantized.embedding_bag_byte_unpack(packed).numpy().tobytes()

@@ -16,7 +16,7 @@ from ..core.ops.rows import checked_indices
 from ..device import DeviceLike
 from ..dtype import DType, DTypeLike, as_float_dtype
 from ..tables import storage_of
-from ..tables.quantized import QuantizedTable, checked_layout, code_bytes
+from ..tables.quantized import QuantizedTable, checked_layout, row_bytes
 from ..validate import positive_int
 from .init import placement
 from .layer import Layer
@@ -25,10 +25,10 @@ from .options import BagOptions, EmbeddingOptions
 
 
 class QuantizedTableLayer(Layer):
-    """What `QuantizedEmbedding` and `QuantizedEmbeddingBag` share: the buffers ``codes``
-    (U8), ``scales`` and ``offsets`` (F32, one per row and group), the layout and the
-    options. The constructor makes a table of zeros (what `load` fills); `from_float`
-    quantizes a float layer."""
+    """What `QuantizedEmbedding` and `QuantizedEmbeddingBag` share: the buffer ``rows`` (U8
+    ``[num_embeddings, row bytes]``: each row's codes, then each group's float32 scale and
+    offset), the layout and the options. The constructor makes a table of zeros (what
+    `load` fills); `from_float` quantizes a float layer."""
 
     options_type: type[EmbeddingOptions] = EmbeddingOptions
 
@@ -39,9 +39,8 @@ class QuantizedTableLayer(Layer):
         bits, group = checked_layout(dim, bits, group_size)
         checked = self.options_type.checked(rows, **options)
         device, dtype = placement(device, dtype)
-        scales, offsets = (Tensor(np.zeros((rows, dim // group), np.float32), device=device) for _ in range(2))
-        zeros = QuantizedTable(Tensor(np.zeros((rows, code_bytes(dim, bits)), np.uint8), device=device), scales,
-                               offsets, bits, dim)
+        zeros = QuantizedTable(Tensor(np.zeros((rows, row_bytes(dim, bits, group)), np.uint8), device=device), bits,
+                               dim, group)
         self._adopt(zeros, None if group_size is None else group, dtype, checked)
 
     @classmethod
@@ -84,14 +83,13 @@ class QuantizedTableLayer(Layer):
         return {"padding_idx", "max_norm", "norm_type"}
 
     def _adopt(self, table: QuantizedTable, group_size: int | None, dtype: DType, options: EmbeddingOptions) -> None:
-        for name, buffer in zip(("codes", "scales", "offsets"), table.buffers):
-            self.register_buffer(name, buffer)
-        self._bits, self._group_size, self._dim = table.bits, group_size, table.dim
+        self.register_buffer("rows", table.packed)
+        self._bits, self._group_size, self._dim, self._group = table.bits, group_size, table.dim, table.group
         self._dtype = dtype
         self._options = options
 
     def _table(self) -> QuantizedTable:
-        return QuantizedTable(self.codes, self.scales, self.offsets, self._bits, self._dim)
+        return QuantizedTable(self.rows, self._bits, self._dim, self._group)
 
     @property
     def bits(self) -> int:
@@ -105,7 +103,7 @@ class QuantizedTableLayer(Layer):
 
     @property
     def num_embeddings(self) -> int:
-        return self.codes.shape[0]
+        return self.rows.shape[0]
 
     @property
     def embedding_dim(self) -> int:
@@ -132,8 +130,8 @@ class QuantizedTableLayer(Layer):
 
     @property
     def nbytes(self) -> int:
-        """The bytes of the codes, scales and offsets: about ``num_embeddings *
-        (embedding_dim * bits / 8 + 8 * groups_per_row)``."""
+        """The bytes of the stored rows (codes, scales and offsets): ``num_embeddings *
+        (ceil(embedding_dim * bits / 8) + 8 * groups_per_row)``."""
         return self._table().nbytes
 
     def dequantize(self) -> Tensor:
@@ -141,8 +139,8 @@ class QuantizedTableLayer(Layer):
         return self._table().dequantized(self._dtype)
 
     def to(self, device: DeviceLike = None, dtype: DTypeLike = None) -> QuantizedTableLayer:
-        """Move the buffers to `device`; `dtype` (a float dtype) becomes the dtype of the
-        lookups (the scales and offsets stay float32)."""
+        """Move the buffer to `device`; `dtype` (a float dtype) becomes the dtype of the
+        lookups (the stored rows stay as they are)."""
         resolved = None if dtype is None else as_float_dtype(dtype)
         super().to(device)
         self._dtype = resolved or self._dtype
@@ -196,7 +194,7 @@ class QuantizedEmbeddingBag(QuantizedTableLayer):
         table = self._table()
         index = checked_indices(indices, self.num_embeddings, table.backend, TABLE_NAME)
         starts = bag_starts(index, offsets, self._options.include_last_offset)
-        weights = checked_sample_weights(per_sample_weights, index, self.codes.device, self._dtype)
+        weights = checked_sample_weights(per_sample_weights, index, self.rows.device, self._dtype)
         bags = bags_of(starts, table.backend, self._options.padding_idx)
         return table.pool(index.reshape(-1), bags, weights, self._options.mode, self._dtype)
 

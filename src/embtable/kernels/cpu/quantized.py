@@ -1,9 +1,13 @@
-"""Quantized rows: each value an unsigned code of 8 or 4 bits (two 4-bit codes a byte, the
-even column's in the low nibble), each group of `group` consecutive columns of a row with a
-float32 scale and offset, the value being ``code * scale + offset`` rounded once to the
-table's dtype (a fused multiply-add, as PyTorch's ``embedding_bag_byte_unpack``
-computes it). Lookups and pooled lookups dequantize each value where they read it: no
-float copy of the table, no ``[positions, dim]`` intermediate.
+"""Quantized rows. A table is one uint8 array, a row per table row: the row's codes (an
+unsigned code of 8 or 4 bits per value, two 4-bit codes a byte, the even column's in the
+low nibble; padded to whole float32 words), then for each group of `group` consecutive
+columns its float32 scale and offset (little-endian: for 8 bits, one group and a width
+that is a multiple of 4, the layout of PyTorch's ``embedding_bag_byte_prepack``). Kernels
+take the array twice: as bytes (`packed`) and as float32 words (`words`, the same memory). A value is ``code * scale + offset`` rounded once to the
+table's dtype (a fused multiply-add, as ``embedding_bag_byte_unpack`` computes it). A
+row's codes, scales and offsets share its cache lines, and lookups and pooled lookups
+dequantize each value where they read it: no float copy of the table, no ``[positions,
+dim]`` intermediate.
 """
 
 from __future__ import annotations
@@ -18,15 +22,22 @@ parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 SUM, MEAN, MAX = 0, 1, 2
 
 
+@nb.njit(cache=True, inline="always")
+def _first_word(dim, bits):
+    """The word of a row where its scales and offsets start: after its codes."""
+    return ((dim if bits == 8 else (dim + 1) // 2) + 3) // 4
+
+
 @parallel_jit
-def quantize(table, bits, group, codes, scales, offsets):
-    """Quantize `table` (``[rows, dim]`` float32 or float64, finite) into `codes` (uint8,
-    zeros on entry), `scales` and `offsets` (float32 ``[rows, dim // group]``): asymmetric
-    min/max per group, the offset the group's minimum, the scale its range over the
-    largest code, each code the nearest to its value."""
+def quantize(table, bits, group, packed, words):
+    """Quantize `table` (``[rows, dim]`` float32 or float64, finite) into `packed` (zeros on
+    entry): asymmetric min/max per group, the offset the group's minimum, the scale its
+    range over the largest code, each code the nearest to its value."""
     levels = (1 << bits) - 1
+    dim = table.shape[1]
+    first = _first_word(dim, bits)
     for r in nb.prange(table.shape[0]):
-        for g in range(scales.shape[1]):
+        for g in range(dim // group):
             start, stop = g * group, (g + 1) * group
             low, high = np.inf, -np.inf
             for d in range(start, stop):
@@ -34,66 +45,146 @@ def quantize(table, bits, group, codes, scales, offsets):
                 low, high = min(low, x), max(high, x)
             offset = np.float32(low)
             scale = np.float32((high - np.float64(offset)) / levels)
-            scales[r, g], offsets[r, g] = scale, offset
+            words[r, first + 2 * g], words[r, first + 2 * g + 1] = scale, offset
             if scale == 0:
                 continue  # a constant group: every code 0, every value its offset
             for d in range(start, stop):
                 code = np.floor((np.float64(table[r, d]) - np.float64(offset)) / np.float64(scale) + 0.5)
                 code = min(max(code, 0.0), np.float64(levels))
                 if bits == 8:
-                    codes[r, d] = np.uint8(code)
+                    packed[r, d] = np.uint8(code)
                 else:
-                    codes[r, d >> 1] |= np.uint8(np.int64(code) << ((d & 1) * 4))
+                    packed[r, d >> 1] |= np.uint8(np.int64(code) << ((d & 1) * 4))
 
 
 @nb.njit(cache=True, inline="always")
-def _value(codes, bits, row, d, scale, offset):
+def _value(packed, bits, row, d, scale, offset):
     """The value of column d of `row` in float64 (exact: before its one rounding)."""
-    code = codes[row, d] if bits == 8 else (codes[row, d >> 1] >> ((d & 1) * 4)) & 15
+    code = packed[row, d] if bits == 8 else (packed[row, d >> 1] >> ((d & 1) * 4)) & 15
     return np.float64(code) * np.float64(scale) + np.float64(offset)
 
 
 @parallel_jit
-def gather(codes, scales, offsets, bits, group, rows, out):
-    """``out[i]`` = the dequantized row ``rows[i]`` (`out` float32 or float64)."""
+def gather(packed, words, bits, group, rows, out):
+    """``out[i]`` = the dequantized row ``rows[i]`` (`out` float32 or float64, ``[len(rows),
+    dim]``)."""
     t = out.dtype.type
+    dim = out.shape[1]
+    first = _first_word(dim, bits)
     for i in nb.prange(rows.shape[0]):
-        prefetch_row(codes, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+        prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
         row = rows[i]
-        for g in range(scales.shape[1]):
-            scale, offset = scales[row, g], offsets[row, g]
-            for d in range(g * group, (g + 1) * group):
-                out[i, d] = t(_value(codes, bits, row, d, scale, offset))
+        dst = out[i]
+        for g in range(dim // group):
+            scale, offset = words[row, first + 2 * g], words[row, first + 2 * g + 1]
+            scale64, offset64 = np.float64(scale), np.float64(offset)
+            start = g * group
+            if bits == 8:
+                source = packed[row, start:start + group]
+                for d in range(group):
+                    dst[start + d] = t(np.float64(source[d]) * scale64 + offset64)
+            elif group % 2 == 0:  # whole bytes
+                source = packed[row, start // 2:(start + group) // 2]
+                for j in range(group // 2):
+                    byte = source[j]
+                    dst[start + 2 * j] = t(np.float64(byte & 15) * scale64 + offset64)
+                    dst[start + 2 * j + 1] = t(np.float64(byte >> 4) * scale64 + offset64)
+            else:
+                for d in range(start, start + group):
+                    dst[d] = t(_value(packed, bits, row, d, scale, offset))
 
 
 @parallel_jit
-def pool(codes, scales, offsets, bits, group, rows, bounds, padding_idx, weights, mode, out):
+def pool(packed, words, bits, group, rows, bounds, padding_idx, weights, mode, out):
     """``out[b]`` = the sum (`mode` SUM), mean (MEAN, over the positions kept) or element-wise
     max (MAX) of ``weights[i] * row(rows[i])`` over bag b's positions ``bounds[b]:bounds[b +
-    1]``, each row dequantized as `gather` does, positions of `padding_idx` left out; empty
-    `weights` mean 1; an empty bag is a zero row. `out` is float32 or float64 and holds the
-    sums."""
+    1]``, positions of `padding_idx` left out; empty `weights` mean 1; an empty bag is a
+    zero row. `out` is float32 or float64 and holds the sums. A max compares the values
+    `gather` gives; a sum adds ``(w * scale) * code + w * offset`` per value (with one
+    scale per row, the offsets summed apart), the same up to rounding, so that it runs at
+    the speed of the codes it reads."""
     t = out.dtype.type
+    dim = out.shape[1]
+    first = _first_word(dim, bits)
+    row_wise = group == dim
     for b in nb.prange(bounds.shape[0] - 1):
         dst = out[b]
         dst[:] = 0
         count = 0
+        offset_sum = t(0)  # row-wise sums: the rows' offsets add up apart from their codes
         for i in range(bounds[b], bounds[b + 1]):
-            prefetch_row(codes, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+            prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
             row = rows[i]
             if row == padding_idx:
                 continue
             w = t(1) if weights.shape[0] == 0 else t(weights[i])
-            for g in range(scales.shape[1]):
-                scale, offset = scales[row, g], offsets[row, g]
-                for d in range(g * group, (g + 1) * group):
-                    value = w * t(_value(codes, bits, row, d, scale, offset))
-                    if mode != MAX:
-                        dst[d] += value
-                    elif count == 0 or value > dst[d]:
-                        dst[d] = value
+            if mode == MAX:
+                _max_row(packed, words, bits, group, first, row, w, count == 0, dst)
+            elif row_wise:
+                _add_codes(packed, bits, row, w * t(words[row, first]), dst)
+                offset_sum += w * t(words[row, first + 1])
+            else:
+                _add_row(packed, words, bits, group, first, row, w, dst)
             count += 1
+        if row_wise and mode != MAX:
+            for d in range(dim):
+                dst[d] += offset_sum
         if mode == MEAN and count > 1:
             reciprocal = t(1.0 / count)
-            for d in range(dst.shape[0]):
+            for d in range(dim):
                 dst[d] *= reciprocal
+
+
+@nb.njit(cache=True, inline="always")
+def _add_codes(packed, bits, row, scale, dst):
+    """``dst += scale * code`` over a whole row's codes."""
+    t = dst.dtype.type
+    dim = dst.shape[0]
+    source = packed[row]
+    if bits == 8:
+        for d in range(dim):
+            dst[d] += scale * t(source[d])
+    else:
+        for j in range(dim // 2):
+            byte = source[j]
+            dst[2 * j] += scale * t(byte & 15)
+            dst[2 * j + 1] += scale * t(byte >> 4)
+        if dim % 2:
+            dst[dim - 1] += scale * t(source[dim // 2] & 15)
+
+
+@nb.njit(cache=True, inline="always")
+def _add_row(packed, words, bits, group, first, row, w, dst):
+    """``dst += w * row``, a group at a time: ``(w * scale) * code + w * offset``."""
+    t = dst.dtype.type
+    for g in range(dst.shape[0] // group):
+        scale, offset = w * t(words[row, first + 2 * g]), w * t(words[row, first + 2 * g + 1])
+        start = g * group
+        if bits == 8:
+            source = packed[row, start:start + group]
+            target = dst[start:start + group]
+            for d in range(group):
+                target[d] += scale * t(source[d]) + offset
+        elif group % 2 == 0:  # whole bytes
+            source = packed[row, start // 2:(start + group) // 2]
+            for j in range(group // 2):
+                byte = source[j]
+                dst[start + 2 * j] += scale * t(byte & 15) + offset
+                dst[start + 2 * j + 1] += scale * t(byte >> 4) + offset
+        else:
+            for d in range(start, start + group):
+                code = (packed[row, d >> 1] >> ((d & 1) * 4)) & 15
+                dst[d] += scale * t(code) + offset
+
+
+@nb.njit(cache=True, inline="always")
+def _max_row(packed, words, bits, group, first, row, w, is_first, dst):
+    """``dst = max(dst, w * row)`` element-wise (``dst = w * row`` when `is_first`), each
+    value as `gather` gives it."""
+    t = dst.dtype.type
+    for g in range(dst.shape[0] // group):
+        scale, offset = words[row, first + 2 * g], words[row, first + 2 * g + 1]
+        for d in range(g * group, (g + 1) * group):
+            value = w * t(_value(packed, bits, row, d, scale, offset))
+            if is_first or value > dst[d]:
+                dst[d] = value

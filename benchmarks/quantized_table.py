@@ -1,0 +1,117 @@
+"""Quantized tables (SPEC §10) against float32 tables and PyTorch's quantized bags, side by
+side in one process, the cases taking turns run by run. Run by hand (never in CI):
+
+    .venv/bin/python benchmarks/quantized_table.py [--tables 1e6x64 1e6x128 1e7x64 1e7x128]
+        [--bags 2048] [--length 20] [--lookup 65536] [--runs 3]
+
+For each table (uniform ids): a lookup of `--lookup` ids and sum and mean bags (`--bags`
+bags of about `--length` ids) of embtable's float32 layer, its int8 and int4 layers (per
+row, and per group of 32 columns), PyTorch's float bag (``F.embedding_bag``) and PyTorch's
+``embedding_bag_byte_rowwise_offsets`` / ``embedding_bag_4bit_rowwise_offsets`` (sum
+only: they have no mean), with each table's bytes per row. Ratios are PyTorch's time over
+embtable's. Medians of `--runs` runs of 7 interleaved calls each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import numpy as np
+import torch
+
+import embtable as et
+from embtable.apps.timing import machine, side_by_side
+
+
+def table_size(text: str) -> tuple[int, int]:
+    rows, dim = text.split("x")
+    return int(float(rows)), int(dim)
+
+
+def bags(rng: np.random.Generator, rows: int, count: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` bags of 1 to 2 * `length` - 1 uniform ids, as flat ids and CSR bounds."""
+    sizes = rng.integers(1, 2 * length, count)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return rng.integers(0, rows, bounds[-1]).astype(np.int64), bounds
+
+
+LAYOUTS = [(8, None), (4, None), (8, 32), (4, 32)]
+
+
+def layers_of(weights: np.ndarray, kind: type, **options) -> dict[str, et.nn.Layer]:
+    """The float32 layer of `kind` over `weights` and its quantized layers, by name."""
+    floated = kind.from_pretrained(weights, **options)
+    return {"f32": floated, **{f"int{bits}" + ("" if group is None else f" g{group}"): floated.to_quantized(bits, group)
+                               for bits, group in LAYOUTS}}
+
+
+def timed(cases: dict[str, object], runs: int) -> dict[str, float]:
+    """The median ms of each case, over `runs` runs of interleaved calls."""
+    names = list(cases)
+    results = [side_by_side([(cases[name], lambda: None) for name in names]) for _ in range(runs)]
+    return {name: statistics.median(result[k] for result in results) for k, name in enumerate(names)}
+
+
+def measure(rows: int, dim: int, args: argparse.Namespace, rng: np.random.Generator) -> list[str]:
+    weights = rng.standard_normal((rows, dim), dtype=np.float32)
+    flat, bounds = bags(rng, rows, args.bags, args.length)
+    ids = rng.integers(0, rows, args.lookup).astype(np.int64)
+    torch_weights, tflat, tbounds, tids = (torch.from_numpy(a) for a in (weights, flat, bounds, ids))
+    packed = {"int8": torch.ops.quantized.embedding_bag_byte_prepack(torch_weights),
+              "int4": torch.ops.quantized.embedding_bag_4bit_prepack(torch_weights)}
+    ops = {"int8": torch.ops.quantized.embedding_bag_byte_rowwise_offsets,
+           "int4": torch.ops.quantized.embedding_bag_4bit_rowwise_offsets}
+    layers = layers_of(weights, et.nn.Embedding)
+    lines = [f"{rows:.0e} x {dim}, {args.bags} bags of ~{args.length} ids, lookups of {args.lookup}: bytes per row "
+             + ", ".join(f"{name} {(layer.weight.numel() * 4 if name == 'f32' else layer.nbytes) / rows:.1f}"
+                         for name, layer in layers.items())
+             + f"; torch int8 {packed['int8'].shape[1]}, torch int4 {packed['int4'].shape[1]}"]
+    cases = {f"lookup {name}": (lambda layer=layer: layer(ids)) for name, layer in layers.items()}
+    cases["lookup torch f32"] = lambda: torch.nn.functional.embedding(tids, torch_weights)
+    lines += report(timed(cases, args.runs), "lookup")
+    del layers, cases
+    for mode in ("sum", "mean"):
+        layers = layers_of(weights, et.nn.EmbeddingBag, mode=mode, include_last_offset=True)
+        cases = {f"{mode} bag {name}": (lambda layer=layer: layer(flat, bounds)) for name, layer in layers.items()}
+        cases[f"{mode} bag torch f32"] = (lambda mode=mode: torch.nn.functional.embedding_bag(
+            tflat, torch_weights, tbounds, mode=mode, include_last_offset=True))
+        if mode == "sum":  # PyTorch's quantized bags only sum
+            for bits in ("int8", "int4"):
+                cases[f"sum bag torch {bits}"] = (lambda bits=bits: ops[bits](
+                    packed[bits], tflat, tbounds, False, 0, False, None, None, True))
+        lines += report(timed(cases, args.runs), f"{mode} bag")
+        del layers, cases
+    return lines
+
+
+def report(times: dict[str, float], what: str) -> list[str]:
+    """A line per case: its time, and PyTorch's float32 (and same-bits quantized) time over it."""
+    lines = []
+    for name, ms in times.items():
+        layout = name[len(what) + 1:]
+        ratios = f"torch f32 / this {times[f'{what} torch f32'] / ms:5.2f}x"
+        same_bits = f"{what} torch {layout.split()[0]}"
+        if not layout.startswith("torch") and same_bits in times:
+            ratios += f", torch {layout.split()[0]} / this {times[same_bits] / ms:5.2f}x"
+        lines.append(f"  {name:24s} {ms:8.2f} ms   {ratios}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tables", nargs="+", type=table_size, default=[(10**6, 64), (10**6, 128)])
+    parser.add_argument("--bags", type=int, default=2048)
+    parser.add_argument("--length", type=int, default=20)
+    parser.add_argument("--lookup", type=int, default=65536)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    print(machine(), flush=True)
+    rng = np.random.default_rng(0)
+    for rows, dim in args.tables:
+        for line in measure(rows, dim, args, rng):
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
