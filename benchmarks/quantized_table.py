@@ -9,7 +9,8 @@ bags of about `--length` ids) of embtable's float32 layer, its int8 and int4 lay
 row, and per group of 32 columns), PyTorch's float bag (``F.embedding_bag``) and PyTorch's
 ``embedding_bag_byte_rowwise_offsets`` / ``embedding_bag_4bit_rowwise_offsets`` (sum
 only: they have no mean), with each table's bytes per row. Ratios are PyTorch's time over
-embtable's. Medians of `--runs` runs of 7 interleaved calls each.
+embtable's. Medians of `--runs` runs of 7 interleaved turns of 5 calls each (a library's
+worker threads spin a while after its calls, slowing the first calls of the next case).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def bags(rng: np.random.Generator, rows: int, count: int, length: int) -> tuple[
 
 
 LAYOUTS = [(8, None), (4, None), (8, 32), (4, 32)]
+CALLS = 5  # timed calls of a case in a row: another library's spinning threads slow only the first
 
 
 def layers_of(weights: np.ndarray, kind: type, **options) -> dict[str, et.nn.Layer]:
@@ -49,7 +51,7 @@ def layers_of(weights: np.ndarray, kind: type, **options) -> dict[str, et.nn.Lay
 def timed(cases: dict[str, object], runs: int) -> dict[str, float]:
     """The median ms of each case, over `runs` runs of interleaved calls."""
     names = list(cases)
-    results = [side_by_side([(cases[name], lambda: None) for name in names]) for _ in range(runs)]
+    results = [side_by_side([(cases[name], lambda: None) for name in names], calls=CALLS) for _ in range(runs)]
     return {name: statistics.median(result[k] for result in results) for k, name in enumerate(names)}
 
 
@@ -92,7 +94,7 @@ def report(times: dict[str, float], what: str) -> list[str]:
         layout = name[len(what) + 1:]
         ratios = f"torch f32 / this {times[f'{what} torch f32'] / ms:5.2f}x"
         same_bits = f"{what} torch {layout.split()[0]}"
-        if not layout.startswith("torch") and same_bits in times:
+        if not layout.startswith(("torch", "f32")) and same_bits in times:
             ratios += f", torch {layout.split()[0]} / this {times[same_bits] / ms:5.2f}x"
         lines.append(f"  {name:24s} {ms:8.2f} ms   {ratios}")
     return lines
