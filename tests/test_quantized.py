@@ -265,3 +265,16 @@ def test_rows_whose_codes_are_padded_convert_to_and_from_pytorchs_layout(rng, di
     assert q.nbytes == 9 * (-(-dim // 4) * 4 + 8)  # codes padded to whole float32 words
     assert q.to_packed_rows().numpy().tobytes() == packed.numpy().tobytes()
     assert q.dequantize().numpy().tobytes() == torch.ops.quantized.embedding_bag_byte_unpack(packed).numpy().tobytes()
+
+
+@pytest.mark.parametrize("dim", [3, 13, 72, 136])
+@pytest.mark.parametrize("mode", ["sum", "mean"])
+def test_8_bit_row_wise_sums_of_any_width_match_float64(rng, dim, mode):
+    layer = EmbeddingBag.from_pretrained(rng.normal(size=(50, dim)).astype(np.float32), mode=mode, padding_idx=1)
+    q = layer.to_quantized(8)
+    ids = rng.integers(0, 50, 60)
+    ids[::7] = 1
+    bounds = np.array([0, 1, 1, 9, 30, 59])
+    weights = rng.normal(size=60).astype(np.float32)
+    expected = bag_reference(q.dequantize().numpy(), ids, np.append(bounds, 60), weights, mode, 1)
+    np.testing.assert_allclose(q(ids, bounds, weights).numpy(), expected, rtol=1e-5, atol=1e-5)

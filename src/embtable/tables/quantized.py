@@ -168,8 +168,14 @@ class QuantizedTable:
         kernel_dtype = _kernel_dtype(dtype)
         out = np.empty((bags.count, self.dim), kernel_dtype)
         host_weights = np.empty(0, kernel_dtype) if weights is None else self._host(weights).astype(kernel_dtype)
-        _kernels().pool(*self._rows(), self.bits, self.group, self._host(index), self._host(bags.offsets),
-                        -1 if bags.padding_idx is None else bags.padding_idx, host_weights, POOL_MODES[mode], out)
+        rows, bounds = self._host(index), self._host(bags.offsets)
+        padding = -1 if bags.padding_idx is None else bags.padding_idx
+        if self.bits == 8 and self.group == self.dim and kernel_dtype == np.float32 and mode != "max":
+            _kernels().sum_codes(*self._rows(), rows, bounds, padding, host_weights, mode == "mean",
+                                 np.empty(rows.shape[0], np.float32), out)
+        else:
+            _kernels().pool(*self._rows(), self.bits, self.group, rows, bounds, padding, host_weights,
+                            POOL_MODES[mode], out)
         return self._tensor(out, dtype)
 
     def _rows(self) -> tuple[np.ndarray, np.ndarray]:

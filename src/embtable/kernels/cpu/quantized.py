@@ -15,6 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .code_sums import TILE_COLUMNS, code_tile_sum
 from .prefetch import GATHER_AHEAD, prefetch_row
 
 parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
@@ -226,3 +227,42 @@ def _max_row(packed, words, bits, group, first, row, w, is_first, dst):
             value = w * t(_value(packed, bits, row, d, scale, offset))
             if is_first or value > dst[d]:
                 dst[d] = value
+
+
+@parallel_jit
+def sum_codes(packed, words, rows, bounds, padding_idx, weights, mean, factors, out):
+    """`pool`'s sum (or, with `mean`, mean) for 8-bit codes with one scale and offset per
+    row into float32 `out`, each tile of a bag's sum in vector registers
+    (`code_sums.code_tile_sum`). `factors` (float32, one per position) is scratch: each
+    position's weight times its row's scale, 0 where it is left out."""
+    dim = out.shape[1]
+    first = _first_word(dim, 8)
+    whole = dim - dim % 8
+    for b in nb.prange(bounds.shape[0] - 1):
+        start, stop = bounds[b], bounds[b + 1]
+        dst = out[b]
+        count = 0
+        offset_sum = np.float32(0)
+        for i in range(start, stop):
+            prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+            row = rows[i]
+            if row == padding_idx:
+                factors[i] = 0
+                continue
+            w = np.float32(1) if weights.shape[0] == 0 else weights[i]
+            factors[i] = w * words[row, first]
+            offset_sum += w * words[row, first + 1]
+            count += 1
+        for col in range(0, whole, TILE_COLUMNS):
+            code_tile_sum(packed, rows, factors, start, stop, dst, col, min(TILE_COLUMNS, whole - col) // 8)
+        for d in range(whole, dim):
+            total = np.float32(0)
+            for i in range(start, stop):
+                total += factors[i] * np.float32(packed[rows[i], d])
+            dst[d] = total
+        for d in range(dim):
+            dst[d] = dst[d] + offset_sum if count else np.float32(0)
+        if mean and count > 1:
+            reciprocal = np.float32(1.0 / count)
+            for d in range(dim):
+                dst[d] *= reciprocal

@@ -67,7 +67,7 @@ def _codegen(context, builder, signature, args):
     out = builder.bitcast(builder.gep(dst.data, [col]), vector.as_pointer())
     tail = builder.srem(width, intp(lanes))
     lane_numbers = ir.Constant(ir.VectorType(_I32, lanes), list(range(lanes)))
-    tail_mask = builder.icmp_signed("<", lane_numbers, _splat(builder, builder.trunc(tail, _I32), lanes))
+    tail_mask = builder.icmp_signed("<", lane_numbers, splat(builder, builder.trunc(tail, _I32), lanes))
     masked_load, masked_store = _masked_memory(builder.module, vector)
     kept_count = cgutils.alloca_once_value(builder, intp(0))
 
@@ -92,7 +92,7 @@ def _codegen(context, builder, signature, args):
                                                              tail_mask, ir.Constant(vector, None)]))
                 with builder.if_else(weighted) as (scaled, plain):
                     with scaled:
-                        weight = _splat(builder, builder.load(builder.gep(weights.data, [i])), lanes)
+                        weight = splat(builder, builder.load(builder.gep(weights.data, [i])), lanes)
                         for total, value in zip(sums, values):
                             builder.store(builder.fadd(builder.load(total), builder.fmul(value, weight)), total)
                     with plain:
@@ -124,7 +124,7 @@ def _codegen(context, builder, signature, args):
     return builder.load(kept_count)
 
 
-def _splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
+def splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
     """A vector of `lanes` copies of `value`."""
     vector = ir.VectorType(value.type, lanes)
     first = builder.insert_element(ir.Constant(vector, ir.Undefined), value, _I32(0))
