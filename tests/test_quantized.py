@@ -98,11 +98,11 @@ def bag_reference(table, ids, bounds, weights, mode, padding_idx):
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])
-@pytest.mark.parametrize("bits, group", [(8, None), (4, 4)])
+@pytest.mark.parametrize("bits, group", [(8, None), (4, None), (8, 8), (4, 8), (4, 4)])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_bags_are_the_float_bag_over_the_dequantized_table(rng, mode, bits, group, weighted):
     et.manual_seed(2)
-    layer = EmbeddingBag(40, 8, mode=mode, padding_idx=3, include_last_offset=True)
+    layer = EmbeddingBag(40, 16, mode=mode, padding_idx=3, include_last_offset=True)
     q = layer.to_quantized(bits, group)
     table = q.dequantize().numpy()
     ids = rng.integers(0, 40, 30)
@@ -112,7 +112,7 @@ def test_bags_are_the_float_bag_over_the_dequantized_table(rng, mode, bits, grou
     weights = rng.normal(size=30).astype(np.float32) if weighted else None
     pooled = q(ids, bounds, weights).numpy()
     expected = bag_reference(table, ids, bounds, weights, mode, 3)
-    assert pooled.dtype == np.float32 and pooled.shape == (7, 8)
+    assert pooled.dtype == np.float32 and pooled.shape == (7, 16)
     np.testing.assert_allclose(pooled, expected, rtol=2e-6, atol=1e-6)
     floated = EmbeddingBag.from_pretrained(table, mode=mode, padding_idx=3, include_last_offset=True)
     np.testing.assert_allclose(pooled, floated(ids, bounds, weights).numpy(), rtol=2e-6, atol=1e-6)
@@ -269,9 +269,10 @@ def test_rows_whose_codes_are_padded_convert_to_and_from_pytorchs_layout(rng, di
 
 @pytest.mark.parametrize("dim", [3, 13, 72, 136])
 @pytest.mark.parametrize("mode", ["sum", "mean"])
-def test_8_bit_row_wise_sums_of_any_width_match_float64(rng, dim, mode):
+@pytest.mark.parametrize("bits", [8, 4])
+def test_row_wise_sums_of_any_width_match_float64(rng, dim, mode, bits):
     layer = EmbeddingBag.from_pretrained(rng.normal(size=(50, dim)).astype(np.float32), mode=mode, padding_idx=1)
-    q = layer.to_quantized(8)
+    q = layer.to_quantized(bits)
     ids = rng.integers(0, 50, 60)
     ids[::7] = 1
     bounds = np.array([0, 1, 1, 9, 30, 59])

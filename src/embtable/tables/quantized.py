@@ -170,9 +170,9 @@ class QuantizedTable:
         host_weights = np.empty(0, kernel_dtype) if weights is None else self._host(weights).astype(kernel_dtype)
         rows, bounds = self._host(index), self._host(bags.offsets)
         padding = -1 if bags.padding_idx is None else bags.padding_idx
-        if self.bits == 8 and self.group == self.dim and kernel_dtype == np.float32 and mode != "max":
-            _kernels().sum_codes(*self._rows(), rows, bounds, padding, host_weights, mode == "mean",
-                                 np.empty(rows.shape[0], np.float32), out)
+        if kernel_dtype == np.float32 and mode != "max" and (self.group == self.dim or self.group % 8 == 0):
+            _kernels().sum_codes(*self._rows(), self.bits, self.group, rows, bounds, padding, host_weights,
+                                 mode == "mean", np.empty(rows.shape[0], np.float32), out)
         else:
             _kernels().pool(*self._rows(), self.bits, self.group, rows, bounds, padding, host_weights,
                             POOL_MODES[mode], out)

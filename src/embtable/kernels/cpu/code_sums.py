@@ -1,5 +1,5 @@
-"""Sums of 8-bit code rows kept in vector registers: the inner loop of a quantized sum- or
-mean-pool, as `row_sums.tile_sum` is a float bag's. numba keeps a bag's running sum in
+"""Sums of quantized code rows (8 or 4 bits) kept in vector registers: the inner loop of a
+quantized sum- or mean-pool, as `row_sums.tile_sum` is a float bag's. numba keeps a bag's running sum in
 memory (loaded and stored again for every row); here each tile of the sum lives in vector
 registers from the bag's first row to its last and is stored once.
 """
@@ -19,46 +19,49 @@ TILE_COLUMNS = LANES * TILE_VECTORS
 
 
 @intrinsic
-def code_tile_sum(typingctx, packed, rows, factors, start, stop, dst, col, vectors):
+def code_tile_sum(typingctx, packed, bits, rows, factors, start, stop, dst, col, vectors):
     """``dst[col:col + 8 * vectors]`` = the sum over the positions ``i`` in ``[start, stop)``
-    whose ``factors[i]`` is not 0 of ``factors[i] * packed[rows[i], col:col + 8 * vectors]``
-    (8-bit codes widened to float32), summed in position order. `vectors` is 1 to
-    `TILE_VECTORS`; `packed` (uint8, 2-D), `rows` (int64), `factors` and `dst` (float32)
-    are C-contiguous."""
+    whose ``factors[i]`` is not 0 of ``factors[i]`` times the codes of columns ``col:col + 8
+    * vectors`` of row ``rows[i]`` of `packed` (`bits` 8: a byte each; 4: two a byte, the
+    even column's in the low nibble, `col` even), widened to float32 and summed in position
+    order. `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows` (int64),
+    `factors` and `dst` (float32) are C-contiguous."""
     arrays = (packed, rows, factors, dst)
     if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == 2
             and packed.dtype == types.uint8 and factors.dtype == types.float32 and dst.dtype == types.float32):
         return None
-    return types.void(packed, rows, factors, start, stop, dst, col, vectors), _codegen
+    return types.void(packed, bits, rows, factors, start, stop, dst, col, vectors), _codegen
 
 
 def _codegen(context, builder, signature, args):
-    packed, rows, factors, dst = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 2, 5))
+    packed, rows, factors, dst = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 2, 3, 6))
     intp = context.get_value_type(types.intp)
 
     def argument(k: int) -> ir.Value:
         return context.cast(builder, args[k], signature.args[k], types.intp)
 
-    start, stop, col, vectors = argument(3), argument(4), argument(6), argument(7)
+    bits, start, stop, col, vectors = argument(1), argument(4), argument(5), argument(7), argument(8)
     floats = ir.VectorType(ir.FloatType(), LANES)
-    codes = ir.VectorType(ir.IntType(8), LANES)
     row_bytes = cgutils.unpack_tuple(builder, packed.strides, 2)[0]
     last_position = builder.sub(cgutils.unpack_tuple(builder, rows.shape, 1)[0], intp(1))
-    tile_start = builder.gep(packed.data, [col])
     out = builder.bitcast(builder.gep(dst.data, [col]), floats.as_pointer())
 
-    def row_address(position: ir.Value) -> ir.Value:
-        row = builder.load(builder.gep(rows.data, [position]))
-        return builder.gep(tile_start, [builder.mul(row, row_bytes)])
+    def emit_tile(count: int, nibbles: bool) -> None:
+        """The loop for a tile of `count` vectors of 8-bit (or, with `nibbles`, 4-bit) codes."""
+        width = LANES // 2 if nibbles else LANES  # bytes of codes a vector takes
+        codes = ir.VectorType(ir.IntType(8), width)
+        tile_start = builder.gep(packed.data, [builder.sdiv(col, intp(2)) if nibbles else col])
 
-    def emit_tile(count: int) -> None:
-        """The loop for a tile of `count` vectors."""
+        def row_address(position: ir.Value) -> ir.Value:
+            row = builder.load(builder.gep(rows.data, [position]))
+            return builder.gep(tile_start, [builder.mul(row, row_bytes)])
+
         sums = [cgutils.alloca_once_value(builder, ir.Constant(floats, None)) for _ in range(count)]
         with cgutils.for_range_slice(builder, start, stop, intp(1)) as (i, _):
             upcoming = builder.add(i, intp(GATHER_AHEAD))
             upcoming = row_address(builder.select(builder.icmp_signed("<", upcoming, last_position),
                                                   upcoming, last_position))
-            for at in range(0, count * LANES, CACHE_LINE):
+            for at in range(0, count * width, CACHE_LINE):
                 prefetch_hint(builder, builder.gep(upcoming, [intp(at)]))
             factor = builder.load(builder.gep(factors.data, [i]))
             kept = builder.fcmp_ordered("!=", factor, ir.Constant(ir.FloatType(), 0.0))
@@ -66,19 +69,29 @@ def _codegen(context, builder, signature, args):
                 source = builder.bitcast(row_address(i), codes.as_pointer())
                 scale = splat(builder, factor, LANES)
                 for k, total in enumerate(sums):
-                    widened = builder.uitofp(builder.load(builder.gep(source, [intp(k)]), align=1), floats)
+                    loaded = builder.load(builder.gep(source, [intp(k)]), align=1)
+                    widened = builder.uitofp(_unpacked(builder, loaded) if nibbles else loaded, floats)
                     builder.store(builder.fadd(builder.load(total), builder.fmul(widened, scale)), total)
         for k in range(count):
             builder.store(builder.load(sums[k]), builder.gep(out, [intp(k)]), align=4)
 
-    # One loop per tile width, so each keeps its sums in registers.
+    # One loop per tile width and code width, so each keeps its sums in registers.
     done = builder.append_basic_block("code_tile_sum.done")
-    switch = builder.switch(vectors, done)
+    key = builder.add(builder.mul(vectors, intp(2)), builder.zext(builder.icmp_signed("==", bits, intp(4)), intp))
+    switch = builder.switch(key, done)
     for count in range(1, TILE_VECTORS + 1):
-        case = builder.append_basic_block(f"code_tile_sum.{count}")
-        switch.add_case(intp(count), case)
-        builder.position_at_end(case)
-        emit_tile(count)
-        builder.branch(done)
+        for nibbles in (False, True):
+            case = builder.append_basic_block(f"code_tile_sum.{count}{'n' if nibbles else ''}")
+            switch.add_case(intp(2 * count + nibbles), case)
+            builder.position_at_end(case)
+            emit_tile(count, nibbles)
+            builder.branch(done)
     builder.position_at_end(done)
     return context.get_dummy_value()
+
+
+def _unpacked(builder: ir.IRBuilder, packed: ir.Value) -> ir.Value:
+    """The 8 codes of 4 bytes (the low nibble of each byte first) as ``<8 x i8>``."""
+    low = builder.and_(packed, ir.Constant(packed.type, [15] * 4))
+    high = builder.lshr(packed, ir.Constant(packed.type, [4] * 4))
+    return builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 4, 1, 5, 2, 6, 3, 7]))

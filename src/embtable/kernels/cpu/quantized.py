@@ -59,10 +59,15 @@ def quantize(table, bits, group, packed, words):
 
 
 @nb.njit(cache=True, inline="always")
+def _code_of(source, bits, d):
+    """Column d's code in a row's bytes `source`."""
+    return source[d] if bits == 8 else (source[d >> 1] >> ((d & 1) * 4)) & 15
+
+
+@nb.njit(cache=True, inline="always")
 def _value(packed, bits, row, d, scale, offset):
     """The value of column d of `row` in float64 (exact: before its one rounding)."""
-    code = packed[row, d] if bits == 8 else (packed[row, d >> 1] >> ((d & 1) * 4)) & 15
-    return np.float64(code) * np.float64(scale) + np.float64(offset)
+    return np.float64(_code_of(packed[row], bits, d)) * np.float64(scale) + np.float64(offset)
 
 
 @parallel_jit
@@ -101,21 +106,15 @@ def pool(packed, words, bits, group, rows, bounds, padding_idx, weights, mode, o
     max (MAX) of ``weights[i] * row(rows[i])`` over bag b's positions ``bounds[b]:bounds[b +
     1]``, positions of `padding_idx` left out; empty `weights` mean 1; an empty bag is a
     zero row. `out` is float32 or float64 and holds the sums. A max compares the values
-    `gather` gives; a sum adds ``(w * scale) * code + w * offset`` per value (with one
-    scale per row: four rows in one pass over the bag's sums, the offsets summed apart),
-    the same up to rounding, so that it runs at the speed of the codes it reads."""
+    `gather` gives; a sum adds ``(w * scale) * code + w * offset`` per value, the same up
+    to rounding (`sum_codes` is the fast way for float32 sums)."""
     t = out.dtype.type
     dim = out.shape[1]
     first = _first_word(dim, bits)
-    row_wise = group == dim
     for b in nb.prange(bounds.shape[0] - 1):
         dst = out[b]
         dst[:] = 0
         count = 0
-        offset_sum = t(0)  # row-wise sums: the rows' offsets add up apart from their codes
-        held = 0  # row-wise sums: rows waiting to be added four at a time (one pass over `dst`)
-        r0 = r1 = r2 = 0
-        a0 = a1 = a2 = t(0)
         for i in range(bounds[b], bounds[b + 1]):
             prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
             row = rows[i]
@@ -125,71 +124,12 @@ def pool(packed, words, bits, group, rows, bounds, padding_idx, weights, mode, o
             count += 1
             if mode == MAX:
                 _max_row(packed, words, bits, group, first, row, w, count == 1, dst)
-            elif not row_wise:
-                _add_row(packed, words, bits, group, first, row, w, dst)
             else:
-                scale = w * t(words[row, first])
-                offset_sum += w * t(words[row, first + 1])
-                if held == 0:
-                    r0, a0 = row, scale
-                elif held == 1:
-                    r1, a1 = row, scale
-                elif held == 2:
-                    r2, a2 = row, scale
-                else:
-                    _add_four(packed, bits, r0, a0, r1, a1, r2, a2, row, scale, dst)
-                    held = -1
-                held += 1
-        if row_wise and mode != MAX:
-            if held > 0:
-                _add_codes(packed, bits, r0, a0, dst)
-            if held > 1:
-                _add_codes(packed, bits, r1, a1, dst)
-            if held > 2:
-                _add_codes(packed, bits, r2, a2, dst)
-            for d in range(dim):
-                dst[d] += offset_sum
+                _add_row(packed, words, bits, group, first, row, w, dst)
         if mode == MEAN and count > 1:
             reciprocal = t(1.0 / count)
             for d in range(dim):
                 dst[d] *= reciprocal
-
-
-@nb.njit(cache=True, inline="always")
-def _add_four(packed, bits, r0, a0, r1, a1, r2, a2, r3, a3, dst):
-    """``dst += a0 * codes(r0) + ... + a3 * codes(r3)``: four rows in one pass over `dst`."""
-    t = dst.dtype.type
-    dim = dst.shape[0]
-    c0, c1, c2, c3 = packed[r0], packed[r1], packed[r2], packed[r3]
-    if bits == 8:
-        for d in range(dim):
-            dst[d] += (a0 * t(c0[d]) + a1 * t(c1[d])) + (a2 * t(c2[d]) + a3 * t(c3[d]))
-    else:
-        for j in range(dim // 2):
-            b0, b1, b2, b3 = c0[j], c1[j], c2[j], c3[j]
-            dst[2 * j] += (a0 * t(b0 & 15) + a1 * t(b1 & 15)) + (a2 * t(b2 & 15) + a3 * t(b3 & 15))
-            dst[2 * j + 1] += (a0 * t(b0 >> 4) + a1 * t(b1 >> 4)) + (a2 * t(b2 >> 4) + a3 * t(b3 >> 4))
-        if dim % 2:
-            j = dim // 2
-            dst[dim - 1] += (a0 * t(c0[j] & 15) + a1 * t(c1[j] & 15)) + (a2 * t(c2[j] & 15) + a3 * t(c3[j] & 15))
-
-
-@nb.njit(cache=True, inline="always")
-def _add_codes(packed, bits, row, scale, dst):
-    """``dst += scale * code`` over a whole row's codes."""
-    t = dst.dtype.type
-    dim = dst.shape[0]
-    source = packed[row]
-    if bits == 8:
-        for d in range(dim):
-            dst[d] += scale * t(source[d])
-    else:
-        for j in range(dim // 2):
-            byte = source[j]
-            dst[2 * j] += scale * t(byte & 15)
-            dst[2 * j + 1] += scale * t(byte >> 4)
-        if dim % 2:
-            dst[dim - 1] += scale * t(source[dim // 2] & 15)
 
 
 @nb.njit(cache=True, inline="always")
@@ -212,8 +152,7 @@ def _add_row(packed, words, bits, group, first, row, w, dst):
                 dst[start + 2 * j + 1] += scale * t(byte >> 4) + offset
         else:
             for d in range(start, start + group):
-                code = (packed[row, d >> 1] >> ((d & 1) * 4)) & 15
-                dst[d] += scale * t(code) + offset
+                dst[d] += scale * t(_code_of(packed[row], bits, d)) + offset
 
 
 @nb.njit(cache=True, inline="always")
@@ -230,39 +169,45 @@ def _max_row(packed, words, bits, group, first, row, w, is_first, dst):
 
 
 @parallel_jit
-def sum_codes(packed, words, rows, bounds, padding_idx, weights, mean, factors, out):
-    """`pool`'s sum (or, with `mean`, mean) for 8-bit codes with one scale and offset per
-    row into float32 `out`, each tile of a bag's sum in vector registers
-    (`code_sums.code_tile_sum`). `factors` (float32, one per position) is scratch: each
-    position's weight times its row's scale, 0 where it is left out."""
+def sum_codes(packed, words, bits, group, rows, bounds, padding_idx, weights, mean, factors, out):
+    """`pool`'s sum (or, with `mean`, mean) into float32 `out`, a group at a time, each
+    tile of a bag's sum in vector registers (`code_sums.code_tile_sum`): codes times each
+    position's weight and row scale, the group's offsets (times the weights) summed apart.
+    `group` is the whole row or a multiple of 8 columns. `factors` (float32, one per
+    position) is scratch."""
     dim = out.shape[1]
-    first = _first_word(dim, 8)
-    whole = dim - dim % 8
+    first = _first_word(dim, bits)
     for b in nb.prange(bounds.shape[0] - 1):
         start, stop = bounds[b], bounds[b + 1]
         dst = out[b]
         count = 0
-        offset_sum = np.float32(0)
-        for i in range(start, stop):
-            prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
-            row = rows[i]
-            if row == padding_idx:
-                factors[i] = 0
-                continue
-            w = np.float32(1) if weights.shape[0] == 0 else weights[i]
-            factors[i] = w * words[row, first]
-            offset_sum += w * words[row, first + 1]
-            count += 1
-        for col in range(0, whole, TILE_COLUMNS):
-            code_tile_sum(packed, rows, factors, start, stop, dst, col, min(TILE_COLUMNS, whole - col) // 8)
-        for d in range(whole, dim):
-            total = np.float32(0)
+        for g in range(dim // group):
+            count = 0
+            offset_sum = np.float32(0)
             for i in range(start, stop):
-                total += factors[i] * np.float32(packed[rows[i], d])
-            dst[d] = total
-        for d in range(dim):
-            dst[d] = dst[d] + offset_sum if count else np.float32(0)
+                if g == 0:  # later groups find the rows cached
+                    prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+                row = rows[i]
+                if row == padding_idx:
+                    factors[i] = 0
+                    continue
+                w = np.float32(1) if weights.shape[0] == 0 else weights[i]
+                factors[i] = w * words[row, first + 2 * g]
+                offset_sum += w * words[row, first + 2 * g + 1]
+                count += 1
+            lo, hi = g * group, (g + 1) * group
+            whole = hi - (hi - lo) % 8
+            for col in range(lo, whole, TILE_COLUMNS):
+                code_tile_sum(packed, bits, rows, factors, start, stop, dst, col, min(TILE_COLUMNS, whole - col) // 8)
+            for d in range(whole, hi):
+                total = np.float32(0)
+                for i in range(start, stop):
+                    total += factors[i] * np.float32(_code_of(packed[rows[i]], bits, d))
+                dst[d] = total
+            for d in range(lo, hi):
+                dst[d] = dst[d] + offset_sum if count else np.float32(0)
         if mean and count > 1:
             reciprocal = np.float32(1.0 / count)
             for d in range(dim):
                 dst[d] *= reciprocal
+
