@@ -2,14 +2,15 @@
 side in one process, the cases taking turns run by run. Run by hand (never in CI):
 
     .venv/bin/python benchmarks/quantized_table.py [--tables 1e6x64 1e6x128 1e7x64 1e7x128]
-        [--bags 2048] [--length 20] [--lookup 65536] [--runs 3]
+        [--bags 2048] [--length 20] [--lookup 65536] [--runs 3] [--vectors embtable-demo/vectors.safetensors]
 
 For each table (uniform ids): a lookup of `--lookup` ids and sum and mean bags (`--bags`
 bags of about `--length` ids) of embtable's float32 layer, its int8 and int4 layers (per
 row, and per group of 32 columns), PyTorch's float bag (``F.embedding_bag``) and PyTorch's
 ``embedding_bag_byte_rowwise_offsets`` / ``embedding_bag_4bit_rowwise_offsets`` (sum
 only: they have no mean), with each table's bytes per row. Ratios are PyTorch's time over
-embtable's. Medians of `--runs` runs of 7 interleaved turns of 5 calls each (a library's
+embtable's. With `--vectors`, first the quality cost of each layout on those word vectors
+(mean cosine to the float rows, top-10 neighbour overlap). Medians of `--runs` runs of 7 interleaved turns of 5 calls each (a library's
 worker threads spin a while after its calls, slowing the first calls of the next case).
 """
 
@@ -100,6 +101,37 @@ def report(times: dict[str, float], what: str) -> list[str]:
     return lines
 
 
+def quality(path: str, rng: np.random.Generator, probes: int = 1000, k: int = 10) -> list[str]:
+    """How much each layout changes the word vectors saved at `path` (an `Embedding`
+    checkpoint, e.g. the demo's ``vectors.safetensors``): the mean cosine between each float
+    row and its dequantized row, and the mean overlap of `k` nearest neighbours (by cosine,
+    the word itself left out) of `probes` random words, float against dequantized."""
+    layer = et.nn.Embedding.load(path)
+    floated = layer.weight.numpy().astype(np.float64)
+    words = rng.choice(floated.shape[0], min(probes, floated.shape[0]), replace=False)
+
+    def unit(vectors: np.ndarray) -> np.ndarray:
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-30)
+
+    def neighbours(vectors: np.ndarray) -> np.ndarray:
+        similar = unit(vectors)[words] @ unit(vectors).T
+        similar[np.arange(words.size), words] = -np.inf
+        return np.argsort(-similar, axis=1)[:, :k]
+
+    expected = neighbours(floated)
+    lines = [f"quality on {path} ({floated.shape[0]} x {floated.shape[1]}; {words.size} probe words, top-{k}):"]
+    dim = floated.shape[1]
+    small = max(g for g in range(1, 33) if dim % g == 0)  # groups of 32 columns, or the nearest that fit
+    for bits, group in [(bits, None if group is None else small) for bits, group in LAYOUTS]:
+        dequantized = layer.to_quantized(bits, group).dequantize().numpy().astype(np.float64)
+        cosine = float(np.mean(np.sum(unit(floated) * unit(dequantized), axis=1)))
+        found = neighbours(dequantized)
+        overlap = float(np.mean([np.intersect1d(a, b).size / k for a, b in zip(expected, found)]))
+        lines.append(f"  int{bits} {'row-wise' if group is None else f'g{group}':8s} mean cosine {cosine:.5f}, "
+                     f"top-{k} overlap {overlap:.3f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", nargs="+", type=table_size, default=[(10**6, 64), (10**6, 128)])
@@ -107,9 +139,14 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=20)
     parser.add_argument("--lookup", type=int, default=65536)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--vectors", help="an Embedding checkpoint to measure the quality cost on (the demo's "
+                                          "embtable-demo/vectors.safetensors)")
     args = parser.parse_args()
     print(machine(), flush=True)
     rng = np.random.default_rng(0)
+    if args.vectors:
+        for line in quality(args.vectors, rng):
+            print(line, flush=True)
     for rows, dim in args.tables:
         for line in measure(rows, dim, args, rng):
             print(line, flush=True)

@@ -173,14 +173,16 @@ def test_a_saved_quantized_layer_loads_bit_for_bit(tmp_path, rng, kind):
         other.load(tmp_path / "q.safetensors")
 
 
-def test_bad_layouts_values_and_indices_raise_before_anything_changes():
+def test_bad_layouts_values_and_indices_raise():
     layer = Embedding(10, 6)
-    for bits, group in ((3, None), (16, None), (8, 4), (8, 0), (4, True)):
+    for bits, group in ((3, None), (16, None), (8.0, None), (8, 4), (8, 0), (4, True)):
         with pytest.raises(et.InvalidArgumentError, match="bits|group_size"):
             layer.to_quantized(bits, group)
-    bad = Embedding.from_pretrained(np.array([[1.0, 2.0], [np.inf, 0.0]], np.float32))
-    with pytest.raises(et.InvalidArgumentError, match="row 1"):
-        bad.to_quantized()
+    for values in ([[1.0, 2.0], [np.inf, 0.0]], [[1.0, 2.0], [1e39, 1.1e39]], [[0.0, 0.0], [np.nan, 1.0]]):
+        with pytest.raises(et.InvalidArgumentError, match="row 1"):
+            Embedding.from_pretrained(np.array(values)).to_quantized()
+    with pytest.raises(et.InvalidArgumentError, match="range must fit in float32"):
+        Embedding.from_pretrained(np.array([[-3e38, 3e38]])).to_quantized()
     q = layer.to_quantized()
     with pytest.raises(et.IndexOutOfRangeError):
         q(np.array([0, 10]))
@@ -188,14 +190,16 @@ def test_bad_layouts_values_and_indices_raise_before_anything_changes():
         EmbeddingBag(10, 6).to_quantized()(np.arange(4), np.array([1, 2]))
 
 
-def test_a_quantized_layer_moves_and_serves_another_float_dtype(rng):
-    q = Embedding(20, 4).to_quantized(8)
+def test_a_quantized_layer_serves_another_float_dtype_also_inside_another_layer(rng, tmp_path):
+    q = Embedding(20, 4).to_quantized(np.int64(8))  # NumPy integers read as ints (and save as JSON)
     ids = rng.integers(0, 20, 9)
     as_f32 = q(ids).numpy()
-    q.to(dtype="F64")
+    et.nn.Sequential(q).to(dtype="F64")
     assert q.dtype == et.DType.F64 and q.rows.dtype == et.DType.U8
     assert q(ids).numpy().tobytes() == q.dequantize().numpy()[ids].tobytes()
     np.testing.assert_allclose(q(ids).numpy(), as_f32, rtol=F32_EPS)  # the same values, rounded once to F64
+    q.save(tmp_path / "q.safetensors")
+    assert QuantizedEmbedding.load(tmp_path / "q.safetensors").config() == q.config()
 
 
 # --- PyTorch's 8-bit row-wise layout ----------------------------------------------------------
@@ -279,3 +283,18 @@ def test_row_wise_sums_of_any_width_match_float64(rng, dim, mode, bits):
     weights = rng.normal(size=60).astype(np.float32)
     expected = bag_reference(q.dequantize().numpy(), ids, np.append(bounds, 60), weights, mode, 1)
     np.testing.assert_allclose(q(ids, bounds, weights).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim, bits, group, dtype", [(6, 4, 3, "F32"), (272, 8, 136, "F32"), (272, 4, 136, "F32"),
+                                                     (24, 8, 8, "F16"), (24, 4, None, "BF16")])
+def test_bags_of_odd_wide_and_half_precision_layouts_match_float64(rng, dim, bits, group, dtype):
+    weights = et.Tensor(rng.normal(size=(30, dim)), dtype=dtype)
+    q = EmbeddingBag.from_pretrained(weights, mode="sum", include_last_offset=True).to_quantized(bits, group)
+    ids, bounds = rng.integers(0, 30, 40), np.array([0, 5, 5, 31])  # positions 31: past the last bag
+    per_sample = et.Tensor(rng.normal(size=40), dtype=dtype)
+    expected = bag_reference(q.dequantize().to(dtype="F64").numpy(), ids, bounds, per_sample.to(dtype="F64").numpy(),
+                             "sum", None)
+    pooled = q(ids, bounds, per_sample)
+    assert pooled.dtype == et.DType[dtype]
+    tolerance = {"F32": 1e-5, "F16": 2e-2, "BF16": 1e-1}[dtype]
+    np.testing.assert_allclose(pooled.to(dtype="F64").numpy(), expected, rtol=tolerance, atol=tolerance)

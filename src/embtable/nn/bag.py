@@ -9,12 +9,12 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DTypeLike
 from .lookup import bag_lookup
-from .options import BagOptions
+from .options import BagOptions, BagProperties
 from .quantized import QuantizedEmbeddingBag
 from .table import TableLayer
 
 
-class EmbeddingBag(TableLayer):
+class EmbeddingBag(TableLayer, BagProperties):
     """A table whose lookups pool each bag of indices into one vector, as
     ``torch.nn.EmbeddingBag``: the items a user clicked, the words of a title.
 
@@ -78,13 +78,3 @@ class EmbeddingBag(TableLayer):
     def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> Tensor:
         """Each bag's pooled vector: ``[num_bags, embedding_dim]``."""
         return bag_lookup(self.weight, indices, offsets, per_sample_weights, self._options)
-
-    @property
-    def mode(self) -> str:
-        """How a bag reduces: ``"sum"``, ``"mean"`` or ``"max"``."""
-        return self._options.mode
-
-    @property
-    def include_last_offset(self) -> bool:
-        """Whether `offsets` end with the end of the last bag (CSR)."""
-        return self._options.include_last_offset

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping
 from ..backends import backend_for
 from ..core import Tensor
 from ..device import DeviceLike, as_device
-from ..dtype import DTypeLike, as_float_dtype
+from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import InvalidArgumentError, SerializationError, ShapeError
 from ..interop import host_array
 from .. import checkpoint
@@ -191,7 +191,21 @@ class Layer:
             tensor.grad = None
             storage_of(tensor).load_(copy)
             tensor.grad = grad
+        if resolved is not None:
+            for layer in self._layers():
+                layer._outputs_to(resolved)
         return self
+
+    def _layers(self) -> Iterator[Layer]:
+        """This layer and every layer below it."""
+        yield self
+        for _, child in self.named_children():
+            yield from child._layers()
+
+    def _outputs_to(self, dtype: DType) -> None:
+        """Make `dtype` the dtype of this layer's outputs, where it keeps one apart from its
+        tensors (a quantized table's: its rows are codes); most layers' outputs follow their
+        tensors, so this does nothing."""
 
     # --- state dicts ----------------------------------------------------------------------
 

@@ -80,3 +80,42 @@ def _padding_idx(value: Any, num_embeddings: int) -> int | None:
         raise InvalidArgumentError(f"padding_idx must be an int in [{-num_embeddings}, "
                                    f"{num_embeddings}) for {num_embeddings} rows, got {value!r}")
     return index % num_embeddings
+
+
+class OptionProperties:
+    """The options every table layer has, read from its `_options` (an `EmbeddingOptions`)."""
+
+    _options: EmbeddingOptions
+
+    @property
+    def padding_idx(self) -> int | None:
+        """The padding row (normalised to >= 0), or None: it gets no gradient and is left
+        out of bags."""
+        return self._options.padding_idx
+
+    @property
+    def max_norm(self) -> float | None:
+        """The largest norm a row may have (a quantized table's rows were limited to it
+        before quantizing), or None."""
+        return self._options.max_norm
+
+    @property
+    def norm_type(self) -> float:
+        """The p of the p-norm used with `max_norm`."""
+        return self._options.norm_type
+
+
+class BagProperties:
+    """The options of a pooled lookup, read from a bag layer's `_options` (a `BagOptions`)."""
+
+    _options: BagOptions
+
+    @property
+    def mode(self) -> str:
+        """How a bag reduces: ``"sum"``, ``"mean"`` or ``"max"``."""
+        return self._options.mode
+
+    @property
+    def include_last_offset(self) -> bool:
+        """Whether `offsets` end with the end of the last bag (CSR)."""
+        return self._options.include_last_offset

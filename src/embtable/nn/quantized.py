@@ -21,10 +21,10 @@ from ..validate import positive_int
 from .init import placement
 from .layer import Layer
 from .lookup import TABLE_NAME, bag_starts, checked_sample_weights
-from .options import BagOptions, EmbeddingOptions
+from .options import BagOptions, BagProperties, EmbeddingOptions, OptionProperties
 
 
-class QuantizedTableLayer(Layer):
+class QuantizedTableLayer(Layer, OptionProperties):
     """What `QuantizedEmbedding` and `QuantizedEmbeddingBag` share: the buffer ``rows`` (U8
     ``[num_embeddings, row bytes]``: each row's codes, then each group's float32 scale and
     offset), the layout and the options. The constructor makes a table of zeros (what
@@ -115,36 +115,19 @@ class QuantizedTableLayer(Layer):
         return self._dtype
 
     @property
-    def padding_idx(self) -> int | None:
-        """The row left out of bags (normalised to >= 0), or None."""
-        return self._options.padding_idx
-
-    @property
-    def max_norm(self) -> float | None:
-        """The norm the rows were limited to before quantizing, or None."""
-        return self._options.max_norm
-
-    @property
-    def norm_type(self) -> float:
-        return self._options.norm_type
-
-    @property
     def nbytes(self) -> int:
-        """The bytes of the stored rows (codes, scales and offsets): ``num_embeddings *
-        (ceil(embedding_dim * bits / 8) + 8 * groups_per_row)``."""
+        """The bytes of the stored rows: ``num_embeddings * (codes + 8 * groups_per_row)``,
+        the codes taking ``ceil(embedding_dim * bits / 8)`` bytes padded to a multiple of 4
+        (``embedding_dim + 8`` a row for 8-bit row-wise tables of a width divisible by 4)."""
         return self._table().nbytes
 
     def dequantize(self) -> Tensor:
         """The table the lookups read, ``[num_embeddings, embedding_dim]`` of `dtype`."""
         return self._table().dequantized(self._dtype)
 
-    def to(self, device: DeviceLike = None, dtype: DTypeLike = None) -> QuantizedTableLayer:
-        """Move the buffer to `device`; `dtype` (a float dtype) becomes the dtype of the
-        lookups (the stored rows stay as they are)."""
-        resolved = None if dtype is None else as_float_dtype(dtype)
-        super().to(device)
-        self._dtype = resolved or self._dtype
-        return self
+    def _outputs_to(self, dtype: DType) -> None:
+        """``to(dtype=...)`` makes `dtype` the lookups' dtype (the stored rows stay as they are)."""
+        self._dtype = dtype
 
     def config(self) -> dict[str, Any]:
         """The size, the layout, the non-default options and the dtype: what `load` rebuilds
@@ -176,7 +159,7 @@ class QuantizedEmbedding(QuantizedTableLayer):
         return table.gather(checked_indices(indices, self.num_embeddings, table.backend, TABLE_NAME), self._dtype)
 
 
-class QuantizedEmbeddingBag(QuantizedTableLayer):
+class QuantizedEmbeddingBag(QuantizedTableLayer, BagProperties):
     """A quantized `EmbeddingBag` for serving: ``q(indices, offsets=None,
     per_sample_weights=None)`` pools each bag as the float layer does over `dequantize()`
     (every mode, per-sample weights, padding left out, 2-D bags or 1-D indices with
@@ -197,13 +180,3 @@ class QuantizedEmbeddingBag(QuantizedTableLayer):
         weights = checked_sample_weights(per_sample_weights, index, self.rows.device, self._dtype)
         bags = bags_of(starts, table.backend, self._options.padding_idx)
         return table.pool(index.reshape(-1), bags, weights, self._options.mode, self._dtype)
-
-    @property
-    def mode(self) -> str:
-        """How a bag reduces: ``"sum"``, ``"mean"`` or ``"max"``."""
-        return self._options.mode
-
-    @property
-    def include_last_offset(self) -> bool:
-        """Whether `offsets` end with the end of the last bag (CSR)."""
-        return self._options.include_last_offset

@@ -23,11 +23,11 @@ from ..validate import integer, positive_int
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
 from .lookup import prefetch_rows
-from .options import EmbeddingOptions
+from .options import EmbeddingOptions, OptionProperties
 from .quantized import QuantizedTableLayer
 
 
-class TableLayer(Layer):
+class TableLayer(Layer, OptionProperties):
     """Base of the layers that hold one table, ``weight`` ``[num_embeddings, embedding_dim]``.
     Subclasses name their options' class in `options_type` and build through `_build` (new
     tables) or `_pretrained` (given weights)."""
@@ -182,21 +182,6 @@ class TableLayer(Layer):
     def embedding_dim(self) -> int:
         """The length of each vector."""
         return self.weight.shape[1]
-
-    @property
-    def padding_idx(self) -> int | None:
-        """The row that gets no gradient (normalised to >= 0), or None."""
-        return self._options.padding_idx
-
-    @property
-    def max_norm(self) -> float | None:
-        """The largest norm a returned row may have, or None."""
-        return self._options.max_norm
-
-    @property
-    def norm_type(self) -> float:
-        """The p of the p-norm used with `max_norm`."""
-        return self._options.norm_type
 
     @property
     def scale_grad_by_freq(self) -> bool:

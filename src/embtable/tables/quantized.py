@@ -48,15 +48,15 @@ def _codes_end(dim: int, bits: int) -> int:
 def checked_layout(dim: int, bits: Any, group_size: Any) -> tuple[int, int]:
     """`bits` and the group size of `dim` columns (`group_size`, or the whole row when
     None), validated; `InvalidArgumentError` naming what is wrong."""
-    if isinstance(bits, bool) or bits not in BITS:
+    if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits not in BITS:
         raise InvalidArgumentError(f"bits must be 8 or 4, got {bits!r}")
     if group_size is None:
-        return bits, dim
+        return int(bits), dim
     if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1 \
             or dim % group_size:
         raise InvalidArgumentError(f"group_size must be None or a positive int that divides embedding_dim {dim}, "
                                    f"got {group_size!r}")
-    return bits, int(group_size)
+    return int(bits), int(group_size)
 
 
 class QuantizedTable:
@@ -80,9 +80,11 @@ class QuantizedTable:
         host = backend.to_host(data_of(values))
         kernel_dtype = np.float64 if host.dtype == np.float64 else np.float32  # F16 / BF16: exact in float32
         host = np.array(host, kernel_dtype) if max_norm is not None else np.ascontiguousarray(host, kernel_dtype)
-        if not np.isfinite(host).all():
-            row = int(np.flatnonzero(~np.isfinite(host).all(axis=1))[0])
-            raise InvalidArgumentError(f"only finite values can be quantized; row {row} holds {host[row].tolist()}")
+        representable = np.abs(host) <= np.finfo(np.float32).max  # (False for NaN too)
+        if not representable.all():
+            row = int(np.flatnonzero(~representable.all(axis=1))[0])
+            raise InvalidArgumentError(f"only finite values within float32's range can be quantized (offsets are "
+                                       f"float32); row {row} holds {host[row].tolist()}")
         if max_norm is not None:
             _rows_kernels().renorm(host, np.arange(host.shape[0], dtype=np.int64), max_norm, norm_type)
         rows, dim = host.shape
@@ -93,7 +95,7 @@ class QuantizedTable:
             raise InvalidArgumentError(f"a group's range must fit in float32 (its scale and offset are float32); "
                                        f"row {row} spans {ranges[row].max():.3g}")
         packed = np.zeros((rows, row_bytes(dim, bits, group)), np.uint8)
-        _kernels().quantize(host, bits, group, packed, packed.view(np.float32))
+        _kernels().quantize(host, bits, group, packed, packed.view(np.float32), _codes_end(dim, bits) // 4)
         return cls(wrap(backend.from_host(packed), backend), bits, dim, group)
 
     @classmethod
@@ -178,10 +180,11 @@ class QuantizedTable:
                             POOL_MODES[mode], out)
         return self._tensor(out, dtype)
 
-    def _rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """The rows as bytes and as float32 words (the same memory), as the kernels take them."""
+    def _rows(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The rows as bytes and as float32 words (the same memory), and the word where each
+        row's scales and offsets start: as the kernels take them."""
         rows = np.ascontiguousarray(self._host(self._packed))
-        return rows, rows.view(np.float32)
+        return rows, rows.view(np.float32), _codes_end(self.dim, self.bits) // 4
 
     def _host(self, tensor: Tensor) -> np.ndarray:
         return backend_of(tensor).to_host(data_of(tensor))

@@ -28,7 +28,9 @@ def code_tile_sum(typingctx, packed, bits, rows, factors, start, stop, dst, col,
     `factors` and `dst` (float32) are C-contiguous."""
     arrays = (packed, rows, factors, dst)
     if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == 2
-            and packed.dtype == types.uint8 and factors.dtype == types.float32 and dst.dtype == types.float32):
+            and packed.dtype == types.uint8 and rows.dtype == types.int64 and factors.dtype == types.float32
+            and dst.dtype == types.float32
+            and all(isinstance(n, types.Integer) for n in (bits, start, stop, col, vectors))):
         return None
     return types.void(packed, bits, rows, factors, start, stop, dst, col, vectors), _codegen
 

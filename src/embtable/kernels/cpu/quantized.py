@@ -3,13 +3,14 @@ unsigned code of 8 or 4 bits per value, two 4-bit codes a byte, the even column'
 low nibble; padded to whole float32 words), then for each group of `group` consecutive
 columns its float32 scale and offset (little-endian: for 8 bits, one group and a width
 that is a multiple of 4, the layout of PyTorch's ``embedding_bag_byte_prepack``). Kernels
-take the array twice: as bytes (`packed`) and as float32 words (`words`, the same memory). A value is ``code * scale + offset`` rounded once to the
-table's dtype (a fused multiply-add, as ``embedding_bag_byte_unpack`` computes it). A
-row's codes, scales and offsets share its cache lines, and lookups and pooled lookups
-dequantize each value where they read it: no float copy of the table, no ``[positions,
-dim]`` intermediate.
+take the array twice, as bytes (`packed`) and as float32 words (`words`, the same memory),
+and `first`, the word where a row's scales and offsets start. A value is ``code * scale +
+offset`` computed in float64 and rounded once to float32 (or kept in float64 for a float64
+table): a fused multiply-add, as ``embedding_bag_byte_unpack`` computes it. A row's codes,
+scales and offsets share its cache lines, and lookups and pooled lookups dequantize each
+value where they read it: no float copy of the table, no ``[positions, dim]``
+intermediate.
 """
-
 from __future__ import annotations
 
 import numba as nb
@@ -20,23 +21,16 @@ from .prefetch import GATHER_AHEAD, prefetch_row
 
 parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 
-SUM, MEAN, MAX = 0, 1, 2
-
-
-@nb.njit(cache=True, inline="always")
-def _first_word(dim, bits):
-    """The word of a row where its scales and offsets start: after its codes."""
-    return ((dim if bits == 8 else (dim + 1) // 2) + 3) // 4
+MEAN, MAX = 1, 2  # a pool's modes (0: sum)
 
 
 @parallel_jit
-def quantize(table, bits, group, packed, words):
+def quantize(table, bits, group, packed, words, first):
     """Quantize `table` (``[rows, dim]`` float32 or float64, finite) into `packed` (zeros on
     entry): asymmetric min/max per group, the offset the group's minimum, the scale its
     range over the largest code, each code the nearest to its value."""
     levels = (1 << bits) - 1
     dim = table.shape[1]
-    first = _first_word(dim, bits)
     for r in nb.prange(table.shape[0]):
         for g in range(dim // group):
             start, stop = g * group, (g + 1) * group
@@ -71,12 +65,11 @@ def _value(packed, bits, row, d, scale, offset):
 
 
 @parallel_jit
-def gather(packed, words, bits, group, rows, out):
+def gather(packed, words, first, bits, group, rows, out):
     """``out[i]`` = the dequantized row ``rows[i]`` (`out` float32 or float64, ``[len(rows),
     dim]``)."""
     t = out.dtype.type
     dim = out.shape[1]
-    first = _first_word(dim, bits)
     for i in nb.prange(rows.shape[0]):
         prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
         row = rows[i]
@@ -101,7 +94,7 @@ def gather(packed, words, bits, group, rows, out):
 
 
 @parallel_jit
-def pool(packed, words, bits, group, rows, bounds, padding_idx, weights, mode, out):
+def pool(packed, words, first, bits, group, rows, bounds, padding_idx, weights, mode, out):
     """``out[b]`` = the sum (`mode` SUM), mean (MEAN, over the positions kept) or element-wise
     max (MAX) of ``weights[i] * row(rows[i])`` over bag b's positions ``bounds[b]:bounds[b +
     1]``, positions of `padding_idx` left out; empty `weights` mean 1; an empty bag is a
@@ -110,7 +103,6 @@ def pool(packed, words, bits, group, rows, bounds, padding_idx, weights, mode, o
     to rounding (`sum_codes` is the fast way for float32 sums)."""
     t = out.dtype.type
     dim = out.shape[1]
-    first = _first_word(dim, bits)
     for b in nb.prange(bounds.shape[0] - 1):
         dst = out[b]
         dst[:] = 0
@@ -169,19 +161,18 @@ def _max_row(packed, words, bits, group, first, row, w, is_first, dst):
 
 
 @parallel_jit
-def sum_codes(packed, words, bits, group, rows, bounds, padding_idx, weights, mean, factors, out):
+def sum_codes(packed, words, first, bits, group, rows, bounds, padding_idx, weights, mean, factors, out):
     """`pool`'s sum (or, with `mean`, mean) into float32 `out`, a group at a time, each
     tile of a bag's sum in vector registers (`code_sums.code_tile_sum`): codes times each
     position's weight and row scale, the group's offsets (times the weights) summed apart.
     `group` is the whole row or a multiple of 8 columns. `factors` (float32, one per
     position) is scratch."""
     dim = out.shape[1]
-    first = _first_word(dim, bits)
     for b in nb.prange(bounds.shape[0] - 1):
         start, stop = bounds[b], bounds[b + 1]
         dst = out[b]
         count = 0
-        for g in range(dim // group):
+        for g in range(dim // group):  # (each group counts the same positions)
             count = 0
             offset_sum = np.float32(0)
             for i in range(start, stop):
