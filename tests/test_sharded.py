@@ -706,3 +706,15 @@ def test_without_ray_the_error_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
     with pytest.raises(ImportError, match=r"pip install 'embtable\[ray\]'"):
         ShardedEmbedding(10, 2)
+
+
+@settings(max_examples=80, deadline=None)
+@given(rows=st.integers(1, 5000), data=st.data())
+def test_distinct_rows_are_numpys_unique_with_its_inverse(rows, data):
+    distinct = et.tables.sharded.DistinctRows(rows)
+    for _ in range(3):  # the bitmap is left clean for the next call
+        ids = np.array(data.draw(st.lists(st.integers(0, rows - 1), max_size=200)), np.int64)
+        found, positions = distinct(ids)
+        expected, inverse = np.unique(ids, return_inverse=True)
+        assert found.dtype == np.int64 and positions.dtype == np.int64
+        assert np.array_equal(found, expected) and np.array_equal(positions, inverse.reshape(-1))
