@@ -708,6 +708,7 @@ def test_without_ray_the_error_says_what_to_install(monkeypatch):
         ShardedEmbedding(10, 2)
 
 
+@pytest.mark.backend_independent
 @settings(max_examples=80, deadline=None)
 @given(rows=st.integers(1, 5000), data=st.data())
 def test_distinct_rows_are_numpys_unique_with_its_inverse(rows, data):
