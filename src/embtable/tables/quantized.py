@@ -174,7 +174,7 @@ class QuantizedTable:
         padding = -1 if bags.padding_idx is None else bags.padding_idx
         if kernel_dtype == np.float32 and mode != "max" and (self.group == self.dim or self.group % 8 == 0):
             _kernels().sum_codes(*self._rows(), self.bits, self.group, rows, bounds, padding, host_weights,
-                                 mode == "mean", np.empty(rows.shape[0], np.float32), out)
+                                 mode == "mean", out)
         else:
             _kernels().pool(*self._rows(), self.bits, self.group, rows, bounds, padding, host_weights,
                             POOL_MODES[mode], out)

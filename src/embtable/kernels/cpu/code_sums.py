@@ -19,57 +19,64 @@ TILE_COLUMNS = LANES * TILE_VECTORS
 
 
 @intrinsic
-def code_tile_sum(typingctx, packed, bits, rows, factors, start, stop, dst, col, vectors):
+def code_tile_sum(typingctx, packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors):
     """``dst[col:col + 8 * vectors]`` = the sum over the positions ``i`` in ``[start, stop)``
-    whose ``factors[i]`` is not 0 of ``factors[i]`` times the codes of columns ``col:col + 8
-    * vectors`` of row ``rows[i]`` of `packed` (`bits` 8: a byte each; 4: two a byte, the
-    even column's in the low nibble, `col` even), widened to float32 and summed in position
+    whose ``rows[i]`` is not `padding_idx` of ``weights[i]`` (1 when `weights` is empty)
+    times the float32 scale at byte `scale_at` of row ``rows[i]`` of `packed` times the codes
+    of its columns ``col:col + 8 * vectors`` (`bits` 8: a byte each; 4: two a byte, the even
+    column's in the low nibble, `col` even), widened to float32 and summed in position
     order. `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows` (int64),
-    `factors` and `dst` (float32) are C-contiguous."""
-    arrays = (packed, rows, factors, dst)
+    `weights` and `dst` (float32) are C-contiguous."""
+    arrays = (packed, rows, weights, dst)
     if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == 2
-            and packed.dtype == types.uint8 and rows.dtype == types.int64 and factors.dtype == types.float32
+            and packed.dtype == types.uint8 and rows.dtype == types.int64 and weights.dtype == types.float32
             and dst.dtype == types.float32
-            and all(isinstance(n, types.Integer) for n in (bits, start, stop, col, vectors))):
+            and all(isinstance(n, types.Integer) for n in (bits, padding_idx, scale_at, start, stop, col, vectors))):
         return None
-    return types.void(packed, bits, rows, factors, start, stop, dst, col, vectors), _codegen
+    return types.void(packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors), _codegen
 
 
 def _codegen(context, builder, signature, args):
-    packed, rows, factors, dst = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 2, 3, 6))
+    packed, rows, weights, dst = (context.make_array(signature.args[k])(context, builder, args[k])
+                                  for k in (0, 2, 3, 8))
     intp = context.get_value_type(types.intp)
 
     def argument(k: int) -> ir.Value:
         return context.cast(builder, args[k], signature.args[k], types.intp)
 
-    bits, start, stop, col, vectors = argument(1), argument(4), argument(5), argument(7), argument(8)
+    bits, padding, scale_at = argument(1), argument(4), argument(5)
+    start, stop, col, vectors = argument(6), argument(7), argument(9), argument(10)
     floats = ir.VectorType(ir.FloatType(), LANES)
+    float_pointer = ir.FloatType().as_pointer()
     row_bytes = cgutils.unpack_tuple(builder, packed.strides, 2)[0]
     last_position = builder.sub(cgutils.unpack_tuple(builder, rows.shape, 1)[0], intp(1))
+    weighted = builder.icmp_signed(">", cgutils.unpack_tuple(builder, weights.shape, 1)[0], intp(0))
     out = builder.bitcast(builder.gep(dst.data, [col]), floats.as_pointer())
+
+    def row_start(position: ir.Value) -> ir.Value:
+        row = builder.load(builder.gep(rows.data, [position]))
+        return row, builder.gep(packed.data, [builder.mul(row, row_bytes)])
 
     def emit_tile(count: int, nibbles: bool) -> None:
         """The loop for a tile of `count` vectors of 8-bit (or, with `nibbles`, 4-bit) codes."""
         width = LANES // 2 if nibbles else LANES  # bytes of codes a vector takes
         codes = ir.VectorType(ir.IntType(8), width)
-        tile_start = builder.gep(packed.data, [builder.sdiv(col, intp(2)) if nibbles else col])
-
-        def row_address(position: ir.Value) -> ir.Value:
-            row = builder.load(builder.gep(rows.data, [position]))
-            return builder.gep(tile_start, [builder.mul(row, row_bytes)])
-
+        first_code = builder.sdiv(col, intp(2)) if nibbles else col
         sums = [cgutils.alloca_once_value(builder, ir.Constant(floats, None)) for _ in range(count)]
         with cgutils.for_range_slice(builder, start, stop, intp(1)) as (i, _):
             upcoming = builder.add(i, intp(GATHER_AHEAD))
-            upcoming = row_address(builder.select(builder.icmp_signed("<", upcoming, last_position),
-                                                  upcoming, last_position))
+            _, upcoming = row_start(builder.select(builder.icmp_signed("<", upcoming, last_position),
+                                                   upcoming, last_position))
             for at in range(0, count * width, CACHE_LINE):
-                prefetch_hint(builder, builder.gep(upcoming, [intp(at)]))
-            factor = builder.load(builder.gep(factors.data, [i]))
-            kept = builder.fcmp_ordered("!=", factor, ir.Constant(ir.FloatType(), 0.0))
-            with builder.if_then(kept, likely=True):
-                source = builder.bitcast(row_address(i), codes.as_pointer())
-                scale = splat(builder, factor, LANES)
+                prefetch_hint(builder, builder.gep(upcoming, [builder.add(first_code, intp(at))]))
+            prefetch_hint(builder, builder.gep(upcoming, [scale_at]))
+            row, base = row_start(i)
+            with builder.if_then(builder.icmp_signed("!=", row, padding), likely=True):
+                factor = builder.load(builder.bitcast(builder.gep(base, [scale_at]), float_pointer), align=1)
+                weight = builder.select(weighted, builder.load(builder.gep(weights.data, [i])),
+                                        ir.Constant(ir.FloatType(), 1.0))
+                scale = splat(builder, builder.fmul(factor, weight), LANES)
+                source = builder.bitcast(builder.gep(base, [first_code]), codes.as_pointer())
                 for k, total in enumerate(sums):
                     loaded = builder.load(builder.gep(source, [intp(k)]), align=1)
                     widened = builder.uitofp(_unpacked(builder, loaded) if nibbles else loaded, floats)
