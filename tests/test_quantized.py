@@ -227,8 +227,8 @@ def test_a_table_packed_by_pytorch_is_served_as_pytorch_unpacks_it(rng):
     bag = QuantizedEmbeddingBag.from_packed_rows(packed.numpy(), mode="sum", include_last_offset=True)
     flat, bounds = rng.integers(0, 64, 40), np.array([0, 3, 3, 17, 40])
     per_sample = rng.normal(size=40).astype(np.float32)
-    np.testing.assert_allclose(bag(flat, bounds, per_sample).numpy(), torch_bag(packed, flat, bounds, "sum", per_sample),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(bag(flat, bounds, per_sample).numpy(),
+                               torch_bag(packed, flat, bounds, "sum", per_sample), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("mode", ["sum", "mean", "max"])

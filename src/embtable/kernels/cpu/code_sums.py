@@ -103,4 +103,5 @@ def _unpacked(builder: ir.IRBuilder, packed: ir.Value) -> ir.Value:
     """The 8 codes of 4 bytes (the low nibble of each byte first) as ``<8 x i8>``."""
     low = builder.and_(packed, ir.Constant(packed.type, [15] * 4))
     high = builder.lshr(packed, ir.Constant(packed.type, [4] * 4))
-    return builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 4, 1, 5, 2, 6, 3, 7]))
+    interleaved = ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0, 4, 1, 5, 2, 6, 3, 7])
+    return builder.shuffle_vector(low, high, interleaved)
