@@ -48,8 +48,8 @@ class QuantizedTableLayer(Layer, OptionProperties):
         """`layer` (an `Embedding` or `EmbeddingBag`) quantized, its `max_norm` applied to
         the rows first (the layer itself is left as it is); see `Embedding.to_quantized`."""
         bits, group = checked_layout(layer.embedding_dim, bits, group_size)
-        options = {name: value for name, value in layer.config().items() if name in cls._option_names()}
-        checked = cls.options_type.checked(layer.num_embeddings, **options)
+        checked = cls.options_type.checked(layer.num_embeddings,
+                                           **{name: getattr(layer, name) for name in cls._option_names()})
         values = storage_of(layer.weight).values()  # a file-backed or sharded table's rows read whole
         table = QuantizedTable.quantized(values, bits, group, checked.max_norm, checked.norm_type)
         quantized = cls.__new__(cls)
