@@ -347,7 +347,6 @@ class ShardedTable:
         self._last_parts = [self._last_parts[-1], (rows.copy(), parts)] if self._last_parts else [(rows.copy(), parts)]
         return parts
 
-
     def _tensor(self, array: np.ndarray) -> Tensor:
         return wrap(self._cpu.from_host(np.ascontiguousarray(array)), self._cpu)
 
