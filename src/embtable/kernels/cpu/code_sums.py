@@ -25,15 +25,18 @@ def code_tile_sum(typingctx, packed, bits, rows, weights, padding_idx, scale_at,
     times the float32 scale at byte `scale_at` of row ``rows[i]`` of `packed` times the codes
     of its columns ``col:col + 8 * vectors`` (`bits` 8: a byte each; 4: two a byte, the even
     column's in the low nibble, `col` even), widened to float32 and summed in position
-    order. `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows` (int64),
-    `weights` and `dst` (float32) are C-contiguous."""
+    order. Returns the sum over the same positions of ``weights[i]`` times the float32
+    offset after that scale, and how many positions were kept: what a group's values add
+    besides its codes. `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows`
+    (int64), `weights` and `dst` (float32) are C-contiguous."""
     arrays = (packed, rows, weights, dst)
     if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == 2
             and packed.dtype == types.uint8 and rows.dtype == types.int64 and weights.dtype == types.float32
             and dst.dtype == types.float32
             and all(isinstance(n, types.Integer) for n in (bits, padding_idx, scale_at, start, stop, col, vectors))):
         return None
-    return types.void(packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors), _codegen
+    returned = types.Tuple((types.float32, types.intp))
+    return returned(packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors), _codegen
 
 
 def _codegen(context, builder, signature, args):
@@ -52,6 +55,9 @@ def _codegen(context, builder, signature, args):
     last_position = builder.sub(cgutils.unpack_tuple(builder, rows.shape, 1)[0], intp(1))
     weighted = builder.icmp_signed(">", cgutils.unpack_tuple(builder, weights.shape, 1)[0], intp(0))
     out = builder.bitcast(builder.gep(dst.data, [col]), floats.as_pointer())
+    fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(floats, [floats] * 3), f"llvm.fma.v{LANES}f32")
+    offset_sum = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+    kept = cgutils.alloca_once_value(builder, intp(0))
 
     def row_start(position: ir.Value) -> ir.Value:
         row = builder.load(builder.gep(rows.data, [position]))
@@ -72,15 +78,18 @@ def _codegen(context, builder, signature, args):
             prefetch_hint(builder, builder.gep(upcoming, [scale_at]))
             row, base = row_start(i)
             with builder.if_then(builder.icmp_signed("!=", row, padding), likely=True):
-                factor = builder.load(builder.bitcast(builder.gep(base, [scale_at]), float_pointer), align=1)
+                factors = builder.bitcast(builder.gep(base, [scale_at]), float_pointer)
                 weight = builder.select(weighted, builder.load(builder.gep(weights.data, [i])),
                                         ir.Constant(ir.FloatType(), 1.0))
-                scale = splat(builder, builder.fmul(factor, weight), LANES)
+                scale = splat(builder, builder.fmul(builder.load(factors, align=1), weight), LANES)
+                offset = builder.fmul(builder.load(builder.gep(factors, [intp(1)]), align=1), weight)
+                builder.store(builder.fadd(builder.load(offset_sum), offset), offset_sum)
+                builder.store(builder.add(builder.load(kept), intp(1)), kept)
                 source = builder.bitcast(builder.gep(base, [first_code]), codes.as_pointer())
                 for k, total in enumerate(sums):
                     loaded = builder.load(builder.gep(source, [intp(k)]), align=1)
                     widened = builder.uitofp(_unpacked(builder, loaded) if nibbles else loaded, floats)
-                    builder.store(builder.fadd(builder.load(total), builder.fmul(widened, scale)), total)
+                    builder.store(builder.call(fma, [widened, scale, builder.load(total)]), total)
         for k in range(count):
             builder.store(builder.load(sums[k]), builder.gep(out, [intp(k)]), align=4)
 
@@ -96,7 +105,7 @@ def _codegen(context, builder, signature, args):
             emit_tile(count, nibbles)
             builder.branch(done)
     builder.position_at_end(done)
-    return context.get_dummy_value()
+    return context.make_tuple(builder, signature.return_type, [builder.load(offset_sum), builder.load(kept)])
 
 
 def _unpacked(builder: ir.IRBuilder, packed: ir.Value) -> ir.Value:
