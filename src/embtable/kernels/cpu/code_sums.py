@@ -19,44 +19,48 @@ TILE_COLUMNS = LANES * TILE_VECTORS
 
 
 @intrinsic
-def code_tile_sum(typingctx, packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors):
-    """``dst[col:col + 8 * vectors]`` = the sum over the positions ``i`` in ``[start, stop)``
+def code_tile_sum(typingctx, packed, bits, rows, weights, padding_idx, scale_at, mean, start, stop, out, bag, col,
+                  vectors):
+    """``out[bag, col:col + 8 * vectors]`` = the sum over the positions ``i`` in ``[start, stop)``
     whose ``rows[i]`` is not `padding_idx` of ``weights[i]`` (1 when `weights` is empty)
-    times the float32 scale at byte `scale_at` of row ``rows[i]`` of `packed` times the codes
-    of its columns ``col:col + 8 * vectors`` (`bits` 8: a byte each; 4: two a byte, the even
-    column's in the low nibble, `col` even), widened to float32 and summed in position
-    order. Returns the sum over the same positions of ``weights[i]`` times the float32
-    offset after that scale, and how many positions were kept: what a group's values add
-    besides its codes. `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows`
-    (int64), `weights` and `dst` (float32) are C-contiguous."""
-    arrays = (packed, rows, weights, dst)
-    if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == 2
+    times the values of row ``rows[i]`` of `packed` in columns ``col:col + 8 * vectors``:
+    its codes (`bits` 8: a byte each; 4: two a byte, the even column's in the low nibble,
+    `col` even) widened to float32 times the float32 scale at byte `scale_at`, plus the
+    float32 offset after it; the codes' products summed in position order and the offsets
+    apart, then added. With `mean`, divided by the positions kept (when more than one).
+    `vectors` is 1 to `TILE_VECTORS`; `packed` (uint8, 2-D), `rows` (int64), `weights` and
+    `out` (float32, 2-D) are C-contiguous."""
+    arrays = (packed, rows, weights, out)
+    integers = (bits, padding_idx, scale_at, start, stop, bag, col, vectors)
+    if not (all(isinstance(a, types.Array) and a.layout == "C" for a in arrays) and packed.ndim == out.ndim == 2
             and packed.dtype == types.uint8 and rows.dtype == types.int64 and weights.dtype == types.float32
-            and dst.dtype == types.float32
-            and all(isinstance(n, types.Integer) for n in (bits, padding_idx, scale_at, start, stop, col, vectors))):
+            and out.dtype == types.float32 and isinstance(mean, types.Boolean)
+            and all(isinstance(n, types.Integer) for n in integers)):
         return None
-    returned = types.Tuple((types.float32, types.intp))
-    return returned(packed, bits, rows, weights, padding_idx, scale_at, start, stop, dst, col, vectors), _codegen
+    arguments = (packed, bits, rows, weights, padding_idx, scale_at, mean, start, stop, out, bag, col, vectors)
+    return types.void(*arguments), _codegen
 
 
 def _codegen(context, builder, signature, args):
-    packed, rows, weights, dst = (context.make_array(signature.args[k])(context, builder, args[k])
-                                  for k in (0, 2, 3, 8))
+    packed, rows, weights, sums_out = (context.make_array(signature.args[k])(context, builder, args[k])
+                                  for k in (0, 2, 3, 9))
     intp = context.get_value_type(types.intp)
 
     def argument(k: int) -> ir.Value:
         return context.cast(builder, args[k], signature.args[k], types.intp)
 
     bits, padding, scale_at = argument(1), argument(4), argument(5)
-    start, stop, col, vectors = argument(6), argument(7), argument(9), argument(10)
-    floats = ir.VectorType(ir.FloatType(), LANES)
-    float_pointer = ir.FloatType().as_pointer()
+    start, stop, bag, col, vectors = argument(7), argument(8), argument(10), argument(11), argument(12)
+    mean = context.cast(builder, args[6], signature.args[6], types.boolean)
+    single = ir.FloatType()
+    floats = ir.VectorType(single, LANES)
     row_bytes = cgutils.unpack_tuple(builder, packed.strides, 2)[0]
     last_position = builder.sub(cgutils.unpack_tuple(builder, rows.shape, 1)[0], intp(1))
     weighted = builder.icmp_signed(">", cgutils.unpack_tuple(builder, weights.shape, 1)[0], intp(0))
-    out = builder.bitcast(builder.gep(dst.data, [col]), floats.as_pointer())
+    out_start = builder.add(builder.mul(bag, cgutils.unpack_tuple(builder, sums_out.shape, 2)[1]), col)
+    out = builder.bitcast(builder.gep(sums_out.data, [out_start]), floats.as_pointer())
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(floats, [floats] * 3), f"llvm.fma.v{LANES}f32")
-    offset_sum = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+    offset_sum = cgutils.alloca_once_value(builder, ir.Constant(single, 0.0))
     kept = cgutils.alloca_once_value(builder, intp(0))
 
     def row_start(position: ir.Value) -> ir.Value:
@@ -78,9 +82,8 @@ def _codegen(context, builder, signature, args):
             prefetch_hint(builder, builder.gep(upcoming, [scale_at]))
             row, base = row_start(i)
             with builder.if_then(builder.icmp_signed("!=", row, padding), likely=True):
-                factors = builder.bitcast(builder.gep(base, [scale_at]), float_pointer)
-                weight = builder.select(weighted, builder.load(builder.gep(weights.data, [i])),
-                                        ir.Constant(ir.FloatType(), 1.0))
+                factors = builder.bitcast(builder.gep(base, [scale_at]), single.as_pointer())
+                weight = builder.select(weighted, builder.load(builder.gep(weights.data, [i])), single(1.0))
                 scale = splat(builder, builder.fmul(builder.load(factors, align=1), weight), LANES)
                 offset = builder.fmul(builder.load(builder.gep(factors, [intp(1)]), align=1), weight)
                 builder.store(builder.fadd(builder.load(offset_sum), offset), offset_sum)
@@ -90,8 +93,11 @@ def _codegen(context, builder, signature, args):
                     loaded = builder.load(builder.gep(source, [intp(k)]), align=1)
                     widened = builder.uitofp(_unpacked(builder, loaded) if nibbles else loaded, floats)
                     builder.store(builder.call(fma, [widened, scale, builder.load(total)]), total)
+        scale = splat(builder, _divisor(builder, mean, builder.load(kept)), LANES)
+        offsets = splat(builder, builder.load(offset_sum), LANES)
         for k in range(count):
-            builder.store(builder.load(sums[k]), builder.gep(out, [intp(k)]), align=4)
+            total = builder.fmul(builder.fadd(builder.load(sums[k]), offsets), scale)
+            builder.store(total, builder.gep(out, [intp(k)]), align=4)
 
     # One loop per tile width and code width, so each keeps its sums in registers.
     done = builder.append_basic_block("code_tile_sum.done")
@@ -105,7 +111,16 @@ def _codegen(context, builder, signature, args):
             emit_tile(count, nibbles)
             builder.branch(done)
     builder.position_at_end(done)
-    return context.make_tuple(builder, signature.return_type, [builder.load(offset_sum), builder.load(kept)])
+    return context.get_dummy_value()
+
+
+def _divisor(builder: ir.IRBuilder, mean: ir.Value, kept: ir.Value) -> ir.Value:
+    """What a tile's sums are multiplied by: ``float32(1.0 / kept)`` (the reciprocal taken in
+    float64) for a mean of more than one position, else 1."""
+    reciprocal = builder.fptrunc(builder.fdiv(ir.DoubleType()(1.0), builder.sitofp(kept, ir.DoubleType())),
+                                 ir.FloatType())
+    averaged = builder.and_(mean, builder.icmp_signed(">", kept, kept.type(1)))
+    return builder.select(averaged, reciprocal, ir.FloatType()(1.0))
 
 
 def _unpacked(builder: ir.IRBuilder, packed: ir.Value) -> ir.Value:

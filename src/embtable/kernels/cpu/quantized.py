@@ -164,38 +164,44 @@ def _max_row(packed, words, bits, group, first, row, w, is_first, dst):
 def sum_codes(packed, words, first, bits, group, rows, bounds, padding_idx, weights, mean, out):
     """`pool`'s sum (or, with `mean`, mean) into float32 `out`, a group at a time: each tile
     of whole vectors of a bag's sum in vector registers (`code_sums.code_tile_sum`: codes
-    times each position's weight and row scale, the weighted offsets summed apart and added
-    last), the columns past the last whole vector (only where `group` is the whole row)
-    after them with the rows cached. `group` is the whole row or a multiple of 8 columns."""
+    times each position's weight and row scale, the weighted offsets summed apart), the
+    columns past the last whole vector (only where `group` is the whole row) after them,
+    with the rows cached. `group` is the whole row or a multiple of 8 columns."""
     dim = out.shape[1]
     for b in nb.prange(bounds.shape[0] - 1):
         start, stop = bounds[b], bounds[b + 1]
-        dst = out[b]
-        for g in range(dim // group):  # (each group counts the same positions)
+        for g in range(dim // group):
             lo, hi = g * group, (g + 1) * group
             whole = hi - (hi - lo) % 8
-            offset_sum, count = np.float32(0), 0
             for col in range(lo, whole, TILE_COLUMNS):
-                offset_sum, count = code_tile_sum(packed, bits, rows, weights, padding_idx, 4 * (first + 2 * g),
-                                                  start, stop, dst, col, min(TILE_COLUMNS, whole - col) // 8)
+                code_tile_sum(packed, bits, rows, weights, padding_idx, 4 * (first + 2 * g), mean, start, stop, out, b,
+                              col, min(TILE_COLUMNS, whole - col) // 8)
             if whole < hi:
-                dst[whole:hi] = 0
-                offset_sum, count = np.float32(0), 0
-                for i in range(start, stop):
-                    if whole == lo:  # no tile went before to bring the rows in
-                        prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
-                    row = rows[i]
-                    if row == padding_idx:
-                        continue
-                    w = np.float32(1) if weights.shape[0] == 0 else weights[i]
-                    offset_sum += w * words[row, first + 2 * g + 1]
-                    count += 1
-                    factor = w * words[row, first + 2 * g]
-                    for d in range(whole, hi):
-                        dst[d] += factor * np.float32(_code_of(packed[row], bits, d))
-            for d in range(lo, hi):
-                dst[d] = dst[d] + offset_sum if count else np.float32(0)
-        if mean and count > 1:
-            reciprocal = np.float32(1.0 / count)
-            for d in range(dim):
-                dst[d] *= reciprocal
+                _sum_tail(packed, words, first + 2 * g, bits, rows[start:stop], padding_idx,
+                          weights[start:stop] if weights.shape[0] else weights, mean, whole == lo, out[b, whole:hi],
+                          whole)
+
+
+@nb.njit(cache=True, inline="always")
+def _sum_tail(packed, words, scale_word, bits, rows, padding_idx, weights, mean, prefetch, dst, col):
+    """`code_tile_sum` for the columns ``col:col + len(dst)`` of a bag (its `rows` and
+    `weights`) one at a time, the group's scale and offset at word `scale_word`;
+    `prefetch` where no tile brought the rows in."""
+    dst[:] = 0
+    count = 0
+    offset_sum = np.float32(0)
+    for i in range(rows.shape[0]):
+        if prefetch:
+            prefetch_row(packed, rows[min(i + GATHER_AHEAD, rows.shape[0] - 1)])
+        row = rows[i]
+        if row == padding_idx:
+            continue
+        w = np.float32(1) if weights.shape[0] == 0 else weights[i]
+        offset_sum += w * words[row, scale_word + 1]
+        count += 1
+        factor = w * words[row, scale_word]
+        for d in range(dst.shape[0]):
+            dst[d] += factor * np.float32(_code_of(packed[row], bits, col + d))
+    scale = np.float32(1.0 / count) if mean and count > 1 else np.float32(1)
+    for d in range(dst.shape[0]):
+        dst[d] = (dst[d] + offset_sum) * scale
