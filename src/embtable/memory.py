@@ -11,6 +11,7 @@ large results are therefore allocated here.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import Sequence
 
 import numpy as np
@@ -38,9 +39,20 @@ def aligned_empty(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
     return _aligned(np.empty(nbytes + CACHE_LINE, np.uint8), shape, dtype)
 
 
-def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
-    """Like ``np.zeros``, with the data on a cache-line boundary (still zeroed lazily, page
-    by page, by the system)."""
-    dtype = np.dtype(dtype)
-    return _aligned(np.zeros(math.prod(shape) * dtype.itemsize + CACHE_LINE, np.uint8), shape, dtype)
+#: From this many bytes up, `aligned_zeros` maps fresh memory of its own.
+LAZY_BYTES = 1 << 22
 
+
+def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    """Like ``np.zeros``, with the data on a cache-line boundary, zeroed lazily, page by page,
+    by the system. From `LAZY_BYTES` up the array is an anonymous mapping of its own in
+    ordinary pages: NumPy asks for transparent huge pages for large arrays, and where free
+    memory is fragmented the kernel then compacts memory to find each 2 MiB page on its
+    first touch. Zeros are mostly optimizer state, which training touches a few rows at a
+    time; measured on the 2-core VM, the first sparse Adam step over 1e6 x 64 state took
+    1.1 s in huge pages and 0.07 s in ordinary ones (PyTorch's SparseAdam: 0.6 s)."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < LAZY_BYTES:
+        return _aligned(np.zeros(nbytes + CACHE_LINE, np.uint8), shape, dtype)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
