@@ -6,12 +6,13 @@ bfloat16 on NumPy comes from ml_dtypes, the standard NumPy bf16 dtype.
 from __future__ import annotations
 
 import enum
+import functools
 from typing import Any, Union
 
 import ml_dtypes
 import numpy as np
 
-from .errors import DTypeError
+from .errors import DTypeError, InvalidArgumentError
 
 
 class DType(enum.Enum):
@@ -82,6 +83,8 @@ _NUMPY = {
     DType.I64: np.dtype(np.int64),
 }
 _FROM_NUMPY = {np_dtype: dtype for dtype, np_dtype in _NUMPY.items()}
+_INTEGER_RANGES = {dtype: (int(np.iinfo(np_dtype).min), int(np.iinfo(np_dtype).max))
+                   for dtype, np_dtype in _NUMPY.items() if dtype.is_integer}
 _FLOATS = frozenset({DType.BF16, DType.F16, DType.F32, DType.F64})
 
 DTypeLike = Union[DType, np.dtype, type, str, None]
@@ -118,6 +121,43 @@ def as_float_dtype(dtype: DTypeLike) -> DType:
     if not resolved.is_float:
         raise DTypeError(f"expected a float dtype (F16, BF16, F32, F64), got {resolved.name}")
     return resolved
+
+
+def check_values_fit(values: np.ndarray, dtype: DType) -> None:
+    """Raise `InvalidArgumentError` naming the first of the host `values` that the integer
+    `dtype` cannot hold, and that dtype's range: an integer outside it, a float outside it
+    (before truncation toward zero, so 127.5 does not fit I8: PyTorch's rule), NaN or an
+    infinity. Building a tensor from data refuses such values rather than wrapping them
+    around (explicit casts, ``Tensor.to``, do wrap). Float and BOOL dtypes take anything;
+    values of a dtype that casts safely into `dtype` are not scanned."""
+    bounds = _INTEGER_RANGES.get(dtype)
+    if bounds is None or _casts_safely(values.dtype, dtype):
+        return
+    low, high = bounds
+    if values.dtype.kind not in "iuO":  # "O": Python ints too wide for NumPy's
+        values = values.astype(np.float64)  # half and bfloat16 too, exactly
+        fits = (values >= float(low)) & (values <= _largest_float_up_to(high))  # NaN: False
+    else:
+        fits = (values >= low) & (values <= high)  # NumPy compares with Python ints exactly
+    if fits.all():
+        return
+    first = int(np.argmin(fits.reshape(-1)))
+    value = values.item(first)
+    where = f" at position {tuple(int(i) for i in np.unravel_index(first, values.shape))}" if values.ndim else ""
+    raise InvalidArgumentError(f"value {value!r}{where} does not fit {dtype.name}, whose values run from "
+                               f"{low} to {high} (.to(dtype=...) converts without this check, wrapping around)")
+
+
+@functools.lru_cache(maxsize=None)
+def _casts_safely(source: np.dtype, dtype: DType) -> bool:
+    """Whether every value of NumPy's `source` dtype fits `dtype` (cached: NumPy's check is slow)."""
+    return bool(np.can_cast(source, dtype.numpy, "safe"))
+
+
+def _largest_float_up_to(limit: int) -> float:
+    """The largest float64 not above the integer `limit` (``float(2**63 - 1)`` rounds up)."""
+    nearest = float(limit)
+    return nearest if int(nearest) <= limit else float(np.nextafter(nearest, -np.inf))
 
 
 def accumulation_dtype(dtype: DType) -> DType:

@@ -94,6 +94,14 @@ class NumpyBackend:
         return DType.from_numpy(array.dtype)
 
     def astype(self, array: np.ndarray, dtype: DType, copy: bool = False) -> np.ndarray:
+        if array.dtype == dtype.numpy:
+            return self._astype(array, dtype, copy)
+        # A conversion's overflow gives inf, and a NaN or out-of-range float cast to an integer
+        # what C gives, as in PyTorch's casts: without NumPy's RuntimeWarning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._astype(array, dtype, copy)
+
+    def _astype(self, array: np.ndarray, dtype: DType, copy: bool) -> np.ndarray:
         if not copy or array.size * dtype.itemsize < ALIGNED_FROM_BYTES:
             return array.astype(dtype.numpy, order="C", copy=copy)
         out = aligned_empty(array.shape, dtype.numpy)  # a new table or state: rows on cache lines
@@ -201,10 +209,11 @@ class NumpyBackend:
         if table.dtype in _KERNEL_FLOATS:
             _rows_kernels().renorm(table, rows, float(max_norm), float(norm_type))
             return
-        norms = p_norm(np, table[rows].astype(np.float32), norm_type, (1,))[:, 0]  # half precision
-        too_long = norms > max_norm
-        rows, norms = rows[too_long], norms[too_long]
-        table[rows] = (table[rows] * (max_norm / (norms + 1e-7))[:, None]).astype(table.dtype)
+        with np.errstate(over="ignore", invalid="ignore"):  # an infinite row becomes nan, as in PyTorch
+            norms = p_norm(np, table[rows].astype(np.float32), norm_type, (1,))[:, 0]  # half precision
+            too_long = norms > max_norm
+            rows, norms = rows[too_long], norms[too_long]
+            table[rows] = (table[rows] * (max_norm / (norms + 1e-7))[:, None]).astype(table.dtype)
 
     # --- optimizers -----------------------------------------------------------------------------
 

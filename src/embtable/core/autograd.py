@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from ..backends import Backend
 from ..dtype import accumulation_dtype
 from ..errors import InvalidArgumentError, ModifiedTensorError, ShapeError
+from .ieee import ieee
 from .sparse_grad import RowSparseGrad
 from .tensor import Tensor, as_array, wrap
 
@@ -93,6 +94,7 @@ def record(data: Any, backend: Backend, inputs: tuple[Tensor, ...], backward: Ba
     return out
 
 
+@ieee  # the ops' gradients, as their results, are IEEE 754's without NumPy's warnings
 def backward(root: Tensor, grad: Any = None) -> None:
     """Add d(root)/d(leaf) into ``leaf.grad`` for every leaf `root` depends on. Every
     gradient is computed before any ``.grad`` changes, so a backward that raises changes

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backends import Backend, backend_for
 from ..device import Device, DeviceLike, as_device
-from ..dtype import DType, DTypeLike, as_dtype, get_default_dtype
+from ..dtype import DType, DTypeLike, as_dtype, check_values_fit, get_default_dtype
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
 from ..interop import describe, exportable, host_array, is_array_list
 
@@ -56,7 +56,12 @@ class Tensor:
             offers ``__dlpack__`` or ``__array__`` (PyTorch, JAX, CuPy arrays). The values are
             always copied.
         dtype: the element type. ``None`` keeps the dtype of an array argument; for Python
-            data, ints give ``I64``, bools ``BOOL`` and floats the default float dtype.
+            data, ints give ``I64``, bools ``BOOL`` and floats the default float dtype. A
+            value that an integer dtype cannot hold (``Tensor([200], dtype=I8)``, a float
+            beyond its range, NaN, an infinity) raises `InvalidArgumentError` naming it and
+            the range, as ``torch.tensor`` refuses it (a float inside the range is truncated
+            toward zero). An embtable `Tensor` given as `data` is cast as `to` casts it:
+            wrapping around, as PyTorch's ``torch.tensor(tensor, dtype=...)``.
         device: where the data lives; ``None`` is the default device.
         requires_grad: whether autograd records operations on this tensor (float only).
     """
@@ -247,21 +252,56 @@ class Tensor:
         return f"Tensor({body}, {', '.join(extras)})"
 
 
-def as_array(data: Any, dtype: DTypeLike, backend: Backend, copy: bool = False) -> Any:
+def as_array(data: Any, dtype: DTypeLike, backend: Backend, copy: bool = False, *, wrap_around: bool = False) -> Any:
     """`data` as an array of `backend`, following `Tensor`'s dtype rules; copied only when a
-    conversion needs it or `copy` is set (a tensor of another backend crosses via the host)."""
+    conversion needs it or `copy` is set (a tensor of another backend crosses via the host).
+
+    A `Tensor` is cast as ``Tensor.to`` casts it. Other data (Python numbers and lists,
+    NumPy and DLPack arrays) must fit an integer `dtype` (`check_values_fit`), unless
+    `wrap_around` asks for the cast's wrapping, as PyTorch takes a scalar operand of
+    arithmetic (``int8_tensor + 200``)."""
     if isinstance(data, Tensor):
         array = data._data if data._backend is backend else backend.from_host(data._backend.to_host(data._data))
         resolved = data.dtype if dtype is None else as_dtype(dtype)
     else:
-        host = host_array(data)
+        host = _host_data(data, dtype)
         if dtype is None and _is_python_data(data) and host.dtype.kind in "fu":
             if host.dtype.kind == "u":
                 raise DTypeError(f"Python ints become I64, and {describe(data)} does not fit in I64")
             dtype = get_default_dtype()
         resolved = DType.from_numpy(host.dtype) if dtype is None else as_dtype(dtype)
+        if not wrap_around:
+            check_values_fit(host, resolved)
         array = backend.from_host(host)
     return backend.astype(array, resolved, copy=copy)
+
+
+def _host_data(data: Any, dtype: DTypeLike) -> np.ndarray:
+    """`host_array(data)`, but Python ints bound for an integer `dtype` kept exact: NumPy
+    holds ints past int64 beside negative ones only as (rounded) float64, and ints past 64
+    bits only as objects; such ints are checked against `dtype` as Python ints
+    (`check_values_fit`) and converted without rounding."""
+    target = None if dtype is None else as_dtype(dtype)
+    exact = target is not None and target.is_integer and _is_python_data(data)
+    try:
+        host = host_array(data)
+    except DTypeError:
+        ints = _python_ints(data) if exact else None
+        if ints is None:
+            raise
+        host = ints
+    if exact and host.dtype.kind in "fO":
+        ints = host if host.dtype.kind == "O" else _python_ints(data)
+        if ints is not None:
+            check_values_fit(ints, target)
+            return ints.astype(target.numpy)
+    return host
+
+
+def _python_ints(data: Any) -> np.ndarray | None:
+    """The Python data `data` as an object array of its ints, or None if it holds anything else."""
+    objects = np.asarray(data, dtype=object)
+    return objects if all(isinstance(value, int) for value in objects.flat) else None
 
 
 def _is_python_data(data: Any) -> bool:

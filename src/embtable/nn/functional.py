@@ -50,8 +50,9 @@ def embedding_bag(indices: Any, weight: Tensor, offsets: Any = None, max_norm: f
     return bag_lookup(weight, indices, offsets, per_sample_weights, options)
 
 
-def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``x @ weight.T + bias`` for `x` of shape ``[..., in]`` and `weight` ``[out, in]``."""
+def linear(x: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` for `x` of shape ``[..., in]`` and `weight` ``[out, in]``; `x`
+    may be a NumPy array or a list, taken in the weight's dtype."""
     x = float_tensor_argument("x", x, like=weight)
     if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise ShapeError(f"linear input of shape {x.shape} does not fit a weight of shape "

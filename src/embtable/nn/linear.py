@@ -45,8 +45,9 @@ class Linear(Layer):
         """The length of each output vector."""
         return self.weight.shape[0]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x @ weight.T + bias`` for `x` of shape ``[..., in_features]``."""
+    def forward(self, x: Any) -> Tensor:
+        """``x @ weight.T + bias`` for `x` of shape ``[..., in_features]``: a float `Tensor`
+        of the weight's dtype, or a NumPy array or (nested) list, taken in that dtype."""
         return linear(x, self.weight, self.bias)
 
     def config(self) -> dict[str, Any]:

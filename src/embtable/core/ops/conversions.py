@@ -16,6 +16,13 @@ from ..tensor import Tensor, wrap
 def to(a: Tensor, device: DeviceLike = None, dtype: DTypeLike = None) -> Tensor:
     """A copy on `device` with `dtype`; ``None`` keeps the current device / dtype.
 
+    This is the explicit cast, and like PyTorch's ``.to`` (and NumPy's ``astype``) it never
+    refuses a value: integers that the new dtype cannot hold wrap around (I64 200 becomes
+    I8 -56), floats are truncated toward zero into an integer dtype (NaN, infinities and
+    out-of-range floats give whatever the platform's conversion gives, without a warning),
+    and floats beyond a float dtype's range become infinities. Building a tensor from data,
+    ``Tensor(data, dtype=...)``, is the checked way: it refuses such values.
+
     The copy is labelled with the device its data is on. Its gradient flows back to `a`,
     moved back to `a`'s device and cast to `a`'s accumulation dtype (a row-sparse one stays
     row-sparse); an integer copy records nothing.

@@ -15,7 +15,8 @@ import numpy as np
 from ...dtype import DType, get_default_dtype
 from ...errors import DeviceError, InvalidArgumentError, ShapeError
 from ..autograd import record
-from ..tensor import Tensor
+from ..ieee import ieee
+from ..tensor import Tensor, as_array, wrap
 
 
 def _category(dtype: DType) -> int:
@@ -25,7 +26,8 @@ def _category(dtype: DType) -> int:
 def operand(value: Any, like: Tensor) -> Tensor:
     """`value` as a tensor on `like`'s device. A Python or NumPy scalar becomes a 0-d tensor
     of `like`'s dtype, unless it is of a higher kind (a float meeting an integer tensor takes
-    the default float dtype; an int meeting a bool tensor, I64), as in PyTorch."""
+    the default float dtype; an int meeting a bool tensor, I64), as in PyTorch; an int that
+    `like`'s integer dtype cannot hold wraps around there, as PyTorch's ``int8_tensor + 200``."""
     if isinstance(value, Tensor):
         if value._backend is not like._backend:
             raise DeviceError(f"tensors are on different devices: {like.device} and {value.device}")
@@ -36,7 +38,7 @@ def operand(value: Any, like: Tensor) -> Tensor:
             dtype = like.dtype
         else:
             dtype = get_default_dtype() if kind == 2 else DType.I64
-        return Tensor(value, dtype=dtype, device=like.device)
+        return wrap(as_array(value, dtype, like._backend, wrap_around=True), like._backend)
     return Tensor(value, device=like.device)
 
 
@@ -81,6 +83,7 @@ def check_broadcast(*tensors: Tensor) -> None:
         raise ShapeError(f"shapes {shapes} do not broadcast together") from None
 
 
+@ieee
 def _binary(a: Tensor, b: Any, forward: Any, grad_a: Any, grad_b: Any, floating: bool = False,
             reads_inputs: bool = True, exponent_reads_output: bool = False) -> Tensor:
     """An element-wise op of two broadcast operands, both cast to their `result_dtype` (a
@@ -129,8 +132,7 @@ def power(a: Tensor, b: Any) -> Tensor:
     xp = a._backend.xp
 
     def grad_base(g: Any, x: Any, y: Any, o: Any) -> Any:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return xp.where(y == 0, 0, g * y * x ** (y - 1))  # x**0 is constant, even at x = 0
+        return xp.where(y == 0, 0, g * y * x ** (y - 1))  # x**0 is constant, even at x = 0
 
     def grad_exponent(g: Any, x: Any, y: Any, o: Any) -> Any:
         safe = xp.where(x > 0, x, 1)  # d/dy x**y = x**y log x, taken as 0 where x <= 0
@@ -161,11 +163,13 @@ def negative(a: Tensor) -> Tensor:
     return _unary(a, -a._data, lambda g, o: -g)
 
 
+@ieee
 def exp(a: Tensor) -> Tensor:
     """e to the power of each element."""
     return _unary(a, a._backend.xp.exp(float_data(a)), lambda g, o: g * o, reads_output=True)
 
 
+@ieee
 def log(a: Tensor) -> Tensor:
     """The natural logarithm of each element."""
     x = float_data(a)
@@ -202,6 +206,7 @@ def abs(a: Tensor) -> Tensor:  # noqa: A001
     return _unary(a, xp.abs(a._data), lambda g, o: g * xp.sign(a._data))
 
 
+@ieee
 def sqrt(a: Tensor) -> Tensor:
     """The square root of each element (integers: in the default float dtype)."""
     return _unary(a, a._backend.xp.sqrt(float_data(a)), lambda g, o: g / (2 * o), reads_output=True)

@@ -7,10 +7,12 @@ from typing import Any
 from ...dtype import accumulation_dtype
 from ...errors import ShapeError
 from ..autograd import record
+from ..ieee import ieee
 from ..tensor import Tensor
 from .elementwise import operand, result_dtype, sum_to_shape
 
 
+@ieee
 def matmul(a: Tensor, b: Any) -> Tensor:
     """``a @ b`` as NumPy's matmul, 1-D operands included; half precision sums in F32."""
     b = operand(b, a)

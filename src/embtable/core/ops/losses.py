@@ -1,4 +1,8 @@
-"""Softmax, log-softmax and losses, computed stably; half precision computes in F32."""
+"""Softmax, log-softmax and losses, computed stably; half precision computes in F32.
+
+Each takes its inputs and targets as embtable tensors, NumPy arrays, lists or other arrays;
+float targets given as arrays take the input's dtype (as if built with it), integer class
+targets stay integers."""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from typing import Any
 from ...dtype import accumulation_dtype
 from ...errors import DTypeError, ShapeError
 from ..autograd import record
-from ..arguments import float_tensor_argument
+from ..ieee import ieee
+from ..arguments import float_tensor_argument, tensor_argument
 from ..tensor import Tensor
-from .elementwise import logistic, operand
+from .elementwise import logistic
 from .reductions import normalized_axes
 from .rows import checked_indices
 
@@ -37,6 +42,7 @@ def log_softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=(), saves_output=True)
 
 
+@ieee
 def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     """``exp(x) / sum(exp(x), axis)``, computed without overflow (half precision in F32);
     `dim` is PyTorch's name for `axis`."""
@@ -51,6 +57,7 @@ def softmax(x: Tensor, axis: int = -1, *, dim: int | None = None) -> Tensor:
     return record(backend.astype(out, x.dtype), backend, (x,), backward, saves=(), saves_output=True)
 
 
+@ieee
 def _softmax_inputs(x: Any, axis: int, dim: int | None, what: str) -> tuple[Tensor, int, Any]:
     """`x` as a tensor, the one axis and the log-softmax of `x` in its wide dtype."""
     x = float_tensor_argument("x", x)
@@ -61,16 +68,17 @@ def _softmax_inputs(x: Any, axis: int, dim: int | None, what: str) -> tuple[Tens
     return x, axis, _log_softmax(x._backend.xp, _wide(x), axis)
 
 
+@ieee
 def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
     """The mean over N of ``-log_softmax(logits)[n, targets[n]]``.
 
     `logits` is ``[N, C]`` (N >= 1) and `targets` ``[N]`` integers in ``[0, C)``.
     """
     logits = float_tensor_argument("logits", logits, ndim=2)
-    target = operand(targets, logits)
+    target = tensor_argument("targets", targets, like=logits)
     count, classes = logits.shape
     if not target.dtype.is_integer:
-        raise DTypeError(f"cross_entropy targets must be integers, got {target.dtype.name}")
+        raise DTypeError(f"cross_entropy targets must be integers (class indices), got {target.dtype.name}")
     if target.shape != (count,) or count == 0:
         raise ShapeError(f"cross_entropy needs logits [N, C] with N >= 1 and targets [N]; got "
                          f"logits {logits.shape} and targets {target.shape}")
@@ -89,11 +97,12 @@ def cross_entropy(logits: Tensor, targets: Any) -> Tensor:
     return record(backend.astype(loss, logits.dtype), backend, (logits,), backward, saves=())
 
 
+@ieee
 def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
     """The mean of ``-(t log sigmoid(x) + (1 - t) log(1 - sigmoid(x)))``, computed stably;
     `targets` has the shape of `logits` (probabilities in [0, 1])."""
     logits = float_tensor_argument("logits", logits)
-    target = operand(targets, logits)
+    target = tensor_argument("targets", targets, like=logits, dtype=logits.dtype)
     if target.shape != logits.shape:
         raise ShapeError(f"binary_cross_entropy_with_logits needs targets of the logits' shape "
                          f"{logits.shape}, got {target.shape}")
@@ -112,7 +121,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, targets: Any) -> Tensor:
 def mse_loss(a: Tensor, b: Any) -> Tensor:
     """The mean of ``(a - b) ** 2``; `b` has the shape of `a`."""
     a = float_tensor_argument("a", a)
-    b = operand(b, a)
+    b = tensor_argument("b", b, like=a, dtype=a.dtype)
     if a.shape != b.shape:
-        raise ShapeError(f"mse_loss needs tensors of one shape, got {a.shape} and {b.shape}")
+        raise ShapeError(f"mse_loss needs a and b of one shape, got a {a.shape} and b {b.shape}")
     return ((a - b) ** 2).mean()

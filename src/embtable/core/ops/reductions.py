@@ -16,6 +16,7 @@ from ...dtype import DType, accumulation_dtype, get_default_dtype
 from ...errors import InvalidArgumentError, ShapeError
 from ...norms import p_norm, p_norm_grad
 from ..autograd import record
+from ..ieee import ieee
 from ..tensor import Tensor, wrap
 from .elementwise import float_data
 
@@ -58,6 +59,7 @@ def resolved(axis: Any, keepdims: bool, dim: Any, keepdim: bool | None) -> tuple
     return axis, keepdims if keepdim is None else bool(keepdim)
 
 
+@ieee
 def sum(a: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,  # noqa: A001
         keepdim: bool | None = None) -> Tensor:
     """The sum over `axis` (all axes when None); integers and bools sum to I64, half
@@ -69,6 +71,7 @@ def sum(a: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
     return record(out, a._backend, (a,), lambda g: (_expand(xp, g, a.shape, axes, keepdims),), saves=())
 
 
+@ieee
 def mean(a: Tensor, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
          keepdim: bool | None = None) -> Tensor:
     """The mean over `axis` (all axes when None); integers give the default float dtype,
@@ -215,6 +218,7 @@ def _picked(a: Tensor, indices: Any, axis: int) -> Tensor:
     return record(xp.take_along_axis(a._data, indices, axis=axis), backend, (a,), backward, saves=())
 
 
+@ieee
 def norm(a: Tensor, p: float = 2.0, axis: Any = None, keepdims: bool = False, *, dim: Any = None,
          keepdim: bool | None = None) -> Tensor:
     """The p-norm over `axis` (all axes when None); p > 0, inf allowed."""

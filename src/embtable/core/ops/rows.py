@@ -16,6 +16,7 @@ from ...errors import DeviceError, DTypeError, IndexOutOfRangeError
 from ...interop import host_array
 from ...norms import p_norm, p_norm_grad
 from ..autograd import is_grad_enabled, record
+from ..ieee import ieee
 from ..sparse_grad import RowSparseGrad
 from ..tensor import Tensor, wrap
 
@@ -91,6 +92,7 @@ def table_grad(g: Any, indices: Any, table: Tensor, padding_idx: int | None, sca
     return RowSparseGrad.from_arrays(rows[kept], values, table.shape, backend)
 
 
+@ieee
 def clipped(rows: Tensor, max_norm: float, norm_type: float) -> Tensor:
     """Each row of `rows` (the last axis) scaled by ``min(1, max_norm / (norm + 1e-7))`` of
     its `norm_type`-norm, computed in the accumulation dtype, and differentiated through
