@@ -5,9 +5,9 @@ device; PyTorch's own index kernels do the work.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from typing import Any, Iterator, Sequence
+import threading
+from typing import Any, Sequence
 
 import ml_dtypes
 import numpy as np
@@ -132,15 +132,35 @@ class Namespace:
         return torch.arange(n, device=self.device)
 
 
-@contextlib.contextmanager
-def _deterministic() -> Iterator[None]:
-    """PyTorch's deterministic algorithms for the duration (sorted, not atomic, accumulation)."""
-    before = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before)
+class _Deterministic:
+    """``with _deterministic:`` runs under PyTorch's deterministic algorithms (sorted, not
+    atomic, accumulation). The switch is process-wide and changes results (on the CPU too:
+    another summation order), so threads share it: the first one in turns it on, the last
+    one out restores the user's setting. (Each thread restoring what it saw let one thread's
+    exit turn it off under another, whose sum then rounded otherwise, and could leave it on.)"""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._before = (False, False)  # the user's setting: enabled, warn_only
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._before = (torch.are_deterministic_algorithms_enabled(),
+                                torch.is_deterministic_algorithms_warn_only_enabled())
+                torch.use_deterministic_algorithms(True)
+            self._inside += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                enabled, warn_only = self._before
+                torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+
+
+_deterministic = _Deterministic()
 
 
 class TorchBackend:
@@ -227,7 +247,7 @@ class TorchBackend:
         destinations = slots if targets is None else targets[slots]
         keep = destinations >= 0
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
-        with _deterministic():  # GPUs would otherwise add with atomics, in no fixed order
+        with _deterministic:  # GPUs would otherwise add with atomics, in no fixed order
             out.index_put_((destinations[keep],), values[keep], accumulate=True)
         if counts is not None:
             touched = torch.nonzero(counts).reshape(-1)

@@ -3,16 +3,24 @@ validation of indices, offsets and per-sample weights, ``max_norm`` (renorm the 
 rows, or clip the looked-up ones), and where the gradient goes (padding, frequency
 scaling, sparse or dense). Shared by `Embedding`, `EmbeddingBag` and `functional`; the
 storage gathers, pools and renorms, `embtable.core.ops` computes the gradients.
+
+Lookups of one table may run in several threads at once (they only read it), except where
+``max_norm`` renorms: a renorm rewrites rows in place, so a renormed lookup holds the
+table's renorm lock from its renorm to its read of the rows (`_renorm_lock`). Concurrent
+renormed lookups then give what the same calls give one after another, in some order:
+without it, two could rescale a row twice or read it half rescaled.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 import numpy as np
 
 from ..core import Tensor
-from ..core.ops.bags import bags_of, pooled, pooled_rows
+from ..core.ops.bags import Bags, bags_of, pooled, pooled_rows
 from ..core.ops.rows import checked_indices, clipped, gathered
 from ..device import Device
 from ..dtype import DType
@@ -29,9 +37,12 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     holds `weight`'s values; see `Embedding` for the semantics."""
     table = storage_of(weight)
     index = checked_indices(indices, table.num_rows, table.backend, TABLE_NAME)
-    renorm = _renormed(table, index, options)
+    if _renorms(options):
+        with _renorm_lock(weight):
+            table.renorm_rows_(index, options.max_norm, options.norm_type)
+            return _looked_up(table, weight, index, options)
     rows = _looked_up(table, weight, index, options)
-    return rows if options.max_norm is None or renorm else clipped(rows, options.max_norm, options.norm_type)
+    return rows if options.max_norm is None else clipped(rows, options.max_norm, options.norm_type)
 
 
 def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: Any,
@@ -45,11 +56,12 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     weights = checked_sample_weights(per_sample_weights, index, weight.device, weight.dtype)
     flat = index.reshape(-1)
     bags = bags_of(starts, table.backend, options.padding_idx)
-    renorm = _renormed(table, flat, options)
-    if options.max_norm is None or renorm:
-        values, argmax = table.pool(flat, bags, weights, options.mode)
-        return pooled(values, argmax, weight, flat, bags, weights, options.mode,
-                      scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
+    if _renorms(options):
+        with _renorm_lock(weight):
+            table.renorm_rows_(flat, options.max_norm, options.norm_type)
+            return _pooled(table, weight, flat, bags, weights, options)
+    if options.max_norm is None:
+        return _pooled(table, weight, flat, bags, weights, options)
     rows = clipped(_looked_up(table, weight, flat, options), options.max_norm, options.norm_type)
     return pooled_rows(rows, flat, bags, weights, options.mode)
 
@@ -61,17 +73,41 @@ def prefetch_rows(weight: Tensor, indices: Any) -> None:
     table.prefetch(checked_indices(indices, table.num_rows, table.backend, TABLE_NAME))
 
 
-def _renormed(table: TableStorage, index: Tensor, options: EmbeddingOptions) -> bool:
-    """Renorm the looked-up rows in the table when `options` ask for it; whether they did."""
-    renorm = options.max_norm is not None and options.max_norm_mode == "renorm"
-    if renorm:
-        table.renorm_rows_(index, options.max_norm, options.norm_type)
-    return renorm
+def _renorms(options: EmbeddingOptions) -> bool:
+    """Whether a lookup with `options` renorms its rows in the table first."""
+    return options.max_norm is not None and options.max_norm_mode == "renorm"
+
+
+_renorm_locks: dict[int, threading.Lock] = {}  # id(weight) -> the lock of its renormed lookups
+_renorm_locks_made = threading.Lock()
+
+
+def _renorm_lock(weight: Tensor) -> threading.Lock:
+    """The lock that `weight`'s renormed lookups hold from their renorm to their read of
+    the rows: one per table, made by its first renormed lookup and dropped with it (a
+    tensor compares element-wise, so it cannot key a ``WeakKeyDictionary``). An uncontended
+    lookup pays a dictionary read and the lock, well under a microsecond."""
+    lock = _renorm_locks.get(id(weight))
+    if lock is None:
+        with _renorm_locks_made:
+            lock = _renorm_locks.get(id(weight))
+            if lock is None:
+                lock = _renorm_locks[id(weight)] = threading.Lock()
+                weakref.finalize(weight, _renorm_locks.pop, id(weight), None)
+    return lock
 
 
 def _looked_up(table: TableStorage, weight: Tensor, index: Tensor, options: EmbeddingOptions) -> Tensor:
     return gathered(table.gather(index), weight, index, padding_idx=options.padding_idx,
                     scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
+
+
+def _pooled(table: TableStorage, weight: Tensor, flat: Tensor, bags: Bags, weights: Tensor | None,
+            options: BagOptions) -> Tensor:
+    """The bags of the flat indices pooled by the storage, their gradient recorded."""
+    values, argmax = table.pool(flat, bags, weights, options.mode)
+    return pooled(values, argmax, weight, flat, bags, weights, options.mode,
+                  scale_grad_by_freq=options.scale_grad_by_freq, sparse=options.sparse)
 
 
 def bag_starts(index: Tensor, offsets: Any, include_last_offset: bool) -> np.ndarray:

@@ -9,11 +9,16 @@ nothing above it changes.
 
 `RowRule` is the other side of an update: an optimizer's rule, which every storage applies
 to the rows it holds (the optimizers implement it; storages never import them).
+
+A storage is called from any thread (threads serving one table): one whose calls change
+state of its own (a cache of rows, scratch arrays, replies in flight) makes each call hold
+its lock (`one_call_at_a_time`), so that calls from several threads take turns.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+import functools
+from typing import Any, Callable, Protocol, Sequence
 
 from ..backends import Backend, FusedStep
 from ..core import RowSparseGrad, Tensor
@@ -126,3 +131,15 @@ class TableStorage(Protocol):
     def load_(self, values: Tensor) -> None:
         """Replace every row by `values` (the table's shape), taking their device and dtype:
         a load or a move. Counts as an in-place change of the weight."""
+
+
+def one_call_at_a_time(method: Callable[..., Any]) -> Callable[..., Any]:
+    """`method` of a storage, made to hold the storage's ``_calls`` lock (a
+    ``threading.RLock``, so a call may make another) while it runs."""
+
+    @functools.wraps(method)
+    def locked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._calls:
+            return method(self, *args, **kwargs)
+
+    return locked

@@ -9,6 +9,8 @@ caller, and what follows runs the code every table runs
 bag, a renorm or an optimizer step gives the in-memory table's result bit for bit: every
 rule updates each row from that row's values, state and summed gradient alone. Ray stays
 behind `RayShards` (`ray_shards.py`), which also restores a shard whose process died.
+Calls from several threads take turns (`one_call_at_a_time`): a call uses the table's
+scratch arrays (`DistinctRows`), its rows fetched ahead and the replies of its last step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import threading
 import weakref
 from typing import Any, Callable, Iterator, Sequence
 
@@ -27,7 +30,7 @@ from ..core.ops.bags import Bags
 from ..device import Device, as_device
 from ..dtype import DType, accumulation_dtype
 from ..errors import InvalidArgumentError
-from .base import RowRule
+from .base import RowRule, one_call_at_a_time
 from .dense import DenseTable
 from .placement import Placement
 from .ray_shards import RayShards, Sent
@@ -44,6 +47,7 @@ class ShardedTable:
     whole table's memory here)."""
 
     def __init__(self, shape: tuple[int, int], dtype: DType, shards: int, num_cpus: float) -> None:
+        self._calls = threading.RLock()  # held by each call (`one_call_at_a_time`)
         self._placement = Placement(shape[0], shards)
         self._shape = shape
         self._dtype = dtype
@@ -73,6 +77,7 @@ class ShardedTable:
             storage._deal(rows)
         return storage._weight_tensor()
 
+    @one_call_at_a_time
     def close(self) -> None:
         """Drop the shards now, rather than once this storage is collected."""
         self._shards.close()
@@ -144,10 +149,12 @@ class ShardedTable:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    @one_call_at_a_time
     def gather(self, indices: Tensor) -> Tensor:
         _, positions, fetched = self._looked_up(indices)
         return fetched.gather(self._tensor(positions.reshape(indices.shape)))
 
+    @one_call_at_a_time
     def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         rows, positions, fetched = self._looked_up(indices)
         padding = None
@@ -156,6 +163,7 @@ class ShardedTable:
             padding = int(found) if found < rows.shape[0] and rows[found] == bags.padding_idx else None
         return fetched.pool(self._tensor(positions), Bags(bags.offsets, padding), weights, mode)
 
+    @one_call_at_a_time
     def prefetch(self, indices: Tensor) -> None:
         """Fetch the rows of `indices` with the next optimizer step: each shard's update
         call then also sends back its rows of them, as they are after the update, and the
@@ -167,6 +175,7 @@ class ShardedTable:
         self._ahead = _Ahead(ids, rows, positions, self._parts(rows),
                              np.empty((rows.shape[0], self._shape[1]), self._dtype.numpy))
 
+    @one_call_at_a_time
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         rows = np.unique(self._cpu.to_host(data_of(indices)))
         self._send(rows, lambda places, _: ("renorm", (places, max_norm, norm_type)))
@@ -185,6 +194,7 @@ class ShardedTable:
     def resumed_state(self, rule: RowRule) -> dict[str, Any]:
         return {}
 
+    @one_call_at_a_time
     def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
                      scalars: Sequence[Any]) -> None:
         if self._states.get(type(rule).__name__) is not state:
@@ -209,6 +219,7 @@ class ShardedTable:
                                for k in range(self.shards)])
             self._changed()
 
+    @one_call_at_a_time
     def state_for_dict(self, rule: RowRule, state: dict[str, Any]) -> dict[str, Any]:
         """`state` with the shards' buffers of `rule`'s kind, gathered into the caller as
         ``[num_rows, ...]`` tensors (where `state` is the one the shards hold them for)."""
@@ -247,6 +258,7 @@ class ShardedTable:
             del state[buffer]
         self._states[name] = state
 
+    @one_call_at_a_time
     def save(self, folder: str, metadata: dict[str, str]) -> None:
         """Write a checkpoint to `folder`: each shard writes its rows to a new file of its
         own (the folder must be one every shard's machine sees), then the manifest naming
@@ -262,16 +274,19 @@ class ShardedTable:
 
     # --- the whole table --------------------------------------------------------------------
 
+    @one_call_at_a_time
     def values(self) -> Tensor:
         self.bring_up_to_date()
         return wrap(self._cpu.from_host(self._view), self._cpu)
 
+    @one_call_at_a_time
     def load_(self, values: Tensor) -> None:
         self.check_load(values.device, values.dtype)
         host = self._cpu.to_host(data_of(values))
         self._deal(lambda start, stop: host[start:stop])
         self._changed()
 
+    @one_call_at_a_time
     def bring_up_to_date(self) -> None:
         """Make the weight's array hold every shard's rows."""
         if self._view_stale:

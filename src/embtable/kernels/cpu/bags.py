@@ -11,10 +11,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .launch import parallel_jit
 from .prefetch import GATHER_AHEAD, prefetch_row
 from .row_sums import TILE_BYTES, tile_sum
 
-parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 
 SUM, MEAN, MAX = 0, 1, 2
 

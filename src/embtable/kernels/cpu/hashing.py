@@ -8,8 +8,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .launch import parallel_jit
+
 jit = nb.njit(cache=True, nogil=True)
-parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

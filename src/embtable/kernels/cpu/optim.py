@@ -19,9 +19,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .launch import parallel_jit
 from .prefetch import AHEAD, prefetch_bytes
 
-parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 inline = nb.njit(cache=True, inline="always")
 
 @inline

@@ -17,9 +17,9 @@ import numba as nb
 import numpy as np
 
 from .code_sums import TILE_COLUMNS, code_tile_sum
+from .launch import parallel_jit
 from .prefetch import GATHER_AHEAD, prefetch_row
 
-parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 
 MEAN, MAX = 1, 2  # a pool's modes (0: sum)
 

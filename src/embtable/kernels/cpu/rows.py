@@ -6,10 +6,10 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .launch import parallel_jit
 from .prefetch import AHEAD, GATHER_AHEAD, ahead, prefetch_row
 
 jit = nb.njit(cache=True, nogil=True)
-parallel_jit = nb.njit(cache=True, nogil=True, parallel=True)
 
 
 @jit
