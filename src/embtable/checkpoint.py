@@ -9,6 +9,7 @@ field is checked, so a damaged file raises `SerializationError` instead of loadi
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -56,13 +57,17 @@ class Stored:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # Python ints: a huge shape does not wrap to 0
 
 
 def layout(path: str | os.PathLike) -> tuple[dict[str, Stored], dict[str, str]]:
     """Where each tensor of the safetensors file at `path` is, and its metadata, every field
-    checked (`SerializationError`)."""
+    checked (`SerializationError`, also for a folder: a sharded checkpoint without its
+    manifest)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise SerializationError(f"{path!r} is a folder, not a safetensors file (nor a sharded table's checkpoint: it "
+                                 f"has no manifest)")
     with open(path, "rb") as file:
         size = os.fstat(file.fileno()).st_size
         header, data_start = _read_header(file, size, path)
@@ -98,6 +103,25 @@ def write_header(file: Any, tensors: dict[str, tuple[DType, tuple[int, ...]]], m
             for name, (dtype, shape) in tensors.items()}
 
 
+def parse_json(text: str | bytes) -> Any:
+    """`text` as JSON, as the readers of embtable's files take it: `ValueError` for text
+    that is not JSON, for nesting too deep for Python's parser (which would raise
+    `RecursionError`) and for an object holding a key twice (which value was meant?)."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"a JSON object has the key {key!r} twice")
+        found[key] = value
+    return found
+
+
 def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
     """The JSON header and the file offset where tensor data starts."""
     head = file.read(8)
@@ -106,7 +130,7 @@ def _read_header(file: Any, size: int, path: str) -> tuple[dict[str, Any], int]:
         raise SerializationError(f"{path!r} is not a safetensors file: its header length {length} "
                                  f"does not fit a file of {size} bytes")
     try:
-        header = json.loads(file.read(length).decode("utf-8"))
+        header = parse_json(file.read(length).decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as error:
         raise SerializationError(f"{path!r} is not a safetensors file: bad JSON header ({error})") from None
     if not isinstance(header, dict):
@@ -119,7 +143,7 @@ def _stored(name: str, entry: Any, data_start: int, size: int, path: str) -> Sto
         dtype = DType(entry["dtype"])
         shape = tuple(entry["shape"])
         begin, end = entry["data_offsets"]
-        if not all(isinstance(d, int) and d >= 0 for d in shape + (begin, end)):
+        if not all(type(d) is int and d >= 0 for d in shape + (begin, end)):  # not bools, not floats
             raise ValueError("shape and offsets must be ints >= 0")
     except (KeyError, TypeError, ValueError) as error:
         raise SerializationError(f"{path!r}: tensor {name!r} has a bad header entry {entry!r} ({error})") from None

@@ -21,6 +21,8 @@ import json
 import os
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from ..backends import backend_for
 from ..core import Tensor
 from ..device import DeviceLike, as_device
@@ -210,11 +212,22 @@ class Layer:
     # --- state dicts ----------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Tensor]:
-        """Every parameter, then every buffer, by dotted name, sharing their data."""
+        """Every parameter, then every buffer, by dotted name, sharing their data. A tensor
+        reachable under several names (tied weights: ``output.weight`` assigned
+        ``embedding.weight``) is listed under each of them, as by ``torch.nn.Module.state_dict``,
+        so the state dict of a tied PyTorch model and this one have the same keys."""
         return {name: storage_of(tensor).values() for name, tensor in self._state_tensors().items()}
 
     def _state_tensors(self) -> dict[str, Tensor]:
-        return {**dict(self.named_parameters()), **dict(self.named_buffers())}
+        """Every parameter, then every buffer, under each of its names."""
+        return {**dict(self._walk(_PARAMETERS)), **dict(self._walk(_BUFFERS))}
+
+    def _tied_names(self) -> dict[str, str]:
+        """Each name of `_state_tensors` whose tensor an earlier name already holds (a tied
+        weight), mapped to that first name: the one `named_parameters` and `save` use."""
+        first: dict[int, str] = {}
+        return {name: first[id(tensor)] for name, tensor in self._state_tensors().items()
+                if first.setdefault(id(tensor), name) != name}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters and buffers of the same names, cast to each one's
@@ -222,28 +235,37 @@ class Layer:
 
         Values may be embtable Tensors, NumPy arrays or any DLPack / array object (a PyTorch
         state dict loads as it is). The keys must match exactly and each shape must equal the
-        tensor's; otherwise nothing is changed.
+        tensor's; otherwise nothing is changed. A tied tensor is given under every name
+        `state_dict` lists it under (PyTorch's strict loading asks the same), with equal
+        values under each: a state dict that gives it two values cannot be loaded.
         """
         if not isinstance(state, Mapping):
             raise InvalidArgumentError(f"a state dict maps names to arrays, got {type(state).__name__}")
-        tensors = self._state_tensors()
+        tensors, tied = self._state_tensors(), self._tied_names()
         missing = sorted(tensors.keys() - state.keys())
         unexpected = sorted(state.keys() - tensors.keys())
         if missing or unexpected:
+            ties = "".join(f"; {name!r} is tied to {tied[name]!r} and must be given too" for name in missing
+                           if name in tied)
             raise InvalidArgumentError(
                 f"state dict does not fit {type(self).__name__}: missing keys {missing}, "
-                f"unexpected keys {unexpected}")
-        values = {}
+                f"unexpected keys {unexpected}{ties}")
+        arrays, values = {}, {}
         for name, tensor in tensors.items():
-            storage_of(tensor).check_load(tensor.device, tensor.dtype)
             value = state[name]
-            array = value.numpy() if isinstance(value, Tensor) else host_array(value)
+            arrays[name] = array = value.numpy() if isinstance(value, Tensor) else host_array(value)
             if tuple(array.shape) != tensor.shape:
                 raise ShapeError(f"state dict entry {name!r} has shape {tuple(array.shape)}, "
                                  f"expected {tensor.shape}")
+            if name in tied:
+                if not _same_values(array, arrays[tied[name]]):
+                    raise InvalidArgumentError(f"state dict entries {tied[name]!r} and {name!r} hold one tied "
+                                               f"tensor but give it different values")
+                continue
+            storage_of(tensor).check_load(tensor.device, tensor.dtype)
             values[name] = Tensor(array, dtype=tensor.dtype, device=tensor.device)
-        for name, tensor in tensors.items():
-            storage_of(tensor).load_(values[name])
+        for name, value in values.items():
+            storage_of(tensors[name]).load_(value)
 
     # --- description --------------------------------------------------------------------
 
@@ -266,9 +288,14 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} does not implement config")
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the parameters, the buffers and the config to a safetensors file."""
+        """Write the parameters, the buffers and the config to a safetensors file: each
+        tensor once, a tied one under its first name only (as safetensors' own
+        ``save_model`` does; the layout of files written before state dicts listed tied
+        names), which `load` ties back to the others."""
+        tied = self._tied_names()
         frozen = [n for n, t in self.named_parameters() if not t.requires_grad]
-        checkpoint.write(path, {name: t.numpy() for name, t in self.state_dict().items()},
+        checkpoint.write(path, {name: storage_of(t).values().numpy() for name, t in self._state_tensors().items()
+                                if name not in tied},
                          checkpoint_metadata(type(self).__name__, self.config(), frozen))
 
     @classmethod
@@ -298,7 +325,9 @@ class Layer:
         overwrites does not advance the global generator)."""
         with preserved_generator():
             layer = cls(**config)
-        layer.load_state_dict(tensors)
+        tied = {name: tensors[first] for name, first in layer._tied_names().items()
+                if first in tensors and name not in tensors}  # saved once, under the first name
+        layer.load_state_dict({**tensors, **tied})
         return layer
 
 
@@ -314,8 +343,8 @@ def checkpoint_config(kind: str, metadata: dict[str, str], path: str | os.PathLi
     a `kind` layer (else `SerializationError`)."""
     try:
         stored_kind = metadata["embtable.layer"]
-        config = json.loads(metadata["embtable.config"])
-        frozen = json.loads(metadata.get("embtable.frozen", "[]"))
+        config = checkpoint.parse_json(metadata["embtable.config"])
+        frozen = checkpoint.parse_json(metadata.get("embtable.frozen", "[]"))
         if not isinstance(config, dict) or not isinstance(frozen, list):
             raise ValueError("config must be an object and frozen a list")
     except (KeyError, ValueError) as error:
@@ -324,6 +353,15 @@ def checkpoint_config(kind: str, metadata: dict[str, str], path: str | os.PathLi
     if stored_kind != kind:
         raise SerializationError(f"{os.fspath(path)!r} holds a {stored_kind} layer, not {kind}")
     return config, frozen
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two host arrays of one shape hold equal values (NaN equal to NaN); at once
+    when both view the same memory the same way (a tied tensor's entries, as a PyTorch state
+    dict or a checkpoint gives them)."""
+    if a.dtype == b.dtype and a.strides == b.strides and a.ctypes.data == b.ctypes.data:
+        return True
+    return bool(np.array_equal(a, b, equal_nan=True))
 
 
 def _tensor_or_none(kind: str, name: str, value: Any) -> None:

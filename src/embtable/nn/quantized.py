@@ -15,6 +15,7 @@ from ..core.ops.bags import bags_of
 from ..core.ops.rows import checked_indices
 from ..device import DeviceLike
 from ..dtype import DType, DTypeLike, as_float_dtype
+from ..errors import SerializationError
 from ..tables import storage_of
 from ..tables.quantized import QuantizedTable, checked_layout, row_bytes
 from ..validate import positive_int
@@ -34,14 +35,41 @@ class QuantizedTableLayer(Layer, OptionProperties):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, bits: int = 8, group_size: int | None = None,
                  device: DeviceLike = None, dtype: DTypeLike = None, **options: Any) -> None:
-        rows = positive_int("num_embeddings", num_embeddings)
-        dim = positive_int("embedding_dim", embedding_dim)
-        bits, group = checked_layout(dim, bits, group_size)
-        checked = self.options_type.checked(rows, **options)
+        rows, dim, bits, group, checked = self._checked(num_embeddings, embedding_dim, bits, group_size, options)
         device, dtype = placement(device, dtype)
         zeros = QuantizedTable(Tensor(np.zeros((rows, row_bytes(dim, bits, group)), np.uint8), device=device), bits,
                                dim, group)
         self._adopt(zeros, None if group_size is None else group, dtype, checked)
+
+    @classmethod
+    def _checked(cls, num_embeddings: Any, embedding_dim: Any, bits: Any, group_size: Any,
+                 options: dict[str, Any]) -> tuple[int, int, int, int, EmbeddingOptions]:
+        """The constructor's arguments validated: the rows, the width, the bits, the group
+        (the width when `group_size` is None) and the options."""
+        rows = positive_int("num_embeddings", num_embeddings)
+        dim = positive_int("embedding_dim", embedding_dim)
+        bits, group = checked_layout(dim, bits, group_size)
+        return rows, dim, bits, group, cls.options_type.checked(rows, **options)
+
+    @classmethod
+    def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> QuantizedTableLayer:
+        """The layer of a checkpoint's `config` and arrays, all checked before anything is
+        built (a config claiming 10**12 rows allocates nothing): one tensor 'rows', U8 of
+        the layout the config gives, its scales and offsets as `to_quantized` makes them."""
+        config = dict(config)
+        dtype = as_float_dtype(config.pop("dtype"))
+        group_size = config.pop("group_size")
+        rows, dim, bits, group, checked = cls._checked(config.pop("num_embeddings"), config.pop("embedding_dim"),
+                                                       config.pop("bits"), group_size, config)
+        shape = (rows, row_bytes(dim, bits, group))
+        found = {name: (DType.from_numpy(array.dtype), tuple(array.shape)) for name, array in tensors.items()}
+        if found != {"rows": (DType.U8, shape)}:
+            raise SerializationError(f"a {cls.__name__} checkpoint needs exactly one tensor 'rows' U8 {list(shape)}, "
+                                     f"found { {k: (t.name, list(s)) for k, (t, s) in found.items()} }")
+        table = QuantizedTable.stored(Tensor(tensors["rows"]), bits, dim, group)
+        layer = cls.__new__(cls)
+        layer._adopt(table, None if group_size is None else group, dtype, checked)
+        return layer
 
     @classmethod
     def from_float(cls, layer: Any, bits: int = 8, group_size: int | None = None) -> QuantizedTableLayer:

@@ -1,11 +1,14 @@
-"""Writing small files so that a crash leaves either the old one or the new one whole, and
-the locks that keep a table's files to one writer."""
+"""Writing small files so that a crash leaves either the old one or the new one whole, the
+locks that keep a table's files to one writer, and the names a folder's manifest may give
+its files."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 from typing import Any
+
+NAME_MAX = 255  # bytes in a file name, on Linux's file systems and most others
 
 
 def replace_file(path: str, data: bytes) -> None:
@@ -37,3 +40,16 @@ def try_lock(file: Any) -> bool:
     except BlockingIOError:
         return False
     return True
+
+
+def plain_name(name: Any) -> bool:
+    """Whether `name` (read from a manifest) names a file inside the manifest's folder: a
+    string that is neither a path nor "", "." or "..", and that the file system takes as a
+    name (no NUL, at most `NAME_MAX` bytes)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or os.path.basename(name) != name:
+        return False
+    try:
+        encoded = os.fsencode(name)
+    except UnicodeError:  # a lone surrogate, which JSON can spell
+        return False
+    return b"\0" not in encoded and len(encoded) <= NAME_MAX

@@ -10,11 +10,13 @@ until the cache needs their slots or a commit: then they are appended to the red
 which a commit makes durable. `prefetch` brings rows into the cache on a background thread
 while the caller works; every call that could meet its rows, change the cache's arrays or
 write to the files first waits for it (`_settle`). Nothing here costs ``O(num_embeddings)`` per
-call.
+call. Calls from several threads take turns (`one_call_at_a_time`): every call may read rows
+in, evict others and move the cache's arrays.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 import weakref
 from concurrent.futures import Future
@@ -28,7 +30,7 @@ from ..core.ops.bags import Bags
 from ..device import Device, as_device
 from ..dtype import DType, accumulation_dtype
 from ..errors import InvalidArgumentError
-from .base import RowRule
+from .base import RowRule, one_call_at_a_time
 from .dense import DenseTable
 from .row_cache import RowCache
 from .row_copy import copy_rows, taken
@@ -49,6 +51,7 @@ class MappedTable:
     back first), never changed in place except through this storage."""
 
     def __init__(self, files: TableFiles, cache_bytes: int | None = None) -> None:
+        self._calls = threading.RLock()  # held by each call (`one_call_at_a_time`)
         self._files = files
         self._cpu: Backend = backend_for(as_device("cpu"))
         self._budget = DEFAULT_CACHE_BYTES if cache_bytes is None else cache_bytes
@@ -112,10 +115,12 @@ class MappedTable:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    @one_call_at_a_time
     def gather(self, indices: Tensor) -> Tensor:
         slots = self._slots(self._cpu.to_host(data_of(indices)).reshape(-1))
         return self._cached().gather(self._on_device(slots.reshape(indices.shape)))
 
+    @one_call_at_a_time
     def pool(self, indices: Tensor, bags: Bags, weights: Tensor | None, mode: str) -> tuple[Tensor, Tensor | None]:
         flat = self._cpu.to_host(data_of(indices)).reshape(-1)
         slots = self._slots(flat)
@@ -125,6 +130,7 @@ class MappedTable:
         slot_bags = Bags(bags.offsets, None if padding < 0 else padding)
         return self._cached().pool(self._on_device(slots), slot_bags, weights, mode)
 
+    @one_call_at_a_time
     def renorm_rows_(self, indices: Tensor, max_norm: float, norm_type: float) -> None:
         self._settle()  # a prefetch's failed read raises here, before any row changes
         rows = np.unique(self._cpu.to_host(data_of(indices)))
@@ -143,6 +149,7 @@ class MappedTable:
             self._mark_dirty(slots[changed])
         self._mark_modified()
 
+    @one_call_at_a_time
     def prefetch(self, indices: Tensor) -> None:
         """Start reading the rows of `indices` that are not cached (with their optimizer
         state) into the cache on a background thread, so that a later call finds them there;
@@ -185,11 +192,13 @@ class MappedTable:
         table of them would not fit in memory)."""
         return state
 
+    @one_call_at_a_time
     def resumed_state(self, rule: RowRule) -> dict[str, Any]:
         name = type(rule).__name__
         steps = self._files.steps
         return {"step": steps[name]} if name in steps else {}
 
+    @one_call_at_a_time
     def apply_update(self, rule: RowRule, grad: Tensor | RowSparseGrad, state: dict[str, Any],
                      scalars: Sequence[Any]) -> None:
         self.check_writable("an optimizer step")
@@ -232,10 +241,12 @@ class MappedTable:
 
     # --- the whole table ------------------------------------------------------------------
 
+    @one_call_at_a_time
     def values(self) -> Tensor:
         self.bring_up_to_date()
         return wrap(self._cpu.from_host(self._files.view), self._cpu)
 
+    @one_call_at_a_time
     def load_(self, values: Tensor) -> None:
         self.check_load(values.device, values.dtype)
         self._drop_cache()
@@ -246,6 +257,7 @@ class MappedTable:
         self._view_stale = True
         self._mark_modified()
 
+    @one_call_at_a_time
     def commit(self, tag: int | None = None, keep: int | None = None) -> None:
         """Write every changed row to the files and make them, and the optimizers' step
         counts, durable together. A `tag` numbers the commit as one of several tables
@@ -258,10 +270,12 @@ class MappedTable:
                       for name, state in self._optimizer_states.items()})
         self._files.commit(steps, tag, keep)
 
+    @one_call_at_a_time
     def fold(self) -> None:
         """After a tagged commit, fold the redo log into the files if it has grown."""
         self._files.fold()
 
+    @one_call_at_a_time
     def put_rows(self, rows: np.ndarray, values: np.ndarray) -> None:
         """Set `rows` (int64, distinct, in range) to `values`; durable at the next commit."""
         self.check_writable("putting rows")
@@ -272,6 +286,7 @@ class MappedTable:
 
     # --- the weight tensor's keeper -------------------------------------------------------
 
+    @one_call_at_a_time
     def bring_up_to_date(self) -> None:
         """Make the weight's view show the table's current values: the files' rows with the
         changed cached ones over them (each row changed since the last fold then takes a
@@ -290,11 +305,12 @@ class MappedTable:
 
     def _capacity(self) -> int:
         """How many rows, with the state of the optimizers in use, fit in the budget (less
-        the share of the redo log's index)."""
+        the share of the redo log's index); never more than the table has, so a small
+        table costs its own size, not the budget."""
         arrays = [(self.shape[1:], self.dtype),
                   *((b.shape[1:], b.dtype) for buffers in self._buffers.values() for b in buffers.values())]
         per_row = SLOT_OVERHEAD + sum(int(np.prod(shape, dtype=np.int64)) * dtype.itemsize for shape, dtype in arrays)
-        return max(1, (self._budget - self._budget // INDEX_SHARE) // per_row)
+        return max(1, min(self.num_rows, (self._budget - self._budget // INDEX_SHARE) // per_row))
 
     def _new_cache(self, capacity: int) -> None:
         self._settle()
@@ -447,9 +463,12 @@ class MappedTable:
             return self._buffers[optimizer]
         wide = accumulation_dtype(self.dtype)
         shape = rule.buffer_shape(self.shape)
-        if rule.buffer_names() and not self._files.has_state(optimizer):
+        record = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
+        if self._files.has_state(optimizer):
+            self._files.check_state(optimizer, record)
+        elif rule.buffer_names():
             self._files.create_state(optimizer, [(name, wide, shape[1:]) for name in rule.buffer_names()])
-        self._records[optimizer] = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
+        self._records[optimizer] = record
         self._write_back_dirty()
         self._buffers[optimizer] = {name: self._zeros((1, *shape[1:]), wide) for name in rule.buffer_names()}
         self._new_cache(self._capacity())

@@ -110,13 +110,22 @@ class QuantizedTable:
         backend = backend_of(packed)
         host = backend.to_host(data_of(packed))
         dim = host.shape[1] - SCALE_OFFSET_BYTES
-        pairs = host[:, dim:].copy().view("<f4")
-        if not (np.isfinite(pairs).all() and (pairs[:, 0] >= 0).all()):
-            raise InvalidArgumentError("packed rows must hold finite, non-negative scales and finite offsets")
+        _check_pairs(host[:, dim:].copy().view("<f4"))
         rows = np.zeros((host.shape[0], row_bytes(dim, 8, dim)), np.uint8)
         end = _codes_end(dim, 8)
         rows[:, :dim], rows[:, end:] = host[:, :dim], host[:, dim:]
         return cls(wrap(backend.from_host(rows), backend), 8, dim, dim)
+
+    @classmethod
+    def stored(cls, packed: Tensor, bits: int, dim: int, group: int) -> QuantizedTable:
+        """The table whose rows `packed` holds as `quantized` lays them out (U8 ``[rows,
+        row_bytes(dim, bits, group)]``: a quantized layer's buffer, as a checkpoint stores
+        it), `InvalidArgumentError` unless its scales and offsets are finite and its scales
+        >= 0, as `quantized` makes them (the codes are any bytes)."""
+        table = cls(packed, bits, dim, group)
+        _, words, first = table._rows()
+        _check_pairs(words[:, first:])
+        return table
 
     def packed_rows(self) -> Tensor:
         """An 8-bit row-wise table in the byte layout of PyTorch's (FBGEMM's)
@@ -192,6 +201,16 @@ class QuantizedTable:
     def _tensor(self, array: np.ndarray, dtype: DType) -> Tensor:
         backend = self.backend
         return wrap(backend.from_host(array.astype(dtype.numpy, copy=False)), backend)
+
+
+def _check_pairs(pairs: np.ndarray) -> None:
+    """`InvalidArgumentError` unless `pairs` (float32 ``[rows, 2 * groups]``: each group's
+    scale, then its offset) are finite and the scales >= 0."""
+    bad = ~(np.isfinite(pairs).all(axis=1) & (pairs[:, 0::2] >= 0).all(axis=1))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InvalidArgumentError(f"quantized rows hold finite scales >= 0 and finite offsets; row {row} holds "
+                                   f"(scale, offset) pairs {pairs[row].tolist()}")
 
 
 def _kernel_dtype(dtype: DType) -> np.dtype:

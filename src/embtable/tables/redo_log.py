@@ -18,6 +18,7 @@ import zlib
 
 import numpy as np
 
+from ..checkpoint import parse_json
 from ..errors import SerializationError
 from .row_index import RowIndex
 from .row_io import byte_rows, read_rows
@@ -132,7 +133,9 @@ class RedoLog:
             if len(body) < names_size + 8 * count or zlib.crc32(body) != crc:
                 raise damaged
             try:
-                names = [[str(name), int(width)] for name, width in json.loads(body[:names_size])]
+                names = parse_json(body[:names_size])
+                if not all(isinstance(name, str) and type(width) is int for name, width in names):
+                    raise ValueError("its arrays must be [name, bytes per row] pairs of a string and an integer")
                 widths = [width for _, width in names]
             except (ValueError, TypeError) as error:
                 raise SerializationError(f"{self.path!r}: the table's redo log is damaged at byte {at} "

@@ -15,7 +15,8 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import SerializationError
-from .durable import replace_file
+from ..validate import integer
+from .durable import plain_name, replace_file
 from .placement import Placement
 
 MANIFEST = "manifest.json"
@@ -53,15 +54,19 @@ class SavedShards:
         self.folder = os.path.abspath(os.fspath(folder))  # the shards' processes read it: not relative to here
         try:
             with open(os.path.join(self.folder, MANIFEST)) as file:
-                manifest = json.load(file)
+                manifest = checkpoint.parse_json(file.read())
             if manifest["format"] != FORMAT:
                 raise ValueError(f"format {manifest['format']!r}, expected {FORMAT!r}")
             self.metadata: dict[str, str] = dict(manifest["metadata"])
+            if not all(isinstance(value, str) for value in self.metadata.values()):
+                raise ValueError("its metadata must map names to strings")
             self.dtype = DType[manifest["dtype"]]
-            self._placement = Placement(int(manifest["num_rows"]), len(manifest["files"]))
+            self._placement = Placement(integer("num_rows", manifest["num_rows"], 1), len(manifest["files"]))
             if (self._placement.multiplier != manifest["multiplier"]
                     or self._placement.bounds.tolist() != manifest["bounds"]):
                 raise ValueError("its rows were placed otherwise than this version places them")
+            if not all(plain_name(name) for name in manifest["files"]):
+                raise ValueError(f"files {manifest['files']!r} must be names of files in the folder")
             self._files = [os.path.join(self.folder, name) for name in manifest["files"]]
         except (OSError, KeyError, TypeError, ValueError) as error:
             raise SerializationError(f"{self.folder!r} is not a sharded table checkpoint: {error}") from None
@@ -90,14 +95,18 @@ class SavedShards:
         return table
 
     def _check_files(self) -> int:
-        """Every file's ``weight`` of its shard's row count, one width and the dtype: the
-        width."""
+        """Every file's ``weight`` of its shard's row count, one width (at least 1: the files'
+        size then bounds the row count) and the dtype: the width."""
         widths = set()
         for shard, path in enumerate(self._files):
-            stored, _ = checkpoint.layout(path)
+            try:
+                stored, _ = checkpoint.layout(path)
+            except FileNotFoundError:
+                raise SerializationError(f"{self.folder!r} has no file {os.path.basename(path)!r}, which its "
+                                         f"manifest names") from None
             weight = stored.get("weight")
             if (weight is None or len(weight.shape) != 2 or weight.shape[0] != self._placement.size_of(shard)
-                    or weight.dtype != self.dtype):
+                    or weight.shape[1] < 1 or weight.dtype != self.dtype):
                 raise SerializationError(f"{path!r} does not hold shard {shard} of the checkpoint "
                                          f"{self.folder!r}: {self._placement.size_of(shard)} rows of {self.dtype.name}")
             widths.add(weight.shape[1])

@@ -28,13 +28,13 @@ from .. import checkpoint
 from ..core import Tensor
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
-from .base import RowRule
+from .base import RowRule, one_call_at_a_time
 from .durable import replace_file, try_lock
 from .placement import Placement
 from .ray_shards import RayShards
 from .shard import FileShard
 from .sharded import ShardedTable
-from .table_files import WEIGHT, TableFiles
+from .table_files import WEIGHT, TableFiles, checked_steps
 
 COMMIT = "commit.json"
 LOCK = "lock"  # held by the process a table in the folder is open in
@@ -106,6 +106,7 @@ class ShardedFileTable(ShardedTable):
         """The folder of the shards' files."""
         return self._folder
 
+    @one_call_at_a_time
     def commit(self) -> None:
         """Make every change so far durable on every shard together (see the module's note)."""
         tag = (self._commit or 0) + 1
@@ -168,19 +169,32 @@ def committed_weight(folder: str | os.PathLike) -> tuple[np.ndarray, dict[str, s
     folder = os.fspath(folder)
     committed = read_commit(folder)
     placement = Placement(committed["num_rows"], committed["shards"])
+    for k in range(placement.shards):  # the files bound the table's size: checked before it is allocated
+        _check_shard(folder, k, (placement.size_of(k), committed["dim"]), committed["dtype"])
     weight = np.empty((committed["num_rows"], committed["dim"]), DType(committed["dtype"]).numpy)
     for k in range(placement.shards):
         path = shard_file(folder, k)
         files = TableFiles(path, writable=False, at_commit=committed["commit"])
         try:
-            if files.shape != (placement.size_of(k), committed["dim"]) or files.dtype.name != committed["dtype"]:
-                raise SerializationError(f"{path!r} does not hold shard {k} of the table {folder!r} names")
             rows = np.array(checkpoint.read(path)[0][WEIGHT])
             files.overlay(rows)
         finally:
             files.close()
         weight[placement.rows_of(k)] = rows
     return weight, committed["metadata"]
+
+
+def _check_shard(folder: str, shard: int, shape: tuple[int, int], dtype: str) -> None:
+    """`SerializationError` unless `shard`'s table file in `folder` holds a weight of
+    `shape` and `dtype` (its name), as the folder's commit says."""
+    path = shard_file(folder, shard)
+    try:
+        weight = checkpoint.layout(path)[0].get(WEIGHT)
+    except FileNotFoundError:
+        raise SerializationError(f"{folder!r} has no file {os.path.basename(path)!r} for shard {shard}") from None
+    if weight is None or weight.shape != shape or weight.dtype.name != dtype:
+        raise SerializationError(f"{path!r} does not hold shard {shard} of the table {folder!r} names: {dtype} "
+                                 f"{list(shape)}")
 
 
 def write_commit(folder: str, manifest: dict[str, Any]) -> None:
@@ -193,14 +207,14 @@ def read_commit(folder: str) -> dict[str, Any]:
     name = os.path.join(folder, COMMIT)
     try:
         with open(name) as file:
-            manifest = json.load(file)
+            manifest = checkpoint.parse_json(file.read())
         if manifest["format"] != FORMAT:
             raise ValueError(f"format {manifest['format']!r}, expected {FORMAT!r}")
         for key in ("commit", "num_rows", "dim", "shards"):
             if not isinstance(manifest[key], int) or manifest[key] < 1:
                 raise ValueError(f"{key} {manifest[key]!r}")
         DType(manifest["dtype"])
-        manifest["steps"] = {str(name): int(count) for name, count in dict(manifest["steps"]).items()}
+        manifest["steps"] = checked_steps(manifest["steps"])
         manifest["metadata"] = {str(key): str(value) for key, value in dict(manifest["metadata"]).items()}
         if Placement(manifest["num_rows"], manifest["shards"]).multiplier != manifest["multiplier"]:
             raise ValueError(f"rows placed with multiplier {manifest['multiplier']}, which this version does not "

@@ -41,7 +41,8 @@ import numpy as np
 from .. import checkpoint
 from ..dtype import DType
 from ..errors import InvalidArgumentError, SerializationError
-from .durable import replace_file, sync_folder, try_lock
+from .durable import plain_name, replace_file, sync_folder, try_lock
+from .progress import progress_bar
 from .redo_log import RedoLog
 from .row_copy import copy_rows
 from .row_io import byte_rows, read_rows, write_rows
@@ -50,6 +51,7 @@ _MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if sys.platform.startswit
 WRITE_CHUNK_ROWS = 1 << 16  # rows logged, or folded, together
 _COLD_READ_THREADS = 16  # reads of a file mostly on disk: this many in flight
 _FORMAT = 2
+MAX_STEPS = 2**53  # more steps than any run takes; below it a count is exact wherever it goes (int64, float64)
 WEIGHT = "weight"
 MANIFEST = "manifest.json"
 
@@ -71,9 +73,9 @@ class TableFiles:
         self.writable = writable
         self._index_bytes = index_bytes
         stored, self.metadata = checkpoint.layout(path)
-        if WEIGHT not in stored or len(stored[WEIGHT].shape) != 2:
-            raise SerializationError(f"{path!r} is not an embtable table: it has no 2-D tensor 'weight' "
-                                     f"(tensors: {sorted(stored)})")
+        if WEIGHT not in stored or len(stored[WEIGHT].shape) != 2 or 0 in stored[WEIGHT].shape:
+            raise SerializationError(f"{path!r} is not an embtable table: it has no 2-D tensor 'weight' of at least "
+                                     f"one row and column (tensors: { {k: v.shape for k, v in stored.items()} })")
         self._weight = stored[WEIGHT]
         self._row_bytes = self._weight.nbytes // max(self._weight.shape[0], 1)
         # A file larger than half the memory is mostly on disk: many reads in flight then.
@@ -159,6 +161,13 @@ class TableFiles:
         with open(os.path.join(self._folder, name), "wb") as file:
             file.truncate(self.shape[0] * _record_dtype(entry).itemsize)
         self._open_state(name, entry)
+
+    def check_state(self, name: str, record: np.dtype) -> None:
+        """`SerializationError` unless the optimizer `name`'s state here is a `record` per
+        row (the files were written by another version of it, or damaged, otherwise)."""
+        if self._records[name] != record:
+            raise SerializationError(f"{self._folder!r} holds {name}'s state as records {self._records[name]}; "
+                                     f"{name} keeps records {record}")
 
     def _stored(self, name: str, rows: np.ndarray) -> np.ndarray:
         """Which of `rows` of the state file `name` lie on pages ever written."""
@@ -279,7 +288,7 @@ class TableFiles:
             return manifest
         try:
             with open(name, "rb") as file:
-                manifest = json.loads(file.read())
+                manifest = checkpoint.parse_json(file.read())
             _check_manifest(manifest)
             if "previous" in manifest:
                 _check_manifest(manifest["previous"])
@@ -333,7 +342,10 @@ class TableFiles:
     # --- state files ------------------------------------------------------------------------
 
     def _open_state(self, name: str, fields: list[list[Any]]) -> None:
-        file = _random_access(open(os.path.join(self._folder, name), "r+b" if self.writable else "rb"))
+        try:
+            file = _random_access(open(os.path.join(self._folder, name), "r+b" if self.writable else "rb"))
+        except FileNotFoundError:
+            raise SerializationError(f"{self._folder!r} has no state file {name!r}, which its manifest names") from None
         self._state_files[name] = file
         self._state_entries[name] = fields
         self._records[name] = _record_dtype(fields)
@@ -350,15 +362,23 @@ def _check_manifest(manifest: dict[str, Any]) -> None:
         raise ValueError(f"format {manifest['format']!r}, expected {_FORMAT}")
     if not all(isinstance(manifest[key], int) and manifest[key] >= 0 for key in ("generation", "logged")):
         raise ValueError("generation and logged must be non-negative integers")
-    if not isinstance(manifest["log"], str) or os.path.basename(manifest["log"]) != manifest["log"]:
+    if not plain_name(manifest["log"]) or manifest["log"] == MANIFEST:
         raise ValueError(f"log {manifest['log']!r}")
     for optimizer, fields in manifest["state"].items():
-        if optimizer in (MANIFEST, manifest["log"]) or os.path.basename(optimizer) != optimizer:
+        if optimizer in (MANIFEST, manifest["log"]) or not plain_name(optimizer):
             raise ValueError(f"state file {optimizer!r}")
         _record_dtype(fields)
-    {str(optimizer): int(count) for optimizer, count in dict(manifest["steps"]).items()}
+    checked_steps(manifest["steps"])
     if manifest.get("commit") is not None and not isinstance(manifest["commit"], int):
         raise ValueError(f"commit {manifest['commit']!r}")
+
+
+def checked_steps(steps: Any) -> dict[str, int]:
+    """`steps`, read from a manifest (each optimizer's step count by its name), checked:
+    `ValueError` unless every count is an integer in ``[0, MAX_STEPS]``."""
+    if not all(isinstance(count, int) and 0 <= count <= MAX_STEPS for count in steps.values()):
+        raise ValueError(f"steps {steps!r}: step counts must be integers in [0, {MAX_STEPS}]")
+    return steps
 
 
 def _random_access(file: Any) -> Any:
@@ -423,18 +443,9 @@ def _replacing(path: str) -> Iterator[None]:
 
 
 def _progress(total: int, shown: bool) -> Any:
-    """A progress bar over `total` rows (tqdm: imported here, not with embtable), shown
-    when `shown` and stderr is a terminal."""
-    if not shown:
-        return contextlib.nullcontext(_NoBar())
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit=" rows", unit_scale=True, desc="creating table", disable=None)
-
-
-class _NoBar:
-    def update(self, count: int) -> None:
-        pass
+    """A progress bar over `total` rows, shown when `shown` and stderr is a terminal, unless
+    ``TQDM_DISABLE`` silences it (`tables/progress.py`)."""
+    return progress_bar(total, shown, unit=" rows", unit_scale=True, desc="creating table", disable=None)
 
 
 def _lock(file: Any, path: str) -> None:
