@@ -1,5 +1,8 @@
-"""Files of word vectors: word2vec text and binary, GloVe and fastText ``.vec``."""
+"""Files of word vectors: word2vec text and binary, GloVe and fastText ``.vec``, plain or
+compressed."""
 
-from .word_vectors import FORMATS, load_word_vectors, save_word_vectors
+from .formats import FORMATS
+from .vocabulary import DuplicateWordWarning
+from .word_vectors import load_word_vectors, save_word_vectors
 
-__all__ = ["FORMATS", "load_word_vectors", "save_word_vectors"]
+__all__ = ["FORMATS", "DuplicateWordWarning", "load_word_vectors", "save_word_vectors"]
