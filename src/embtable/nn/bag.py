@@ -67,12 +67,12 @@ class EmbeddingBag(TableLayer, BagProperties):
                max_norm: float | None = None, norm_type: float = 2.0, scale_grad_by_freq: bool = False,
                mode: str = "mean", sparse: bool = True, include_last_offset: bool = False,
                padding_idx: int | None = None, dtype: DTypeLike = None, max_norm_mode: str = "renorm",
-               cache_bytes: int | None = None) -> EmbeddingBag:
+               cache_bytes: int | None = None, progress: bool = True) -> EmbeddingBag:
         """A new file-backed table at `path`, as `Embedding.create` (row-sparse gradients by
-        default)."""
-        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, max_norm=max_norm,
-                           norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, mode=mode, sparse=sparse,
-                           include_last_offset=include_last_offset, padding_idx=padding_idx,
+        default, a progress bar unless not `progress`)."""
+        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, progress=progress,
+                           max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq, mode=mode,
+                           sparse=sparse, include_last_offset=include_last_offset, padding_idx=padding_idx,
                            max_norm_mode=max_norm_mode)
 
     def forward(self, indices: Any, offsets: Any = None, per_sample_weights: Any = None) -> Tensor:

@@ -9,6 +9,7 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DTypeLike
 from .lookup import lookup
+from .nearest import most_similar
 from .quantized import QuantizedEmbedding
 from .table import TableLayer
 
@@ -86,17 +87,63 @@ class Embedding(TableLayer):
     def create(cls, path: str | os.PathLike, num_embeddings: int, embedding_dim: int,
                padding_idx: int | None = None, max_norm: float | None = None, norm_type: float = 2.0,
                scale_grad_by_freq: bool = False, dtype: DTypeLike = None, *, sparse: bool = True,
-               max_norm_mode: str = "renorm", cache_bytes: int | None = None) -> Embedding:
+               max_norm_mode: str = "renorm", cache_bytes: int | None = None, progress: bool = True) -> Embedding:
         """A new table in the file `path` (a checkpoint `Layer.load` also reads, replacing
         any file there), larger than memory if need be: initialised as a new `Embedding`
         (the same rows for the same seed), written in chunks, committed, and opened for
         writing as `open` does. Gradients are row-sparse by default (a dense gradient of a
-        huge table would not fit in memory)."""
-        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, padding_idx=padding_idx,
-                           max_norm=max_norm, norm_type=norm_type, scale_grad_by_freq=scale_grad_by_freq,
-                           sparse=sparse, max_norm_mode=max_norm_mode)
+        huge table would not fit in memory). `progress=False` (or ``TQDM_DISABLE=1``) hides the
+        progress bar shown on a terminal while the rows are written."""
+        return cls._create(path, num_embeddings, embedding_dim, dtype, cache_bytes, progress=progress,
+                           padding_idx=padding_idx, max_norm=max_norm, norm_type=norm_type,
+                           scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, max_norm_mode=max_norm_mode)
 
     def forward(self, indices: Any) -> Tensor:
         """The rows of `indices` (integers of any dtype and shape, each in
         ``[0, num_embeddings)``): a tensor of shape ``[*indices.shape, embedding_dim]``."""
         return lookup(self.weight, indices, self._options)
+
+    def most_similar(self, query: Any, k: int = 10, *, metric: str = "cosine") -> tuple[Tensor, Tensor]:
+        """The `k` rows most similar to each query, best first: ``(indices, scores)``.
+
+        Args:
+            query: one of
+                - a row index (an int, or a 0-d integer array or tensor): results ``[k]``;
+                - row indices (a list, or a 1-D integer array or tensor, maybe empty):
+                  results ``[Q, k]``, one line per index;
+                - a vector (float, ``[embedding_dim]``): results ``[k]``;
+                - vectors (float, ``[Q, embedding_dim]``): results ``[Q, k]``.
+                Integers always mean row indices and floats vectors (pass ``[1.0, 2.0]``,
+                not ``[1, 2]``, for a vector). Vectors of any float dtype are converted to
+                the table's. A query given as an index never returns its own row (other
+                rows equal to it are returned).
+            k: how many rows per query, an int from 1 to the number of rows a query can
+                return: ``num_embeddings``, less the padding row (when there is one) and,
+                for an index query, its own row. Otherwise `InvalidArgumentError` naming
+                `k` and that number (as ``torch.topk`` refuses a `k` beyond the size).
+            metric: ``"cosine"`` (cosine similarity: the inner product over both norms; a
+                zero row, or a zero query vector, has cosine 0 with everything) or
+                ``"dot"`` (the inner product).
+
+        Returns:
+            ``indices`` (I64) and ``scores`` (the table's dtype), each ``[k]`` or ``[Q, k]``,
+            on the table's device, without gradients: per query, the rows with the
+            highest scores, highest first, ties broken by the lower row index first; a
+            NaN score ranks below every number. The padding row is never returned.
+
+        Exact, not approximate: every row is scored, a chunk of rows at a time with one
+        matrix product per chunk (float32 for F16/BF16 tables, whose scores are then
+        rounded), so no ``[Q, num_embeddings]`` matrix is ever held. A file-backed table's
+        rows are read from its files a chunk at a time (through its cache). The weight's
+        rows are scored as stored: `max_norm` is not applied (it does not change a
+        cosine) and nothing is changed. On a table in memory it is safe to call from several
+        threads at once (each call has its own scratch and only reads the table).
+
+        Raises:
+            IndexOutOfRangeError: an index query outside ``[0, num_embeddings)``.
+            ShapeError: query vectors whose last dimension is not `embedding_dim`, or
+                indices of more than one dimension.
+            DTypeError: a query that is neither integers nor floats (bools, say).
+            InvalidArgumentError: a bad `k`, or a `metric` other than the two above.
+        """
+        return most_similar(self.weight, self.padding_idx, query, k, metric)
