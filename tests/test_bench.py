@@ -1,6 +1,10 @@
 """The benchmark runs end to end on a tiny workload (its numbers are not checked: speed is
 reported in BENCHMARKS.md, never asserted)."""
 
+import pathlib
+import re
+import sys
+
 import numpy as np
 import pytest
 
@@ -72,3 +76,18 @@ def test_small_bag_pools_run_on_both_libraries():
     rows = bench_bags.small_bags(weights, calls=2)
     assert [label for label, _, _ in rows] == ["B=1 L=10", "B=32 L=10", "B=256 L=20"]
     assert all(theirs > 0 and ours > 0 for _, theirs, ours in rows)
+
+
+def test_without_torch_bench_says_how_to_install_the_pinned_cpu_build(monkeypatch, capsys):
+    from embtable.apps.cli import main
+
+    pyproject = (pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8")
+    pin = re.search(r'^test = \[.*"(torch==[^"]+)"', pyproject, flags=re.M).group(1)  # the test extra's torch
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    assert main(["bench", "--quick"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and "Traceback" not in printed.err
+    assert f"-m pip install '{pin}' --index-url https://download.pytorch.org/whl/cpu" in printed.err
+    with pytest.raises(SystemExit) as exit:  # the options are still explained
+        main(["bench", "--help"])
+    assert exit.value.code == 0 and "--quick" in capsys.readouterr().out

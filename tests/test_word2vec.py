@@ -2,6 +2,7 @@
 command writes its files and turns bad input into clear messages."""
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import pytest
 import embtable as et
 from embtable.apps.cli import main
 from embtable.apps.corpus import file_corpus, sentences, words
-from embtable.apps.word2vec import Settings, Vocabulary, keep_probabilities, nearest, train, unit_rows
+from embtable.apps.word2vec import Settings, Vocabulary, keep_probabilities, train, unit_rows
 
 GROUPS = [[name + letter for letter in "abcdefgh"] for name in ("red", "blue", "green", "gold")]
 
@@ -33,7 +34,8 @@ def test_planted_groups_are_learned():
     model, losses, finished = train(vocabulary, ids, sentence_of,
                                     Settings(dim=16, window=3, epochs=4, lr=0.02, batch=1024, subsample=1),
                                     rng)
-    assert finished and np.mean(losses[-10:]) < 0.7 * np.mean(losses[:10])
+    assert finished and len(losses) == 4 and all(losses)  # one list of batch losses per epoch
+    assert np.mean(losses[-1][-10:]) < 0.7 * np.mean(losses[0][:10])
     unit = unit_rows(model.words.weight.numpy().astype(np.float64))
     group = np.array([[g for g, members in enumerate(GROUPS) if w in members][0] for w in vocabulary.words])
     similarity = unit @ unit.T
@@ -42,7 +44,8 @@ def test_planted_groups_are_learned():
     different = group[:, None] != group[None, :]
     within, across = similarity[same].mean(), similarity[different].mean()
     assert within > 0.8 and within - across > 0.4, (within, across)
-    neighbours = [w for w, _ in nearest(unit, vocabulary.words, "reda", k=5)]
+    rows, _ = model.words.most_similar(vocabulary.index()["reda"], k=5)
+    neighbours = [vocabulary.words[row] for row in rows.tolist()]
     assert all(w.startswith("red") for w in neighbours)
 
 
@@ -60,7 +63,7 @@ def test_interrupted_training_keeps_what_it_learned():
 
     model, losses, finished = train(vocabulary, ids, sentence_of, Settings(dim=8, batch=64, epochs=3), rng,
                                     stop_after_three)
-    assert not finished and len(losses) == 3 and model.words.weight.shape == (32, 8)
+    assert not finished and losses == [calls] and model.words.weight.shape == (32, 8)  # 3 batches of epoch 1
 
 
 def test_subsampling_keeps_rare_words():
@@ -81,6 +84,8 @@ def test_demo_writes_every_output_and_neighbors_reads_them(tmp_path, capsys):
                  "--min-count", "1", "--probes", "reda", "purple"]) == 0
     printed = capsys.readouterr().out
     assert sorted(os.listdir(out)) == ["loss.png", "map.png", "vectors.safetensors", "vectors.txt", "vocab.txt"]
+    for plot in ("loss.png", "map.png"):
+        assert (out / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and (out / plot).stat().st_size > 10_000
     assert "reda:" in printed and "'purple' is not in the vocabulary of 32 words" in printed
     lines = (out / "vectors.txt").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "32 8" and len(lines) == 33 and len(lines[1].split()) == 9
@@ -90,6 +95,22 @@ def test_demo_writes_every_output_and_neighbors_reads_them(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("reda: ")
     assert main(["neighbors", "purple", "--vectors", str(out)]) == 2
     assert "not in the vocabulary" in capsys.readouterr().out
+
+
+def test_demo_help_explains_every_option_and_its_default(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit:
+        main(["demo", "--help"])
+    assert exit.value.code == 0
+    options = capsys.readouterr().out.split("options:")[1]
+    entries = re.split(r"\n(?=  -)", options.strip("\n"))  # one entry per option, wrapped lines included
+    names = [entry.split()[0].rstrip(",") for entry in entries]
+    assert names[0] == "-h" and {"--corpus", "--out", "--dim", "--epochs", "--lr", "--probes"} <= set(names)
+    for entry in entries[1:]:
+        assert re.search(r"\(default: [^)]+\)", entry), entry
+        assert len(entry.split("(default")[0].split()) > 3, entry  # a help text, not only the option's name
+    for option, default in [("--dim", Settings().dim), ("--epochs", Settings().epochs), ("--lr", Settings().lr)]:
+        assert f"(default: {default})" in entries[names.index(option)]
 
 
 @pytest.mark.parametrize("content, message", [
@@ -113,3 +134,13 @@ def test_demo_explains_unreadable_corpus_and_missing_vectors(tmp_path, capsys):
         file_corpus(str(tmp_path / "latin1.txt"))
     assert main(["neighbors", "x", "--vectors", str(tmp_path / "nowhere")]) == 2
     assert "run `embtable demo` first" in capsys.readouterr().out
+
+
+def test_the_command_lets_openmp_workers_sleep_unless_told_otherwise(monkeypatch, tmp_path):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "")  # so that the undo restores whatever was there before
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert main(["neighbors", "word", "--vectors", str(tmp_path / "none")]) == 2
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert main(["neighbors", "word", "--vectors", str(tmp_path / "none")]) == 2
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -2,14 +2,17 @@
 
 Every number is the median of repeated runs; results are reported as ratios
 ``torch_time / embtable_time`` (above 1: embtable is faster). Nothing here asserts a speed:
-the output is for BENCHMARKS.md. Needs PyTorch (``pip install 'embtable[test]'``).
+the output is for BENCHMARKS.md. Needs PyTorch: without it, `main` says how to install the
+CPU build the test suite pins, and returns 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import itertools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -247,7 +250,40 @@ def _at_least_one(text: str) -> int:
     return value
 
 
+#: Where pip finds PyTorch's CPU-only wheels (PyPI's default Linux wheel is the CUDA build,
+#: several GB).
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def pinned_torch() -> str:
+    """The torch requirement of embtable's ``test`` extra (``torch==2.13.0``: the version the
+    suite is checked against), read from the installed package's metadata so that it follows
+    pyproject.toml; plain ``torch`` where that metadata is missing."""
+    try:
+        requirements = importlib.metadata.requires("embtable") or []
+    except importlib.metadata.PackageNotFoundError:
+        return "torch"
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        if re.fullmatch(r"torch\s*==\s*\S+", spec.strip()) and re.search(r"extra\s*==\s*.test.", marker):
+            return spec.replace(" ", "")
+    return "torch"
+
+
+def missing_torch() -> str | None:
+    """None if PyTorch imports; else what to run to install it (the benchmark's other side)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as error:
+        return (f"embtable bench times embtable against PyTorch, which does not import here ({error}).\n"
+                f"Install the CPU build of the version the tests pin (PyPI's default Linux wheel is the CUDA "
+                f"build, several GB):\n"
+                f"    {sys.executable} -m pip install '{pinned_torch()}' --index-url {TORCH_CPU_INDEX}")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    """`embtable bench`: parse the options, then time (0), or explain what is missing (2)."""
     parser = argparse.ArgumentParser(prog="embtable bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="V=1e5 and D=64 only, fewer repeats")
     parser.add_argument("--repeats", type=_at_least_one, default=7, help="timed calls per op (median)")
@@ -262,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dlrm", action="store_true", help="time a DLRM-style training step: all PyTorch, "
                                                             "PyTorch with embtable tables, all embtable")
     args = parser.parse_args(argv)
+    hint = missing_torch()
+    if hint:
+        print(hint, file=sys.stderr)
+        return 2
     repeats = 3 if args.quick else args.repeats
     if args.bags or args.dlrm:
         print(f"machine: {machine()}; device: cpu")

@@ -117,17 +117,22 @@ class SkipGram(nn.Layer):
 
 def train(vocabulary: Vocabulary, ids: np.ndarray, sentence_of: np.ndarray, settings: Settings,
           rng: np.random.Generator, progress: Callable[[int, float], None] | None = None,
-          model: SkipGram | None = None) -> tuple[SkipGram, list[float], bool]:
-    """Train skip-gram vectors; returns the model, the loss of every batch, and whether all
-    epochs ran. `progress` is told how many corpus words each batch covers and its loss. A
-    KeyboardInterrupt ends training early, keeping what was learned."""
+          model: SkipGram | None = None) -> tuple[SkipGram, list[list[float]], bool]:
+    """Train skip-gram vectors; returns the model, the loss of every batch (a list per epoch
+    begun), and whether all epochs ran. `progress` is told how many corpus words each batch
+    covers and its loss. A KeyboardInterrupt ends training early, keeping what was learned.
+
+    Each epoch draws its own pairs (subsampling, windows) in a fresh random order; the
+    learning rate is constant. Losses are measured on each batch before the step that trains
+    on it."""
     model = model or SkipGram(len(vocabulary), settings.dim)
     optimizer = optim.Adam(model.parameters(), lr=settings.lr)
     keep = keep_probabilities(vocabulary.counts, settings.subsample)
     noise = noise_distribution(vocabulary.counts)
-    losses: list[float] = []
+    losses: list[list[float]] = []
     try:
         for _ in range(settings.epochs):
+            losses.append([])
             kept = rng.random(len(ids)) < keep[ids]
             centers, contexts = skipgram_pairs(ids[kept], sentence_of[kept], settings.window, rng)
             words_per_pair = len(ids) / max(len(centers), 1)
@@ -138,9 +143,9 @@ def train(vocabulary: Vocabulary, ids: np.ndarray, sentence_of: np.ndarray, sett
                 loss = model(c, o, negatives)
                 loss.backward()
                 optimizer.step()
-                losses.append(loss.item())
+                losses[-1].append(loss.item())
                 if progress:
-                    progress(int(len(c) * words_per_pair), losses[-1])
+                    progress(int(len(c) * words_per_pair), losses[-1][-1])
     except KeyboardInterrupt:
         return model, losses, False
     return model, losses, True
@@ -151,14 +156,3 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.where(norms > 0, norms, 1)
 
-
-def nearest(vectors: np.ndarray, words: list[str], word: str, k: int = 8) -> list[tuple[str, float]]:
-    """The `k` words whose vectors have the highest cosine similarity to `word`'s."""
-    index = {w: i for i, w in enumerate(words)}
-    if word not in index:
-        raise InvalidArgumentError(f"{word!r} is not in the vocabulary of {len(words)} words")
-    unit = unit_rows(vectors)
-    similarity = unit @ unit[index[word]]
-    similarity[index[word]] = -np.inf
-    best = np.argsort(-similarity)[:k]
-    return [(words[i], float(similarity[i])) for i in best]
