@@ -32,7 +32,7 @@ def test_as_linear_and_lookup_share_one_gradient(sparse, rng):
 def test_as_linear_takes_arrays_and_checks_them():
     emb = Embedding(5, 3)
     np.testing.assert_allclose(emb.as_linear(np.ones((2, 3), np.float32)).numpy(),
-                               np.ones((2, 3)) @ emb.weight.numpy().T, rtol=1e-6)
+                               np.ones((2, 3)) @ emb.weight.numpy().T, rtol=1e-6, atol=1e-6)
     with pytest.raises(et.ShapeError, match=r"\[\.\.\., 3\]"):
         emb.as_linear(np.ones((2, 4), np.float32))
     with pytest.raises(et.DTypeError, match="F32, got F64"):

@@ -5,8 +5,6 @@ reproducible. Values are drawn on the host, so a seed gives the same weights on 
 from __future__ import annotations
 
 import contextlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator
 
 import numpy as np
@@ -43,26 +41,16 @@ def preserved_generator() -> Iterator[None]:
 
 
 def table_seed() -> int:
-    """One draw from the generator: the seed of a table's initial values (`standard_normal_rows`)."""
+    """One draw from the generator: the seed of a table's initial values (`chunk_states`)."""
     return int(_generator.integers(1 << 63))
 
 
-def standard_normal_rows(out: np.ndarray, seed: int, first_row: int = 0) -> None:
-    """Fill the 2-D float array `out` with rows ``first_row ..`` (a multiple of
-    `CHUNK_ROWS`) of the N(0, 1) rows of `seed`: rows ``[c * CHUNK_ROWS, (c + 1) *
-    CHUNK_ROWS)`` come from their own stream (the seed and ``c``), so the values of a row
-    depend only on the seed and the row's place, however the table is drawn; the chunks are
-    drawn on all cores."""
-    starts = range(0, out.shape[0], CHUNK_ROWS)
-
-    def draw(start: int) -> None:
-        chunk = (first_row + start) // CHUNK_ROWS
-        stream = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(chunk,))))
-        stream.standard_normal(dtype=out.dtype, out=out[start:start + CHUNK_ROWS])
-
-    if len(starts) <= 1:
-        for start in starts:
-            draw(start)
-        return
-    with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
-        list(pool.map(draw, starts))
+def chunk_states(seed: int, first_chunk: int, count: int) -> np.ndarray:
+    """The random states (``[count, 4]`` uint64, xoshiro256**'s) of chunks ``first_chunk ..``
+    of the initial rows of `seed`: rows ``[c * CHUNK_ROWS, (c + 1) * CHUNK_ROWS)`` of a
+    table come from chunk c's own stream, seeded by the seed and c alone, so the values of
+    a row depend only on the seed and the row's place, however the table is drawn (whole,
+    in a file chunk by chunk, shard by shard)."""
+    states = [np.random.SeedSequence(seed, spawn_key=(chunk,)).generate_state(4, np.uint64)
+              for chunk in range(first_chunk, first_chunk + count)]
+    return np.array(states, dtype=np.uint64).reshape(count, 4)

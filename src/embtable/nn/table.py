@@ -14,8 +14,8 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import DTypeError, SerializationError, ShapeError
-from ..memory import aligned_empty
-from ..rng import CHUNK_ROWS, standard_normal_rows, table_seed
+from ..memory import aligned_empty, aligned_zeros
+from ..rng import CHUNK_ROWS, chunk_states, table_seed
 from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
 from ..tables.sharded_checkpoint import SavedShards, is_sharded_checkpoint
 from ..tables.sharded_files import committed_weight, is_sharded_files
@@ -63,9 +63,10 @@ class TableLayer(Layer, OptionProperties):
 
     @classmethod
     def _create(cls, path: str | os.PathLike, num_embeddings: int, embedding_dim: int, dtype: DTypeLike,
-                cache_bytes: int | None, **options: Any) -> TableLayer:
+                cache_bytes: int | None, *, progress: bool = True, **options: Any) -> TableLayer:
         """A new file-backed table at `path` with the seed's initialisation, written in
-        chunks (a progress bar on a terminal) and committed, opened for writing."""
+        chunks (a progress bar on a terminal, unless not `progress` or ``TQDM_DISABLE``
+        is set) and committed, opened for writing."""
         rows = positive_int("num_embeddings", num_embeddings)
         dim = positive_int("embedding_dim", embedding_dim)
         checked = cls.options_type.checked(rows, **options)
@@ -75,7 +76,7 @@ class TableLayer(Layer, OptionProperties):
         seed = table_seed()
         create_file(os.fspath(path), (rows, dim), resolved, checkpoint_metadata(cls.__name__, config, []),
                     lambda start, stop: seed_rows(seed, start, stop, dim, checked.padding_idx, resolved),
-                    block_rows=16 * CHUNK_ROWS)
+                    block_rows=16 * CHUNK_ROWS, progress=progress)
         return cls.open(path, writable=True, cache_bytes=cache)
 
     @classmethod
@@ -94,11 +95,7 @@ class TableLayer(Layer, OptionProperties):
         stored, metadata = checkpoint.layout(path)
         config, frozen = checkpoint_config(cls.__name__, metadata, path)
         shape, dtype, checked = cls._saved_options(config, path)
-        weight = stored.get("weight")
-        if set(stored) != {"weight"} or weight.shape != shape or weight.dtype != dtype:
-            raise SerializationError(f"{path!r}: an {cls.__name__} table needs exactly one tensor 'weight' "
-                                     f"{dtype.name} {list(shape)}, found "
-                                     f"{ {k: (v.dtype.name, list(v.shape)) for k, v in stored.items()} }")
+        cls._saved_dtype(repr(path), {name: (v.dtype, v.shape) for name, v in stored.items()}, shape, dtype)
         weight = MappedTable.weight_of(path, writable, cache)
         weight.requires_grad = "weight" not in frozen
         layer = cls.__new__(cls)
@@ -107,16 +104,40 @@ class TableLayer(Layer, OptionProperties):
 
     @classmethod
     def _saved_options(cls, config: dict[str, Any], path: str | os.PathLike,
-                       **overrides: Any) -> tuple[tuple[int, int], DType, EmbeddingOptions]:
-        """The shape, dtype and checked options (with `overrides`) a checkpoint's `config`
-        describes; `SerializationError` naming `path` if they do not build this class."""
+                       **overrides: Any) -> tuple[tuple[int, int], DType | None, EmbeddingOptions]:
+        """The shape, dtype (None where the config names none, as in a file another
+        library wrote: the stored weight's then) and checked options (with `overrides`) a
+        checkpoint's `config` describes; `SerializationError` naming `path` if they do not
+        build this class."""
         try:
-            config = dict(config)
-            shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
-            dtype = as_float_dtype(config.pop("dtype"))
-            return shape, dtype, cls.options_type.checked(shape[0], **{**config, **overrides})
+            return cls._options_of(config, **overrides)
         except (KeyError, TypeError, ValueError) as error:
             raise SerializationError(f"{os.fspath(path)!r} does not rebuild a {cls.__name__}: {error}") from None
+
+    @classmethod
+    def _options_of(cls, config: dict[str, Any], **overrides: Any
+                    ) -> tuple[tuple[int, int], DType | None, EmbeddingOptions]:
+        """`_saved_options` raising the `KeyError`, `TypeError` or `ValueError` of a config
+        that does not build this class."""
+        config = dict(config)
+        shape = (positive_int("num_embeddings", config.pop("num_embeddings")),
+                 positive_int("embedding_dim", config.pop("embedding_dim")))
+        dtype = config.pop("dtype", None)
+        checked = cls.options_type.checked(shape[0], **{**config, **overrides})
+        return shape, None if dtype is None else as_float_dtype(dtype), checked
+
+    @classmethod
+    def _saved_dtype(cls, where: str, found: dict[str, tuple[DType, tuple[int, ...]]], shape: tuple[int, int],
+                     dtype: DType | None) -> DType:
+        """The dtype of the checkpoint at `where` whose tensors are `found` (each one's dtype
+        and shape), which must be one float tensor 'weight' of `shape` and of `dtype` (where
+        the config names it); else `SerializationError`."""
+        expected = dtype or found.get("weight", (None,))[0]
+        if set(found) != {"weight"} or found["weight"] != (expected, shape) or not expected.is_float:
+            raise SerializationError(f"{where}: an {cls.__name__} table needs exactly one tensor 'weight' of shape "
+                                     f"{list(shape)} and a float dtype ({expected or 'any'}), found "
+                                     f"{ {k: (t.name, list(s)) for k, (t, s) in found.items()} }")
+        return expected
 
     @classmethod
     def _read_checkpoint(cls, path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
@@ -229,13 +250,12 @@ class TableLayer(Layer, OptionProperties):
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> TableLayer:
-        config = dict(config)
-        shape = (config.pop("num_embeddings"), config.pop("embedding_dim"))
-        if set(tensors) != {"weight"} or tuple(tensors["weight"].shape) != shape:
-            raise SerializationError(f"an {cls.__name__} checkpoint needs exactly one tensor 'weight' "
-                                     f"of shape {shape}, found "
-                                     f"{ {k: tuple(v.shape) for k, v in tensors.items()} }")
-        return cls._pretrained(tensors["weight"], freeze=False, **config)
+        """The layer of a checkpoint's `config` and arrays, checked as `open` checks a file:
+        the options, and one float tensor 'weight' of the config's shape and dtype."""
+        shape, dtype, checked = cls._options_of(config)
+        dtype = cls._saved_dtype("the checkpoint", {name: (DType.from_numpy(array.dtype), tuple(array.shape))
+                                                     for name, array in tensors.items()}, shape, dtype)
+        return cls._pretrained(tensors["weight"], False, dtype=dtype, **checked.non_defaults())
 
     def extra_repr(self) -> str:
         options = "".join(f", {k}={v!r}" for k, v in self._options.non_defaults().items())
@@ -249,12 +269,15 @@ def cache_bytes_of(value: int | None) -> int | None:
 
 def seed_rows(seed: int, start: int, stop: int, dim: int, padding_idx: int | None, dtype: DType) -> np.ndarray:
     """Rows ``start:stop`` (`start` a multiple of `rng.CHUNK_ROWS`) of the initial table of
-    `seed`: N(0, 1) samples scaled by 1/sqrt(dim), padding row zeroed, as a host array of
-    `dtype` whose rows start on cache lines. The same rows whatever the range drawn."""
+    `seed`: N(0, 1) samples (`kernels/cpu/normals.py`, a stream per chunk of rows) scaled
+    by 1/sqrt(dim), padding row zeroed, as a host array of `dtype` whose rows start on cache
+    lines. The same rows whatever the range drawn."""
+    from ..kernels.cpu.normals import fill_normal_chunks  # numba: imported on first use
+
     draw_dtype = np.dtype(np.float64 if dtype is DType.F64 else np.float32)
-    drawn = aligned_empty((stop - start, dim), draw_dtype)
-    standard_normal_rows(drawn, seed, start)
-    drawn *= 1.0 / math.sqrt(dim)
+    drawn = aligned_zeros((stop - start, dim), draw_dtype)  # ordinary pages: see memory.aligned_zeros
+    chunks = chunk_states(seed, start // CHUNK_ROWS, -(-(stop - start) // CHUNK_ROWS))
+    fill_normal_chunks(drawn, chunks, CHUNK_ROWS, 1.0 / math.sqrt(dim))
     table = drawn
     if dtype.numpy != draw_dtype:
         table = aligned_empty((stop - start, dim), dtype.numpy)
