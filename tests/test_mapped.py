@@ -520,3 +520,23 @@ def test_bad_cache_bytes(tmp_path):
     Embedding(4, 2).save(tmp_path / "t.safetensors")
     with pytest.raises(et.InvalidArgumentError, match="cache_bytes"):
         Embedding.open(tmp_path / "t.safetensors", cache_bytes=-1)
+
+
+def test_sgd_without_momentum_steps_a_table_whose_files_hold_momentum(tmp_path):
+    """Plain SGD keeps no state, so the momentum SGD left in the files is not its to check."""
+    path = tmp_path / "m.safetensors"
+    table = Embedding.create(path, 10, 3, sparse=True)
+    optimizer = SGD(table.parameters(), lr=0.1, momentum=0.9)
+    table(np.array([1, 2])).sum().backward()
+    optimizer.step()
+    table.commit()
+    del table, optimizer
+    gc.collect()
+    reopened = Embedding.open(path, writable=True)
+    before = reopened.weight.numpy().copy()
+    plain = SGD(reopened.parameters(), lr=0.5)
+    reopened(np.array([3])).sum().backward()
+    plain.step()
+    expected = before.copy()
+    expected[3] -= 0.5
+    np.testing.assert_allclose(reopened.weight.numpy(), expected, rtol=1e-6)

@@ -55,6 +55,18 @@ def aligned_zeros(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:
     lookups are ~10% faster in huge pages, which a table loaded from a file keeps)."""
     dtype = np.dtype(dtype)
     nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < LAZY_BYTES:
+    if nbytes < LAZY_BYTES or not hasattr(mmap, "MAP_PRIVATE"):  # (Windows: NumPy's zeros)
         return _aligned(np.zeros(nbytes + CACHE_LINE, np.uint8), shape, dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype).reshape(shape)
+    return _private_pages(nbytes).view(dtype).reshape(shape)
+
+
+def _private_pages(nbytes: int) -> np.ndarray:
+    """`nbytes` of zeros in a private anonymous mapping (a forked process gets its own copy
+    on write, as with any allocation) in ordinary pages."""
+    try:
+        mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError as error:
+        raise MemoryError(f"cannot allocate {nbytes} bytes: {error.strerror}") from None
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):  # where huge pages are on for every mapping
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(mapping, np.uint8)

@@ -45,7 +45,8 @@ def wait_politely() -> None:
     17.9 s idle; passive 17.9 s and 17.8 s idle). The library leaves the default alone:
     sleeping workers add a wake-up (10-70 us measured) to every parallel kernel, which a
     program making many small calls would feel. ``bench`` keeps the default, to time what
-    a library user gets."""
+    a library user gets. The variable is this process's (children inherit it); it does
+    nothing where GNU OpenMP was loaded before, or where numba runs on TBB."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

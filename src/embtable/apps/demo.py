@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
     save(args.out, vocabulary, model.words, vectors, losses)
     print(f"wrote {', '.join(OUTPUTS)} to {args.out}/ ({time.perf_counter() - started:.0f} s in all)")
     index = vocabulary.index()
-    for word in args.probes:
+    for word in args.probes if len(vocabulary) > 1 else ():  # one word has no neighbours
         if word not in index:
             print(f"{word}: {word!r} is not in the vocabulary of {len(vocabulary)} words")
             continue

@@ -29,7 +29,7 @@ def show(words: list[str], source: str, k: int = 10) -> None:
             print(f"embtable: {word!r} is not in the vocabulary of {len(vocabulary)} words; skipped")
     if not found:
         raise InvalidArgumentError(f"none of the words {words} is in the vocabulary of {len(vocabulary)} words")
-    k = min(k, table.num_embeddings - 1)
+    k = min(k, table.num_embeddings - 1 - (table.padding_idx is not None))  # all but itself and padding
     if k == 0:
         raise InvalidArgumentError("the vocabulary holds one word: it has no neighbours")
     rows, scores = table.most_similar(list(found.values()), k)

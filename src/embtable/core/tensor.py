@@ -60,7 +60,8 @@ class Tensor:
             value that an integer dtype cannot hold (``Tensor([200], dtype=I8)``, a float
             beyond its range, NaN, an infinity) raises `InvalidArgumentError` naming it and
             the range, as ``torch.tensor`` refuses it (a float inside the range is truncated
-            toward zero). An embtable `Tensor` given as `data` is cast as `to` casts it:
+            toward zero); a NumPy array whose values do not fit is refused too (PyTorch
+            wraps those). An embtable `Tensor` given as `data` is cast as `to` casts it:
             wrapping around, as PyTorch's ``torch.tensor(tensor, dtype=...)``.
         device: where the data lives; ``None`` is the default device.
         requires_grad: whether autograd records operations on this tensor (float only).

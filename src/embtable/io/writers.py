@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
@@ -84,9 +85,10 @@ def _exact_shortest(value: np.float32) -> tuple[int, int]:
 def replacing(path: str) -> Iterator[BinaryIO]:
     """A new file that replaces `path` once the block ends without an error (written beside
     it, then renamed over it); on an error, `path` is left as it was."""
-    temporary = f"{path}.{os.getpid()}.saving"
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.saving"  # one per process and thread
+    file = open(temporary, "xb")  # a name in use raises here, before any file of this call exists
     try:
-        with open(temporary, "xb") as file:
+        with file:
             yield file
         os.replace(temporary, path)
     except BaseException:

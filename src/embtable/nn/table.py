@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from ..core import Tensor
 from ..device import DeviceLike
 from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import DTypeError, SerializationError, ShapeError
-from ..memory import aligned_empty, aligned_zeros
+from ..memory import aligned_zeros
 from ..rng import CHUNK_ROWS, chunk_states, table_seed
 from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
 from ..tables.sharded_checkpoint import SavedShards, is_sharded_checkpoint
@@ -272,15 +273,20 @@ def seed_rows(seed: int, start: int, stop: int, dim: int, padding_idx: int | Non
     `seed`: N(0, 1) samples (`kernels/cpu/normals.py`, a stream per chunk of rows) scaled
     by 1/sqrt(dim), padding row zeroed, as a host array of `dtype` whose rows start on cache
     lines. The same rows whatever the range drawn."""
-    from ..kernels.cpu.normals import fill_normal_chunks  # numba: imported on first use
+    from ..kernels.cpu.normals import fill_normal_rows  # numba: imported on first use
 
     draw_dtype = np.dtype(np.float64 if dtype is DType.F64 else np.float32)
     drawn = aligned_zeros((stop - start, dim), draw_dtype)  # ordinary pages: see memory.aligned_zeros
     chunks = chunk_states(seed, start // CHUNK_ROWS, -(-(stop - start) // CHUNK_ROWS))
-    fill_normal_chunks(drawn, chunks, CHUNK_ROWS, 1.0 / math.sqrt(dim))
+
+    def draw(chunk: int) -> None:
+        fill_normal_rows(drawn[chunk * CHUNK_ROWS:(chunk + 1) * CHUNK_ROWS], chunks[chunk], 1.0 / math.sqrt(dim))
+
+    with ThreadPoolExecutor(max(1, min(len(chunks), os.cpu_count() or 1))) as pool:
+        list(pool.map(draw, range(len(chunks))))
     table = drawn
     if dtype.numpy != draw_dtype:
-        table = aligned_empty((stop - start, dim), dtype.numpy)
+        table = aligned_zeros((stop - start, dim), dtype.numpy)
         np.copyto(table, drawn, casting="unsafe")
     if padding_idx is not None and start <= padding_idx < stop:
         table[padding_idx - start] = 0

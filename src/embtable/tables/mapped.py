@@ -464,7 +464,7 @@ class MappedTable:
         wide = accumulation_dtype(self.dtype)
         shape = rule.buffer_shape(self.shape)
         record = np.dtype([(name, wide.numpy, shape[1:]) for name in rule.buffer_names()])
-        if self._files.has_state(optimizer):
+        if rule.buffer_names() and self._files.has_state(optimizer):  # (SGD without momentum keeps none)
             self._files.check_state(optimizer, record)
         elif rule.buffer_names():
             self._files.create_state(optimizer, [(name, wide, shape[1:]) for name in rule.buffer_names()])

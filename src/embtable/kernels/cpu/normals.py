@@ -4,8 +4,9 @@ Drawing a new table's values was most of the time a new table takes (NumPy's
 `standard_normal`: 7.6-8.6 ns a float32 on the 2-core VM). Here each value comes from
 Marsaglia and Tsang's ziggurat (128 layers; the layer from a 64-bit draw's low bits, the
 value from its high 32, so the two are independent) over xoshiro256**, one stream per chunk
-of rows, the chunks drawn in parallel. The stream of a chunk is a function of its 256-bit
-state alone, so a chunk's values do not depend on how many chunks are drawn together.
+of rows; the caller draws chunks on threads of its own (the kernel releases the GIL and
+starts no OpenMP team: a process that forks after building a table keeps working). A
+chunk's values are a function of its 256-bit state alone.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ import math
 
 import numba as nb
 import numpy as np
-
-from .launch import parallel_jit
 
 LAYERS = 128
 TAIL = 3.442619855899  # where the last layer's tail begins
@@ -91,17 +90,14 @@ def _normal(s0, s1, s2, s3):
             return x, s0, s1, s2, s3  # in the wedge under the curve
 
 
-@parallel_jit
-def fill_normal_chunks(out, states, chunk_rows, scale):
-    """Fill the rows of the C-contiguous 2-D float `out` with N(0, 1) samples times
-    `scale`: rows ``[c * chunk_rows, (c + 1) * chunk_rows)`` from the xoshiro256** state
-    ``states[c]`` (uint64, 4 words; a row per chunk), row by row, each sample drawn in
-    float64 and rounded once."""
+@nb.njit(cache=True, nogil=True)
+def fill_normal_rows(out, state, scale):
+    """Fill the C-contiguous 2-D float `out` with N(0, 1) samples times `scale`, row by row,
+    from the xoshiro256** state `state` (4 uint64 words, left as they are), each sample
+    drawn in float64 and rounded once."""
     t = out.dtype.type
-    dim = out.shape[1]
-    for c in nb.prange(states.shape[0]):
-        s0, s1, s2, s3 = states[c, 0], states[c, 1], states[c, 2], states[c, 3]
-        for r in range(c * chunk_rows, min((c + 1) * chunk_rows, out.shape[0])):
-            for d in range(dim):
-                x, s0, s1, s2, s3 = _normal(s0, s1, s2, s3)
-                out[r, d] = t(x * scale)
+    s0, s1, s2, s3 = state[0], state[1], state[2], state[3]
+    for r in range(out.shape[0]):
+        for d in range(out.shape[1]):
+            x, s0, s1, s2, s3 = _normal(s0, s1, s2, s3)
+            out[r, d] = t(x * scale)
