@@ -282,8 +282,12 @@ def seed_rows(seed: int, start: int, stop: int, dim: int, padding_idx: int | Non
     def draw(chunk: int) -> None:
         fill_normal_rows(drawn[chunk * CHUNK_ROWS:(chunk + 1) * CHUNK_ROWS], chunks[chunk], 1.0 / math.sqrt(dim))
 
-    with ThreadPoolExecutor(max(1, min(len(chunks), os.cpu_count() or 1))) as pool:
-        list(pool.map(draw, range(len(chunks))))
+    if len(chunks) <= 1:  # a small table: no threads to start
+        for chunk in range(len(chunks)):
+            draw(chunk)
+    else:
+        with ThreadPoolExecutor(min(len(chunks), os.cpu_count() or 1)) as pool:
+            list(pool.map(draw, range(len(chunks))))
     table = drawn
     if dtype.numpy != draw_dtype:
         table = aligned_zeros((stop - start, dim), dtype.numpy)

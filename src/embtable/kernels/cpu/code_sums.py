@@ -11,7 +11,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from .prefetch import CACHE_LINE, GATHER_AHEAD, prefetch_hint
-from .row_sums import splat
+from .row_sums import splat, switch_over_tiles
 
 LANES = 8  # float32 lanes of one AVX2 register
 TILE_VECTORS = 8  # accumulators per tile: half of AVX2's 16 vector registers
@@ -99,18 +99,9 @@ def _codegen(context, builder, signature, args):
             total = builder.fmul(builder.fadd(builder.load(sums[k]), offsets), scale)
             builder.store(total, builder.gep(out, [intp(k)]), align=4)
 
-    # One loop per tile width and code width, so each keeps its sums in registers.
-    done = builder.append_basic_block("code_tile_sum.done")
-    key = builder.add(builder.mul(vectors, intp(2)), builder.zext(builder.icmp_signed("==", bits, intp(4)), intp))
-    switch = builder.switch(key, done)
-    for count in range(1, TILE_VECTORS + 1):
-        for nibbles in (False, True):
-            case = builder.append_basic_block(f"code_tile_sum.{count}{'n' if nibbles else ''}")
-            switch.add_case(intp(2 * count + nibbles), case)
-            builder.position_at_end(case)
-            emit_tile(count, nibbles)
-            builder.branch(done)
-    builder.position_at_end(done)
+    selector = builder.add(builder.mul(vectors, intp(2)), builder.zext(builder.icmp_signed("==", bits, intp(4)), intp))
+    shapes = [(count, nibbles) for count in range(1, TILE_VECTORS + 1) for nibbles in (False, True)]
+    switch_over_tiles(builder, "code_tile_sum", selector, shapes, emit_tile)
     return context.get_dummy_value()
 
 

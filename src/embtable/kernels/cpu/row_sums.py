@@ -10,6 +10,8 @@ stored once; a tile narrower than a whole number of vectors ends in a masked vec
 
 from __future__ import annotations
 
+from typing import Callable
+
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
@@ -107,21 +109,28 @@ def _codegen(context, builder, signature, args):
 
     # One loop per tile shape, so each keeps its sums in registers: the key is twice the
     # whole vectors, plus one for a partial vector.
-    done = builder.append_basic_block("tile_sum.done")
-    key = builder.add(builder.mul(builder.sdiv(width, intp(lanes)), intp(2)),
-                      builder.zext(builder.icmp_signed("!=", tail, intp(0)), intp))
-    switch = builder.switch(key, done)
-    for vectors in range(TILE_VECTORS + 1):
-        for masked in (False, True) if vectors < TILE_VECTORS else (False,):
-            if vectors == 0 and not masked:
-                continue
-            case = builder.append_basic_block(f"tile_sum.{vectors}{'m' if masked else ''}")
-            switch.add_case(intp(2 * vectors + masked), case)
-            builder.position_at_end(case)
-            emit_tile(vectors, masked)
-            builder.branch(done)
-    builder.position_at_end(done)
+    shapes = [(vectors, masked) for vectors in range(TILE_VECTORS + 1) for masked in (False, True)
+              if (vectors or masked) and not (vectors == TILE_VECTORS and masked)]
+    selector = builder.add(builder.mul(builder.sdiv(width, intp(lanes)), intp(2)),
+                           builder.zext(builder.icmp_signed("!=", tail, intp(0)), intp))
+    switch_over_tiles(builder, "tile_sum", selector, shapes, emit_tile)
     return builder.load(kept_count)
+
+
+def switch_over_tiles(builder: ir.IRBuilder, name: str, selector: ir.Value, shapes: list[tuple[int, bool]],
+                      emit: Callable[[int, bool], None]) -> None:
+    """One block per tile shape ``(vectors, flag)`` in `shapes`, filled by ``emit(vectors,
+    flag)``, entered where `selector` is ``2 * vectors + flag``; the builder continues after
+    them. A loop per shape keeps each tile's sums in registers."""
+    done = builder.append_basic_block(f"{name}.done")
+    switch = builder.switch(selector, done)
+    for vectors, flag in shapes:
+        case = builder.append_basic_block(f"{name}.{vectors}{'x' if flag else ''}")
+        switch.add_case(selector.type(2 * vectors + flag), case)
+        builder.position_at_end(case)
+        emit(vectors, flag)
+        builder.branch(done)
+    builder.position_at_end(done)
 
 
 def splat(builder: ir.IRBuilder, value: ir.Value, lanes: int) -> ir.Value:
