@@ -113,10 +113,11 @@ class Backend(Protocol):
         """The distinct values of `indices` (all in ``[0, num_rows)``), in any order, with
         memory in proportion to ``len(indices)``, not to `num_rows`."""
 
-    def group_rows(self, indices: Array) -> tuple[Array, Array, Array]:
+    def group_rows(self, indices: Array, num_rows: int | None = None) -> tuple[Array, Array, Array]:
         """The flat `indices` grouped by value: ``(rows, counts, slots)`` — the distinct
         values ascending (int64), how often each occurs, and for each position the number
-        of its value among `rows`."""
+        of its value among `rows`. `num_rows`, when given, bounds the values (all in
+        ``[0, num_rows)``): a backend may then count rather than sort."""
 
     # --- rows of a table ----------------------------------------------------------------------
 
@@ -138,6 +139,13 @@ class Backend(Protocol):
         ``bags.scales[i]`` times the dot product of its bag's gradient ``g[bags.sources[i]]``
         with its row ``table[indices[i]]`` (for a max-pool, over the elements the position
         won only); 0 for the positions left out."""
+
+    def row_dots(self, table_a: Array, ids_a: Array, table_b: Array, ids_b: Array) -> Array:
+        """``out[i, k]`` = the dot product of ``table_a[ids_a[i]]`` and ``table_b[ids_b[i, k]]``
+        (int64 `ids_a` ``[N]`` and `ids_b` ``[N, K]``, tables of one float dtype and width),
+        ``[N, K]`` in the tables' dtype, summed in the accumulation dtype; memory for the
+        result only (no ``[N, K, dim]`` of gathered rows), or for bounded chunks of rows
+        where the backend must gather. Deterministic."""
 
     def bag_of(self, offsets: Array, size: int) -> Array:
         """For each of `size` positions, the bag (int64) whose range ``offsets[b]:offsets[b+1]``

@@ -33,9 +33,10 @@ ALIGNED_FROM_BYTES = 4096
 #: enough to share the work between threads.
 DENSE_BLOCK = 4096
 
-#: `distinct` marks rows in a table-sized bitmap (fast) only while the table has at most
-#: this many rows per index; beyond, it sorts the indices, so a lookup into a huge table
-#: allocates nothing of the table's size.
+#: `distinct` marks rows in a table-sized bitmap and `group_rows` counts them in a
+#: table-sized array (fast) only while the table has at most this many rows per index;
+#: beyond, they sort the indices, so a lookup into a huge table allocates nothing of the
+#: table's size.
 BITMAP_ROWS_PER_INDEX = 64
 
 
@@ -58,6 +59,14 @@ def _bag_kernels() -> Any:
 _POOL_MODES = {"sum": 0, "mean": 1, "max": 2}  # the kernels' mode codes (kernels.cpu.bags)
 _NONE = np.empty(0, np.int64)
 _NO_WEIGHTS = {dtype: np.empty(0, dtype) for dtype in _KERNEL_FLOATS}  # the kernels' "no weights"
+
+
+@functools.lru_cache(maxsize=None)
+def _dot_kernels() -> Any:
+    """The numba dot-product kernels, imported on first use only."""
+    from ..kernels.cpu import dots
+
+    return dots
 
 
 @functools.lru_cache(maxsize=None)
@@ -137,8 +146,10 @@ class NumpyBackend:
             return np.unique(flat)
         return _rows_kernels().distinct(flat, num_rows)
 
-    def group_rows(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def group_rows(self, indices: np.ndarray, num_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         indices = indices.reshape(-1)
+        if num_rows is not None and num_rows <= BITMAP_ROWS_PER_INDEX * indices.size:
+            return _rows_kernels().count_rows(indices, num_rows)
         shift = max(int(indices.size).bit_length(), 1)
         if indices.size == 0 or int(indices.max()) >= 1 << (63 - shift):  # keys would overflow
             rows, slots, counts = np.unique(indices, return_inverse=True, return_counts=True)
@@ -178,6 +189,16 @@ class NumpyBackend:
         _bag_kernels().weight_grad(g, table, indices, bags.sources,
                                    _NONE.reshape(0, 0) if bags.selected is None else bags.selected, bags.scales, out)
         return out
+
+    def row_dots(self, table_a: np.ndarray, ids_a: np.ndarray, table_b: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
+        if table_a.dtype in _KERNEL_FLOATS and table_a.flags.c_contiguous and table_b.flags.c_contiguous:
+            out = np.empty(ids_b.shape, table_a.dtype)
+            _dot_kernels().row_dots(table_a, ids_a, table_b, ids_b, out)
+            return out
+        wide = accumulation_dtype(DType.from_numpy(table_a.dtype)).numpy  # half precision, or a view: rare
+        rows_a = np.take(table_a, ids_a, axis=0).astype(wide)
+        dots = np.einsum("nd,nkd->nk", rows_a, np.take(table_b, ids_b, axis=0).astype(wide))
+        return dots.astype(table_a.dtype)
 
     def bag_of(self, offsets: np.ndarray, size: int) -> np.ndarray:
         return _bag_kernels().bag_of_positions(offsets, size)

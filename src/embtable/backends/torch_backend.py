@@ -25,6 +25,10 @@ _TORCH = {
 }
 _FROM_TORCH = {t: d for d, t in _TORCH.items()}
 
+#: The most elements of gathered rows that `row_dots` and a pooled gradient's `scatter_sum`
+#: hold at once: PyTorch gathers rows to compute with them, so they go a chunk at a time.
+CHUNK_ELEMENTS = 2**22
+
 
 def _dims(x: torch.Tensor, axis: Any) -> tuple[int, ...]:
     if axis is None:
@@ -234,7 +238,7 @@ class TorchBackend:
     def distinct(self, indices: torch.Tensor, num_rows: int) -> torch.Tensor:
         return torch.unique(indices.reshape(-1))
 
-    def group_rows(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def group_rows(self, indices: torch.Tensor, num_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows, slots, counts = torch.unique(indices.reshape(-1), sorted=True, return_inverse=True,
                                            return_counts=True)
         return rows.to(torch.int64), counts, slots
@@ -242,13 +246,16 @@ class TorchBackend:
     def scatter_sum(self, values: torch.Tensor, slots: torch.Tensor, rows: int,
                     targets: torch.Tensor | None = None, counts: torch.Tensor | None = None,
                     bags: BagGradient | None = None) -> torch.Tensor:
-        if bags is not None:
-            values = self._bag_shares(values, bags) * bags.coefficients.to(values.dtype)[:, None]
         destinations = slots if targets is None else targets[slots]
-        keep = destinations >= 0
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
-        with _deterministic:  # GPUs would otherwise add with atomics, in no fixed order
-            out.index_put_((destinations[keep],), values[keep], accumulate=True)
+        chunk = slots.shape[0] if bags is None else max(1, CHUNK_ELEMENTS // max(values.shape[1], 1))
+        for start in range(0, slots.shape[0], chunk):  # in position order: the same sums whatever the chunk
+            part = slice(start, start + chunk)
+            shares = values[part] if bags is None else \
+                self._bag_shares(values, bags, part) * bags.coefficients[part].to(values.dtype)[:, None]
+            keep = destinations[part] >= 0
+            with _deterministic:  # GPUs would otherwise add with atomics, in no fixed order
+                out.index_put_((destinations[part][keep],), shares[keep], accumulate=True)
         if counts is not None:
             touched = torch.nonzero(counts).reshape(-1)
             where = touched if targets is None else targets[touched]
@@ -256,13 +263,14 @@ class TorchBackend:
             out[where[keep]] /= counts[touched[keep]].to(out.dtype)[:, None]
         return out
 
-    def _bag_shares(self, g: torch.Tensor, bags: BagGradient) -> torch.Tensor:
-        """``[N, dim]``: each position's bag gradient, zero for positions left out and, in a
-        max-pool, for the elements a position did not win."""
-        source = bags.sources.clamp(min=0)
-        shares = g[source] * (bags.sources >= 0).to(g.dtype)[:, None]
+    def _bag_shares(self, g: torch.Tensor, bags: BagGradient, part: slice = slice(None)) -> torch.Tensor:
+        """``[N, dim]`` (the positions of `part`): each position's bag gradient, zero for
+        positions left out and, in a max-pool, for the elements a position did not win."""
+        sources = bags.sources[part]
+        source = sources.clamp(min=0)
+        shares = g[source] * (sources >= 0).to(g.dtype)[:, None]
         if bags.selected is not None:
-            positions = torch.arange(source.shape[0], device=source.device)[:, None]
+            positions = torch.arange(bags.sources.shape[0], device=source.device)[part, None]
             shares = shares * (bags.selected[source] == positions).to(g.dtype)
         return shares
 
@@ -270,6 +278,17 @@ class TorchBackend:
                         bags: BagGradient) -> torch.Tensor:
         rows = table[indices].to(g.dtype)
         return (self._bag_shares(g, bags) * rows).sum(1) * bags.scales.to(g.dtype)
+
+    def row_dots(self, table_a: torch.Tensor, ids_a: torch.Tensor, table_b: torch.Tensor,
+                 ids_b: torch.Tensor) -> torch.Tensor:
+        wide = _TORCH[accumulation_dtype(_FROM_TORCH[table_a.dtype])]
+        out = torch.empty(tuple(ids_b.shape), dtype=wide, device=table_a.device)
+        chunk = max(1, CHUNK_ELEMENTS // max(ids_b.shape[1] * table_a.shape[1], 1))
+        for start in range(0, ids_b.shape[0], chunk):
+            part = slice(start, start + chunk)
+            rows_b = table_b[ids_b[part]].to(wide)
+            out[part] = torch.bmm(rows_b, table_a[ids_a[part]].to(wide)[:, :, None])[:, :, 0]
+        return out.to(table_a.dtype)
 
     def bag_of(self, offsets: torch.Tensor, size: int) -> torch.Tensor:
         bag = torch.repeat_interleave(torch.arange(offsets.shape[0] - 1, device=offsets.device),

@@ -12,10 +12,13 @@ from ..core.arguments import float_tensor_argument
 from ..errors import DTypeError, ShapeError
 from ..rng import generator
 from ..validate import probability
+from .embedding import Embedding
 from .lookup import bag_lookup, lookup
 from .options import BagOptions, EmbeddingOptions
+from .pairs import embedding_dot as _embedding_dot
 
-__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "dropout", "embedding", "embedding_bag", "linear",
+__all__ = ["binary_cross_entropy_with_logits", "cross_entropy", "dropout", "embedding", "embedding_bag",
+           "embedding_dot", "linear",
            "log_softmax", "mse_loss", "relu", "softmax"]
 
 
@@ -48,6 +51,54 @@ def embedding_bag(indices: Any, weight: Tensor, offsets: Any = None, max_norm: f
                                  scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, max_norm_mode=max_norm_mode,
                                  mode=mode, include_last_offset=include_last_offset)
     return bag_lookup(weight, indices, offsets, per_sample_weights, options)
+
+
+def embedding_dot(table_a: Embedding, ids_a: Any, table_b: Embedding, ids_b: Any) -> Tensor:
+    """The dot product of the row ``ids_a[i]`` of `table_a` with each row ``ids_b[i, k]`` of
+    `table_b`, as one op: ``(table_a(ids_a)[..., None, :] * table_b(ids_b)).sum(-1)``
+    without the looked-up rows or their products ever being held. The core of skip-gram
+    (word2vec), matrix factorisation and two-tower models scored against sampled
+    negatives.
+
+    Args:
+        table_a: an `Embedding` layer.
+        ids_a: integer indices into `table_a`, any shape ``S`` (``[N]`` for a batch of N
+            anchors), each in ``[0, table_a.num_embeddings)``; a tensor on the tables'
+            device, a NumPy array or a list.
+        table_b: an `Embedding` layer of the same `embedding_dim`, dtype and device; may be
+            `table_a` itself (then both sides' gradients add up in it).
+        ids_b: integer indices into `table_b` of shape ``S`` (one row per anchor: the
+            result has shape ``S``) or ``[*S, K]`` (K rows per anchor, e.g. a positive and
+            K - 1 sampled negatives: the result has shape ``[*S, K]``).
+
+    Returns:
+        A tensor of the tables' dtype and device: ``out[i, k] = <table_a.weight[ids_a[i]],
+        table_b.weight[ids_b[i, k]]>``, summed in the accumulation dtype (float32 for half
+        precision) in an order of its own (so the last bits may differ from
+        ``(a * b).sum(-1)``'s; the same inputs always give the same bits).
+
+    Each table's options apply to its own side exactly as its lookup of those indices
+    would apply them: the gradient reaches ``table_a.weight`` as that of ``table_a(ids_a)``
+    and ``table_b.weight`` as that of ``table_b(ids_b)`` would, so no gradient goes into a
+    table's `padding_idx` row (whose stored values are used as they are, as a lookup
+    returns them), `scale_grad_by_freq` divides by a row's count in that side's indices,
+    and `sparse` gives a `RowSparseGrad` (rows ascending, summed deterministically). With
+    ``max_norm_mode="renorm"`` each side's looked-up rows are renormed in its table first,
+    as its lookup would (`table_a`'s, then `table_b`'s). The backward reads both tables
+    again, so changing either in place before it raises `ModifiedTensorError`.
+
+    Tables held in memory compute it as one op; tables that are file-backed or sharded,
+    or that clip (``max_norm_mode="clip"``), compute exactly the expression above (the
+    same values and gradients, with the ``[*S, K, dim]`` rows held).
+
+    Raises:
+        InvalidArgumentError: a table that is not an `Embedding`.
+        ShapeError: tables of different widths, or `ids_b` of neither shape above.
+        DTypeError: tables of different dtypes, or indices that are not integers.
+        DeviceError: tables on different devices, or indices on another device.
+        IndexOutOfRangeError: an index outside its table, named with its position.
+    """
+    return _embedding_dot(table_a, ids_a, table_b, ids_b)
 
 
 def linear(x: Any, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -6,7 +6,7 @@ storage gathers, pools and renorms, `embtable.core.ops` computes the gradients.
 
 Lookups of one table may run in several threads at once (they only read it), except where
 ``max_norm`` renorms: a renorm rewrites rows in place, so a renormed lookup holds the
-table's renorm lock from its renorm to its read of the rows (`_renorm_lock`). Concurrent
+table's renorm lock from its renorm to its read of the rows (`renorm_lock`). Concurrent
 renormed lookups then give what the same calls give one after another, in some order:
 without it, two could rescale a row twice or read it half rescaled.
 """
@@ -37,8 +37,8 @@ def lookup(weight: Tensor, indices: Any, options: EmbeddingOptions) -> Tensor:
     holds `weight`'s values; see `Embedding` for the semantics."""
     table = storage_of(weight)
     index = checked_indices(indices, table.num_rows, table.backend, TABLE_NAME)
-    if _renorms(options):
-        with _renorm_lock(weight):
+    if renorms(options):
+        with renorm_lock(weight):
             table.renorm_rows_(index, options.max_norm, options.norm_type)
             return _looked_up(table, weight, index, options)
     rows = _looked_up(table, weight, index, options)
@@ -56,8 +56,8 @@ def bag_lookup(weight: Tensor, indices: Any, offsets: Any, per_sample_weights: A
     weights = checked_sample_weights(per_sample_weights, index, weight.device, weight.dtype)
     flat = index.reshape(-1)
     bags = bags_of(starts, table.backend, options.padding_idx)
-    if _renorms(options):
-        with _renorm_lock(weight):
+    if renorms(options):
+        with renorm_lock(weight):
             table.renorm_rows_(flat, options.max_norm, options.norm_type)
             return _pooled(table, weight, flat, bags, weights, options)
     if options.max_norm is None:
@@ -73,7 +73,7 @@ def prefetch_rows(weight: Tensor, indices: Any) -> None:
     table.prefetch(checked_indices(indices, table.num_rows, table.backend, TABLE_NAME))
 
 
-def _renorms(options: EmbeddingOptions) -> bool:
+def renorms(options: EmbeddingOptions) -> bool:
     """Whether a lookup with `options` renorms its rows in the table first."""
     return options.max_norm is not None and options.max_norm_mode == "renorm"
 
@@ -82,7 +82,7 @@ _renorm_locks: dict[int, threading.Lock] = {}  # id(weight) -> the lock of its r
 _renorm_locks_made = threading.Lock()
 
 
-def _renorm_lock(weight: Tensor) -> threading.Lock:
+def renorm_lock(weight: Tensor) -> threading.Lock:
     """The lock that `weight`'s renormed lookups hold from their renorm to their read of
     the rows: one per table, made by its first renormed lookup and dropped with it (a
     tensor compares element-wise, so it cannot key a ``WeakKeyDictionary``). An uncontended

@@ -196,6 +196,12 @@ class TableLayer(Layer, OptionProperties):
         self._options = options
 
     @property
+    def options(self) -> EmbeddingOptions:
+        """Every option of the layer at once, validated (`EmbeddingOptions`, or `BagOptions`
+        for a pooled layer): what functions that look rows up on the layer's behalf read."""
+        return self._options
+
+    @property
     def num_embeddings(self) -> int:
         """The number of rows."""
         return self.weight.shape[0]

@@ -84,7 +84,7 @@ def table_grad(g: Any, indices: Any, table: Tensor, padding_idx: int | None, sca
             out[padding_idx] = 0
         return out
     xp = backend.xp
-    rows, counts, slots = backend.group_rows(flat)
+    rows, counts, slots = backend.group_rows(flat, num_rows)
     kept = rows != (-1 if padding_idx is None else padding_idx)
     targets = xp.where(kept, xp.cumsum(kept) - 1, -1)
     values = backend.scatter_sum(g, slots, int(kept.sum()), targets, counts if scale_grad_by_freq else None,

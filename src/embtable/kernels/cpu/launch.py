@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numba as nb
 
-_compile = nb.njit(cache=True, nogil=True, parallel=True)
+_REASSOCIATE = {"reassoc", "contract"}  # a dot product's sum in vector lanes, with fused multiply-adds
 _one_launch = threading.Lock()  # held by a launch where the layer is not threadsafe
 
 
@@ -33,10 +33,16 @@ def _threadsafe_layer() -> bool:
 THREADSAFE = _threadsafe_layer()
 
 
-def parallel_jit(function: Callable[..., Any]) -> Callable[..., Any]:
+def parallel_jit(function: Callable[..., Any] | None = None, *, reassociate: bool = False) -> Any:
     """`function` compiled as a parallel kernel (cached on disk, GIL released), its
-    launches taking turns when the threading layer is not threadsafe."""
-    kernel = _compile(function)
+    launches taking turns when the threading layer is not threadsafe. With `reassociate`
+    (``@parallel_jit(reassociate=True)``) its float sums may be reordered and multiply-adds
+    fused, which a reduction such as a dot product needs to use vector registers: still the
+    same bits for the same inputs (the order is fixed when compiled), not the sequential
+    order's."""
+    if function is None:
+        return functools.partial(parallel_jit, reassociate=reassociate)
+    kernel = nb.njit(cache=True, nogil=True, parallel=True, fastmath=_REASSOCIATE if reassociate else False)(function)
     if THREADSAFE:
         return kernel
 
