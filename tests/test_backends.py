@@ -119,12 +119,13 @@ def test_counting_and_grouping(backend, rng):
     assert sorted(host(backend, backend.distinct(array, 20)).tolist()) == sorted(set(indices.tolist()))
     huge = put(backend, np.array([7, 10**9, 7, 3]))  # a table far larger than the batch
     assert sorted(host(backend, backend.distinct(huge, 2 * 10**9)).tolist()) == [3, 7, 10**9]
-    rows, counts, slots = backend.group_rows(array)
     expected_rows, inverse, expected_counts = np.unique(indices, return_inverse=True, return_counts=True)
-    np.testing.assert_array_equal(host(backend, rows), expected_rows)
-    assert backend.dtype_of(rows) is et.DType.I64
-    np.testing.assert_array_equal(host(backend, counts), expected_counts)
-    np.testing.assert_array_equal(host(backend, slots), inverse)
+    for num_rows in (None, 20, 10**6):  # unbounded; counted within a small table; sorted in a huge one
+        rows, counts, slots = backend.group_rows(array, num_rows)
+        np.testing.assert_array_equal(host(backend, rows), expected_rows)
+        assert backend.dtype_of(rows) is et.DType.I64
+        np.testing.assert_array_equal(host(backend, counts), expected_counts)
+        np.testing.assert_array_equal(host(backend, slots), inverse)
 
 
 @pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16, et.DType.BF16], ids=str)
@@ -157,6 +158,19 @@ def test_scatter_sum(backend, dtype, rng):
     np.testing.assert_allclose(host(backend, plain), reference, rtol=1e-5)
     again = backend.scatter_sum(put(backend, values), put(backend, slots), 8)
     assert np.array_equal(host(backend, plain), host(backend, again))  # deterministic
+
+
+def test_scatter_sum_of_no_positions(backend):
+    """An empty batch's gradient: all zeros, with or without counts, targets or bags."""
+    from embtable.backends import BagGradient
+
+    values, slots = put(backend, np.zeros((0, 3))), put(backend, np.zeros(0, np.int64))
+    nothing = put(backend, np.zeros(0))
+    for kwargs in (dict(), dict(counts=put(backend, np.zeros(4, np.int64))),
+                   dict(targets=put(backend, np.zeros(0, np.int64))),
+                   dict(bags=BagGradient(put(backend, np.zeros(0, np.int64)), nothing, nothing))):
+        got = backend.scatter_sum(values, slots, 4, **kwargs)
+        np.testing.assert_array_equal(host(backend, got), np.zeros((4, 3)))
 
 
 def test_add_rows(backend, rng):
@@ -328,3 +342,45 @@ def test_a_new_table_starts_on_a_cache_line():
     for table in (et.nn.Embedding(1000, 64), et.nn.EmbeddingBag(1000, 64, dtype=et.DType.F16),
                   et.nn.Embedding.from_pretrained(np.ones((1000, 64), np.float32))):
         assert address(table.weight) % 64 == 0
+
+
+# --- dot products of rows -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout, chunked", [("C", False), ("C", True), ("F", False)],
+                         ids=["one-chunk", "chunked", "fortran"])  # F: tables the NumPy kernel cannot take
+@pytest.mark.parametrize("n, k", [(9, 4), (9, 1), (9, 0), (0, 3), (0, 0), (3000, 7)])
+@pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16, et.DType.BF16], ids=str)
+def test_row_dots(backend, dtype, n, k, layout, chunked, rng, monkeypatch):
+    if chunked:  # PyTorch's backend gathers rows a chunk at a time: here a few rows per chunk
+        monkeypatch.setattr("embtable.backends.torch_backend.CHUNK_ELEMENTS", 50)
+    table_a = rng.standard_normal((20, 7)).astype(dtype.numpy)
+    table_b = rng.standard_normal((15, 7)).astype(dtype.numpy)
+    ids_a, ids_b = rng.integers(0, 20, n), rng.integers(0, 15, (n, k))
+    if n:
+        ids_a[:3], ids_b[0, :] = 19, 14  # repeats, and the last rows
+    arrange = np.asfortranarray if layout == "F" else np.ascontiguousarray
+    args = (backend.from_host(arrange(table_a)), put(backend, ids_a), backend.from_host(arrange(table_b)),
+            put(backend, ids_b))
+    out = backend.row_dots(*args)
+    assert backend.dtype_of(out) is dtype and tuple(out.shape) == (n, k)
+    expected = np.einsum("nd,nkd->nk", table_a.astype(np.float64)[ids_a], table_b.astype(np.float64)[ids_b])
+    tolerance = {et.DType.F64: 1e-12, et.DType.F32: 1e-5, et.DType.F16: 2e-3, et.DType.BF16: 1.6e-2}[dtype]
+    np.testing.assert_allclose(host(backend, out).astype(np.float64), expected, rtol=tolerance, atol=tolerance)
+    assert host(backend, backend.row_dots(*args)).tobytes() == host(backend, out).tobytes()  # deterministic
+    np.testing.assert_array_equal(host(backend, args[0]), table_a)  # the tables are only read
+
+
+def test_row_dots_sums_half_precision_in_float32(backend):
+    """Products that a half-precision sum would lose: 1 + 2000 * 2**-12 (each step under
+    half an ulp of F16 at 1), exact in F32 and then rounded once."""
+    dim = 2001
+    row = np.full((1, dim), 2.0**-6, np.float32)
+    row[0, 0] = 1.0
+    other = np.full((1, dim), 2.0**-6, np.float32)
+    other[0, 0] = 1.0
+    exact = 1.0 + 2000 * 2.0**-12
+    for dtype in (et.DType.F16, et.DType.BF16):
+        out = backend.row_dots(put(backend, row.astype(dtype.numpy)), put(backend, np.array([0])),
+                               put(backend, other.astype(dtype.numpy)), put(backend, np.array([[0, 0]])))
+        np.testing.assert_array_equal(host(backend, out).astype(np.float32),
+                                      np.full((1, 2), np.float32(exact).astype(dtype.numpy), np.float32))

@@ -248,7 +248,7 @@ class TorchBackend:
                     bags: BagGradient | None = None) -> torch.Tensor:
         destinations = slots if targets is None else targets[slots]
         out = torch.zeros((rows, values.shape[1]), dtype=values.dtype, device=values.device)
-        chunk = slots.shape[0] if bags is None else max(1, CHUNK_ELEMENTS // max(values.shape[1], 1))
+        chunk = max(1, slots.shape[0] if bags is None else CHUNK_ELEMENTS // max(values.shape[1], 1))
         for start in range(0, slots.shape[0], chunk):  # in position order: the same sums whatever the chunk
             part = slice(start, start + chunk)
             shares = values[part] if bags is None else \
