@@ -1,13 +1,15 @@
 """embtable's word2vec (the demo's) against gensim's Word2Vec: the same corpus and settings
-(skip-gram, 5 negatives, window 5, dim 100, 15 epochs, 2 workers, min_count 5, sample 1e-3).
+(skip-gram, 5 negatives, window 5, dim 100, 5 epochs, 2 workers, min_count 5, sample 1e-3;
+`--epochs`, `--optimizer`, `--lr` and `--batch` change embtable's and the epochs both's).
 
-Reports training words per second (corpus words x epochs / training seconds) for both, and
-how alike the two sets of vectors are: the Spearman correlation of the pairwise cosine
-similarities of the 300 most frequent words, and the mean overlap of their 10 nearest
-neighbours. A second gensim run with another seed calibrates those numbers: two runs of
+Reports training words per second (corpus words x epochs / training seconds) for both, the
+median of `--runs` runs taken in turn (embtable, gensim, embtable, ...: this machine's speed
+drifts), and how alike the two sets of vectors are: the Spearman correlation of the pairwise
+cosine similarities of the 300 most frequent words, and the mean overlap of their 10 nearest
+neighbours. The first two gensim runs (seeds 0 and 1) calibrate those numbers: two runs of
 the same algorithm differ too. Needs gensim (pip install gensim); not part of the tests.
 
-    .venv/bin/python benchmarks/word2vec_vs_gensim.py [--epochs N]
+    .venv/bin/python benchmarks/word2vec_vs_gensim.py [--runs 3] [--epochs N] [--optimizer adam]
 """
 
 import argparse
@@ -55,22 +57,36 @@ def agreement(a, b, frequent=300, k=10):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=Settings().epochs)
+    defaults = Settings()
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--optimizer", default=defaults.optimizer)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
     args = parser.parse_args()
-    settings = Settings(epochs=args.epochs)
+    settings = Settings(epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch=args.batch)
     corpus = stdlib_corpus()
     vocabulary = Vocabulary.build(corpus, 5)
     words = sum(map(len, corpus)) * settings.epochs
-    print(f"corpus: {sum(map(len, corpus))} words, vocabulary {len(vocabulary)}, {settings.epochs} epochs")
+    print(f"corpus: {sum(map(len, corpus))} words, vocabulary {len(vocabulary)}, {settings}")
 
-    ours, our_seconds = embtable_vectors(corpus, vocabulary, settings, seed=0)
-    theirs, their_seconds = gensim_vectors(corpus, vocabulary.words, settings, seed=0)
-    again, _ = gensim_vectors(corpus, vocabulary.words, settings, seed=1)
+    ours, theirs, our_seconds, their_seconds = [], [], [], []
+    for run in range(max(args.runs, 2)):
+        if run < args.runs:
+            vectors, seconds = embtable_vectors(corpus, vocabulary, settings, seed=run)
+            ours.append(vectors)
+            our_seconds.append(seconds)
+        vectors, seconds = gensim_vectors(corpus, vocabulary.words, settings, seed=run)
+        theirs.append(vectors)
+        their_seconds.append(seconds)
+        print(f"run {run}: embtable {our_seconds[-1]:.1f} s, gensim {seconds:.1f} s")
 
-    print(f"embtable: {words / our_seconds:9.0f} words/s ({our_seconds:.1f} s)")
-    print(f"gensim:   {words / their_seconds:9.0f} words/s ({their_seconds:.1f} s)")
-    print(f"embtable / gensim words per second: {their_seconds / our_seconds:.2f}")
-    for name, (x, y) in {"embtable vs gensim": (ours, theirs), "gensim vs gensim (seed 1)": (theirs, again)}.items():
+    ours_s, theirs_s = float(np.median(our_seconds)), float(np.median(their_seconds))
+    print(f"embtable: {words / ours_s:9.0f} words/s ({ours_s:.1f} s, median of {len(our_seconds)})")
+    print(f"gensim:   {words / theirs_s:9.0f} words/s ({theirs_s:.1f} s, median of {len(their_seconds)})")
+    print(f"embtable / gensim words per second: {theirs_s / ours_s:.2f}")
+    for name, (x, y) in {"embtable vs gensim": (ours[0], theirs[0]),
+                         "gensim vs gensim (seed 1)": (theirs[0], theirs[1])}.items():
         rho, overlap = agreement(x, y)
         print(f"{name:27}: similarity Spearman rho {rho:.3f}, top-10 neighbour overlap {overlap:.3f}")
 

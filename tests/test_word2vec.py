@@ -109,8 +109,9 @@ def test_demo_help_explains_every_option_and_its_default(capsys, monkeypatch):
     for entry in entries[1:]:
         assert re.search(r"\(default: [^)]+\)", entry), entry
         assert len(entry.split("(default")[0].split()) > 3, entry  # a help text, not only the option's name
-    for option, default in [("--dim", Settings().dim), ("--epochs", Settings().epochs), ("--lr", Settings().lr)]:
-        assert f"(default: {default})" in entries[names.index(option)]
+    for option, default in [("--dim", Settings().dim), ("--epochs", Settings().epochs), ("--optimizer", "sgd"),
+                            ("--lr", "0.025 for sgd, 0.01 for adam")]:
+        assert f"(default: {default})" in " ".join(entries[names.index(option)].split())
 
 
 @pytest.mark.parametrize("content, message", [

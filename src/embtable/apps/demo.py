@@ -15,7 +15,7 @@ from ..errors import Error, InvalidArgumentError
 from ..tables.progress import progress_bar
 from . import plots
 from .corpus import file_corpus, stdlib_corpus
-from .word2vec import Settings, Vocabulary, train
+from .word2vec import FINAL_LR_SHARE, OPTIMIZERS, Settings, Vocabulary, train
 
 PROBES = ("list", "file", "thread", "error", "string", "socket")
 
@@ -37,8 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="noise words contrasted with each (word, context) pair (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="passes over the corpus (default: %(default)s)")
-    parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help="Adam's learning rate, constant over training (default: %(default)s)")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=defaults.optimizer,
+                        help="sgd: word2vec's and gensim's plain SGD, the rate falling linearly to "
+                             f"{FINAL_LR_SHARE:g} of its start over training; adam: Adam, the rate constant "
+                             "(default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="the learning rate (SGD's per (word, context) pair at the start) (default: "
+                             + ", ".join(f"{rate} for {name}" for name, rate in OPTIMIZERS.items()) + ")")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the initial vectors and every random draw of training (default: %(default)s)")
     parser.add_argument("--device", default="cpu",
@@ -50,7 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> None:
     """Build the corpus, train, write every output, print neighbours."""
     et.set_default_device(args.device)
-    if min(args.dim, args.window, args.negatives, args.epochs, args.min_count) < 1 or args.lr <= 0:
+    if min(args.dim, args.window, args.negatives, args.epochs, args.min_count) < 1 or \
+            (args.lr is not None and args.lr <= 0):
         raise InvalidArgumentError("--dim, --window, --negatives, --epochs and --min-count must be >= 1 "
                                    "and --lr > 0")
     started = time.perf_counter()
@@ -69,7 +75,8 @@ def run(args: argparse.Namespace) -> None:
           f"seen {args.min_count}+ times ({time.perf_counter() - started:.1f} s)")
 
     et.manual_seed(args.seed)
-    settings = Settings(dim=args.dim, window=args.window, negatives=args.negatives, epochs=args.epochs, lr=args.lr)
+    settings = Settings(dim=args.dim, window=args.window, negatives=args.negatives, epochs=args.epochs, lr=args.lr,
+                        optimizer=args.optimizer)
     with progress_bar(len(ids) * args.epochs, True, unit="word", unit_scale=True, desc="training",
                       mininterval=1.0) as bar:
 

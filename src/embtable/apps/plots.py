@@ -25,10 +25,10 @@ MARKER_AREA = 6.0
 SMOOTHING = 0.98
 
 LOSS_CAPTION = (
-    "Each batch's loss is taken on pairs just before training on them. Pairs are shuffled anew every "
-    "epoch and the learning rate is constant; the sawtooth from epoch 2 on is memorisation: every pair "
-    "was trained on in earlier epochs, those early in an epoch recently and later ones longer ago, so "
-    "the loss drops where an epoch starts and creeps up within it. Pairs never trained on do not show it.")
+    "Each batch's loss is taken on pairs just before training on them; pairs are shuffled anew every "
+    "epoch. The small drop where an epoch starts is memorisation: every pair was trained on in earlier "
+    "epochs, those early in an epoch recently and later ones longer ago (with Adam's constant rate it "
+    "becomes a sawtooth; SGD's rate falls over training). Pairs never trained on do not show it.")
 
 
 def pyplot() -> ModuleType:

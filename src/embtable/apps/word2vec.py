@@ -10,6 +10,7 @@ unigram distribution raised to 0.75.
 from __future__ import annotations
 
 import collections
+import functools
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -19,6 +20,7 @@ from .. import nn, optim
 from ..core import Tensor
 from ..errors import InvalidArgumentError
 from ..nn import functional as F
+from ..rng import generator
 
 
 @dataclass(frozen=True)
@@ -56,15 +58,32 @@ class Vocabulary:
         return np.array(ids, np.int64), np.array(sentence_of, np.int64)
 
 
+#: The optimizers training may use, each with its default learning rate: SGD's per pair at
+#: the start (word2vec's and gensim's), Adam's constant.
+OPTIMIZERS = {"sgd": 0.025, "adam": 0.01}
+
+#: How far the learning rate of SGD decays by the end of training (gensim's 0.0001 / 0.025).
+FINAL_LR_SHARE = 0.004
+
+
 @dataclass(frozen=True)
 class Settings:
+    """How to train; the defaults are gensim's (`Word2Vec(sg=1)`) but for the batch, which
+    gensim does not have (it updates after every pair)."""
+
     dim: int = 100
     window: int = 5
     negatives: int = 5
-    epochs: int = 15
-    lr: float = 0.01
+    epochs: int = 5
+    lr: float | None = None  # None: the optimizer's default in OPTIMIZERS
     batch: int = 4096
     subsample: float = 1e-3
+    optimizer: str = "sgd"
+
+    @property
+    def learning_rate(self) -> float:
+        """`lr`, or the optimizer's default."""
+        return OPTIMIZERS[self.optimizer] if self.lr is None else self.lr
 
 
 def keep_probabilities(counts: np.ndarray, threshold: float) -> np.ndarray:
@@ -98,21 +117,30 @@ def skipgram_pairs(ids: np.ndarray, sentence_of: np.ndarray, window: int,
 
 
 class SkipGram(nn.Layer):
-    """Two tables: the word vectors (the result) and the context vectors (used in training)."""
+    """Two tables: the word vectors (the result) and the context vectors (used in training).
+    The word vectors start uniform in ``±0.5 / dim`` and the context vectors at zero, as
+    word2vec's and gensim's do."""
 
     def __init__(self, vocabulary_size: int, dim: int) -> None:
-        self.words = nn.Embedding(vocabulary_size, dim, sparse=True)
+        start = (generator().random((vocabulary_size, dim)) - 0.5) / dim
+        self.words = nn.Embedding.from_pretrained(start.astype(np.float32), freeze=False, sparse=True)
         self.contexts = nn.Embedding.from_pretrained(np.zeros((vocabulary_size, dim), np.float32),
                                                      freeze=False, sparse=True)
 
-    def forward(self, centers: np.ndarray, contexts: np.ndarray, noise: np.ndarray) -> Tensor:
-        """The negative-sampling loss of a batch: ``-log σ(w·c) - Σ log σ(-w·n)``, mean over pairs."""
-        w = self.words(centers)
-        positive = (w * self.contexts(contexts)).sum(axis=-1)
-        negative = (w.reshape(len(centers), 1, -1) * self.contexts(noise)).sum(axis=-1)
-        ones, zeros = np.ones(positive.shape, np.float32), np.zeros(negative.shape, np.float32)
-        return (F.binary_cross_entropy_with_logits(positive, ones)
-                + F.binary_cross_entropy_with_logits(negative, zeros) * noise.shape[1])
+    def forward(self, centers: np.ndarray, targets: np.ndarray) -> Tensor:
+        """The negative-sampling loss of a batch, the mean over its pairs of
+        ``-log σ(w·c) - Σ log σ(-w·n)``: `targets` ``[N, 1 + K]`` holds each center's context
+        word, then its K noise words."""
+        scores = F.embedding_dot(self.words, centers, self.contexts, targets)
+        return F.binary_cross_entropy_with_logits(scores, _labels(*targets.shape)) * targets.shape[1]
+
+
+@functools.lru_cache(maxsize=4)
+def _labels(pairs: int, columns: int) -> np.ndarray:
+    """1 for each pair's context word, 0 for its noise words."""
+    labels = np.zeros((pairs, columns), np.float32)
+    labels[:, 0] = 1
+    return labels
 
 
 def train(vocabulary: Vocabulary, ids: np.ndarray, sentence_of: np.ndarray, settings: Settings,
@@ -122,33 +150,64 @@ def train(vocabulary: Vocabulary, ids: np.ndarray, sentence_of: np.ndarray, sett
     begun), and whether all epochs ran. `progress` is told how many corpus words each batch
     covers and its loss. A KeyboardInterrupt ends training early, keeping what was learned.
 
-    Each epoch draws its own pairs (subsampling, windows) in a fresh random order; the
-    learning rate is constant. Losses are measured on each batch before the step that trains
-    on it."""
+    Each epoch draws its own pairs (subsampling, windows) and noise words in a fresh random
+    order. SGD's learning rate falls linearly from `lr` to ``lr * FINAL_LR_SHARE`` over
+    training and applies per pair, as word2vec's does (the loss is a mean over the batch,
+    so the optimizer's rate is `lr` times the batch size); Adam's is `lr`, constant. Losses
+    are measured on each batch before the step that trains on it."""
     model = model or SkipGram(len(vocabulary), settings.dim)
-    optimizer = optim.Adam(model.parameters(), lr=settings.lr)
     keep = keep_probabilities(vocabulary.counts, settings.subsample)
-    noise = noise_distribution(vocabulary.counts)
+    noise = NoiseSampler(noise_distribution(vocabulary.counts))
+    optimizer = _optimizer(model, settings)
     losses: list[list[float]] = []
+    total = settings.epochs * len(ids)
+    done = 0
     try:
         for _ in range(settings.epochs):
             losses.append([])
             kept = rng.random(len(ids)) < keep[ids]
             centers, contexts = skipgram_pairs(ids[kept], sentence_of[kept], settings.window, rng)
+            targets = np.empty((len(centers), 1 + settings.negatives), np.int64)
+            targets[:, 0] = contexts
+            targets[:, 1:] = noise.draw(rng, (len(centers), settings.negatives))
             words_per_pair = len(ids) / max(len(centers), 1)
             for start in range(0, len(centers), settings.batch):
-                c, o = centers[start:start + settings.batch], contexts[start:start + settings.batch]
-                negatives = rng.choice(len(noise), size=(len(c), settings.negatives), p=noise)
+                c, t = centers[start:start + settings.batch], targets[start:start + settings.batch]
+                if settings.optimizer == "sgd":
+                    optimizer.lr = settings.learning_rate * len(c) * (1 - (1 - FINAL_LR_SHARE) * done / total)
                 optimizer.zero_grad()
-                loss = model(c, o, negatives)
+                loss = model(c, t)
                 loss.backward()
                 optimizer.step()
                 losses[-1].append(loss.item())
+                done += len(c) * words_per_pair
                 if progress:
                     progress(int(len(c) * words_per_pair), losses[-1][-1])
     except KeyboardInterrupt:
         return model, losses, False
     return model, losses, True
+
+
+def _optimizer(model: SkipGram, settings: Settings) -> optim.Optimizer:
+    if settings.optimizer not in OPTIMIZERS:
+        raise InvalidArgumentError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {settings.optimizer!r}")
+    kind = optim.SGD if settings.optimizer == "sgd" else optim.Adam
+    return kind(model.parameters(), lr=settings.learning_rate)
+
+
+class NoiseSampler:
+    """Draws word ids from a distribution by a table of 2**22 slots, each word holding a share
+    of slots in proportion to its probability (word2vec's unigram table): one random integer
+    and one read per draw."""
+
+    SLOTS = 2**22
+
+    def __init__(self, probabilities: np.ndarray) -> None:
+        bounds = np.round(np.cumsum(probabilities) * self.SLOTS).astype(np.int64)
+        self.table = np.repeat(np.arange(len(probabilities), dtype=np.int32), np.diff(bounds, prepend=0))
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        return self.table[rng.integers(0, len(self.table), size=shape)]
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
