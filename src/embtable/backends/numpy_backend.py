@@ -33,11 +33,17 @@ ALIGNED_FROM_BYTES = 4096
 #: enough to share the work between threads.
 DENSE_BLOCK = 4096
 
-#: `distinct` marks rows in a table-sized bitmap and `group_rows` counts them in a
-#: table-sized array (fast) only while the table has at most this many rows per index;
-#: beyond, they sort the indices, so a lookup into a huge table allocates nothing of the
-#: table's size.
+#: `distinct` marks rows in a table-sized bitmap (fast) only while the table has at most
+#: this many rows per index; beyond, it sorts the indices, so a lookup into a huge table
+#: allocates nothing of the table's size.
 BITMAP_ROWS_PER_INDEX = 64
+
+#: `group_rows` counts rows in a table-sized array of int64 rather than sorting the indices
+#: while the table has at most this many rows per index. Measured on 2 cores, for 24576
+#: indices counting takes 0.03 ms in 0.2 rows per index, 0.05 in 1, 0.12 in 4, 0.39 in 16;
+#: sorting (`sorted_rows`) 0.15 whatever the table (65536 indices: 0.09, 0.17, 0.63, 1.11
+#: against 0.47-0.53).
+COUNTING_ROWS_PER_INDEX = 4
 
 
 @functools.lru_cache(maxsize=None)
@@ -148,16 +154,10 @@ class NumpyBackend:
 
     def group_rows(self, indices: np.ndarray, num_rows: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         indices = indices.reshape(-1)
-        if num_rows is not None and num_rows <= BITMAP_ROWS_PER_INDEX * indices.size:
+        if num_rows is not None and num_rows <= COUNTING_ROWS_PER_INDEX * indices.size:
             return _rows_kernels().count_rows(indices, num_rows)
-        shift = max(int(indices.size).bit_length(), 1)
-        if indices.size == 0 or int(indices.max()) >= 1 << (63 - shift):  # keys would overflow
-            rows, slots, counts = np.unique(indices, return_inverse=True, return_counts=True)
-            return rows.astype(np.int64), counts, slots.reshape(-1)
-        kernels = _rows_kernels()
-        keys = kernels.sort_keys(indices, shift)
-        keys.sort()
-        return kernels.split_keys(keys, shift)
+        bits = int(indices.max()).bit_length() if indices.size else 0
+        return _rows_kernels().sorted_rows(indices, bits)
 
     # --- rows of a table ----------------------------------------------------------------------
 

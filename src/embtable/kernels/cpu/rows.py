@@ -110,44 +110,53 @@ def renorm(table, rows, max_norm, norm_type):
                 table[row, d] *= scale
 
 
-@parallel_jit
-def sort_keys(indices, shift):
-    """``indices[i] << shift | i`` for each position i: sorted, these order the positions by
-    row and, within a row, by position."""
-    keys = np.empty(indices.shape[0], np.int64)
-    for i in nb.prange(indices.shape[0]):
-        keys[i] = (np.int64(indices[i]) << shift) | np.int64(i)
-    return keys
+#: The bits of a row number that each pass of `sorted_rows` sorts by.
+RADIX_BITS = 11
 
 
 @jit
-def split_keys(keys, shift):
-    """From sorted keys: the distinct rows, how often each occurs, and for each position the
-    number of its row among the distinct rows (its slot)."""
-    n = keys.shape[0]
-    mask = (np.int64(1) << shift) - 1
+def sorted_rows(indices, bits):
+    """A flat `indices` (non-negative, below ``2**bits``) grouped by row: the distinct rows
+    ascending, how often each occurs, and for each position the number of its row among
+    them. The positions are sorted by a stable radix sort, `RADIX_BITS` of the row a pass
+    (2 passes for a million rows; 24576 ids: 0.16 ms, where sorting keys with NumPy took
+    0.78)."""
+    n = indices.shape[0]
+    order = np.arange(n)
+    spare = np.empty(n, np.int64)
+    mask = (1 << RADIX_BITS) - 1
+    for shift in range(0, bits, RADIX_BITS):
+        starts = np.zeros(mask + 2, np.int64)
+        for i in range(n):
+            starts[((indices[i] >> shift) & mask) + 1] += 1
+        for digit in range(mask + 1):
+            starts[digit + 1] += starts[digit]
+        for j in range(n):
+            digit = (indices[order[j]] >> shift) & mask
+            spare[starts[digit]] = order[j]
+            starts[digit] += 1
+        order, spare = spare, order
     rows = np.empty(n, np.int64)
     counts = np.empty(n, np.int64)
     slots = np.empty(n, np.int64)
     count = 0
     previous = -1
     for j in range(n):
-        row = keys[j] >> shift
+        row = indices[order[j]]
         if row != previous:
             rows[count] = row
             counts[count] = 0
             count += 1
             previous = row
         counts[count - 1] += 1
-        slots[keys[j] & mask] = count - 1
+        slots[order[j]] = count - 1
     return rows[:count], counts[:count], slots
 
 
 @jit
 def count_rows(indices, num_rows):
-    """What `split_keys` gives, by counting instead of sorting (for indices into a table of
-    at most a few times as many rows): the distinct rows ascending, how often each occurs,
-    and for each position the number of its row among them."""
+    """What `sorted_rows` gives, by counting instead of sorting (for indices into a table of
+    not many more rows)."""
     n = indices.shape[0]
     seen = np.zeros(num_rows, np.int64)
     for i in range(n):
