@@ -58,12 +58,14 @@ def agreement(a, b, frequent=300, k=10):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = Settings()
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="embtable's trainings (gensim's: at least 2)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--optimizer", default=defaults.optimizer)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--batch", type=int, default=defaults.batch)
     args = parser.parse_args()
+    if args.runs < 1:
+        parser.error("--runs must be at least 1")
     settings = Settings(epochs=args.epochs, optimizer=args.optimizer, lr=args.lr, batch=args.batch)
     corpus = stdlib_corpus()
     vocabulary = Vocabulary.build(corpus, 5)
@@ -79,7 +81,8 @@ def main():
         vectors, seconds = gensim_vectors(corpus, vocabulary.words, settings, seed=run)
         theirs.append(vectors)
         their_seconds.append(seconds)
-        print(f"run {run}: embtable {our_seconds[-1]:.1f} s, gensim {seconds:.1f} s")
+        ours_now = f"embtable {our_seconds[-1]:.1f} s, " if run < args.runs else ""
+        print(f"run {run}: {ours_now}gensim {seconds:.1f} s")
 
     ours_s, theirs_s = float(np.median(our_seconds)), float(np.median(their_seconds))
     print(f"embtable: {words / ours_s:9.0f} words/s ({ours_s:.1f} s, median of {len(our_seconds)})")

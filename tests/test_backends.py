@@ -351,8 +351,9 @@ def test_a_new_table_starts_on_a_cache_line():
 @pytest.mark.parametrize("n, k", [(9, 4), (9, 1), (9, 0), (0, 3), (0, 0), (3000, 7)])
 @pytest.mark.parametrize("dtype", [et.DType.F32, et.DType.F64, et.DType.F16, et.DType.BF16], ids=str)
 def test_row_dots(backend, dtype, n, k, layout, chunked, rng, monkeypatch):
-    if chunked:  # PyTorch's backend gathers rows a chunk at a time: here a few rows per chunk
+    if chunked:  # where a backend gathers rows (PyTorch's; NumPy's for half precision), a chunk at a time
         monkeypatch.setattr("embtable.backends.torch_backend.CHUNK_ELEMENTS", 50)
+        monkeypatch.setattr("embtable.backends.numpy_backend.CHUNK_ELEMENTS", 50)
     table_a = rng.standard_normal((20, 7)).astype(dtype.numpy)
     table_b = rng.standard_normal((15, 7)).astype(dtype.numpy)
     ids_a, ids_b = rng.integers(0, 20, n), rng.integers(0, 15, (n, k))

@@ -580,14 +580,41 @@ def test_a_table_changed_in_place_before_backward_raises(changed, sparse, rng):
     np.testing.assert_array_equal(dense(b.weight.grad), grads[1])
 
 
-def test_a_later_renorm_before_backward_raises(rng):
-    case = Case(rng, (5,), (5, 3), {}, {})
-    a = Embedding.from_pretrained(case.weights_a * 10, freeze=False, max_norm=1.0)
-    b = Embedding.from_pretrained(case.weights_b, freeze=False)
-    out = F.embedding_dot(a, case.ids_a, b, case.ids_b)
-    a(case.ids_b.reshape(-1) % ROWS_A)  # renorms rows the first call did not
-    with pytest.raises(et.ModifiedTensorError):
+@pytest.mark.parametrize("storage", ["memory", "file"])
+def test_renorming_tables_score_twice_before_one_backward_as_lookups_do(rng, tmp_path, storage):
+    """Positives and negatives scored in two calls (each renorming), a renormed lookup in
+    between, one backward: what the same lookups give (their rows were copied when read)."""
+    case = Case(rng, (5,), (5, 3), {}, {}, dtype=np.float32)
+    grads = []
+    for fn in (F.embedding_dot, composed):
+        a = Embedding.from_pretrained(case.weights_a * 10, freeze=False, max_norm=1.0, sparse=True)
+        if storage == "file":
+            a.save(tmp_path / f"{len(grads)}.safetensors")
+            a = Embedding.open(tmp_path / f"{len(grads)}.safetensors", writable=True)
+        b = Embedding.from_pretrained(case.weights_b, freeze=False, max_norm=2.0)
+        positives = fn(a, case.ids_a, b, case.ids_b[:, 0])
+        a(case.ids_b.reshape(-1) % ROWS_A)  # renorms rows the first call did not
+        negatives = fn(a, case.ids_a, b, case.ids_b[:, 1:])
+        (positives.sum() + (negatives * negatives).sum()).backward()
+        grads.append((dense(a.weight.grad), dense(b.weight.grad), a.weight.numpy().copy()))
+    for fused, reference in zip(*grads):
+        np.testing.assert_allclose(fused, reference, rtol=1e-5, atol=1e-6)
+
+
+def test_tables_in_files_give_the_bits_of_tables_in_memory(rng, tmp_path):
+    """Float32: the rows read through a file-backed table are multiplied by the same kernel."""
+    case = Case(rng, (64,), (64, 6), {}, {}, dtype=np.float32)
+    results = []
+    for where in ("memory", "file"):
+        a, b = case.layers(sparse=True)
+        if where == "file":
+            a.save(tmp_path / "a.safetensors")
+            a = Embedding.open(tmp_path / "a.safetensors", writable=True)
+        out = F.embedding_dot(a, case.ids_a, b, case.ids_b)
         out.backward(case.upstream)
+        results.append([out.numpy(), dense(a.weight.grad), dense(b.weight.grad)])
+    for in_memory, in_file in zip(*results):
+        np.testing.assert_array_equal(in_memory, in_file)
 
 
 # --- a property -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 import embtable as et
 from embtable.apps.cli import main
 from embtable.apps.corpus import file_corpus, sentences, words
-from embtable.apps.word2vec import Settings, Vocabulary, keep_probabilities, train, unit_rows
+from embtable.apps.word2vec import NoiseSampler, Settings, Vocabulary, keep_probabilities, train, unit_rows
 
 GROUPS = [[name + letter for letter in "abcdefgh"] for name in ("red", "blue", "green", "gold")]
 
@@ -64,6 +64,37 @@ def test_interrupted_training_keeps_what_it_learned():
     model, losses, finished = train(vocabulary, ids, sentence_of, Settings(dim=8, batch=64, epochs=3), rng,
                                     stop_after_three)
     assert not finished and losses == [calls] and model.words.weight.shape == (32, 8)  # 3 batches of epoch 1
+
+
+@pytest.mark.parametrize("words, zipf", [(10, False), (50, True)])
+def test_small_vocabularies_train_stably_in_large_batches(words, zipf):
+    """Batches of 4096 pairs draw every word of a tiny vocabulary thousands of times: summed,
+    those SGD steps diverged until a row's steps were capped."""
+    rng = np.random.default_rng(3)
+    names = [f"w{i}" for i in range(words)]
+    p = 1 / np.arange(1, words + 1) if zipf else np.ones(words)
+    corpus = [list(rng.choice(names, size=12, p=p / p.sum())) for _ in range(3000)]
+    vocabulary = Vocabulary.build(corpus, min_count=1)
+    ids, sentence_of = vocabulary.encode(corpus)
+    et.manual_seed(0)
+    model, losses, _ = train(vocabulary, ids, sentence_of, Settings(dim=16, epochs=3, subsample=1e-3), rng)
+    assert np.isfinite(model.words.weight.numpy()).all()
+    assert np.isfinite(losses[-1]).all() and np.mean(losses[-1]) < losses[0][0]
+
+
+def test_noise_sampler_draws_each_word_with_its_probability():
+    rng = np.random.default_rng(4)
+    p = 1 / np.arange(1, 3001) ** 1.1
+    p /= p.sum()
+    draws = 4_000_000
+    counts = np.bincount(NoiseSampler(p).draw(rng, (draws,)), minlength=p.size)
+    z = (counts - draws * p) / np.sqrt(draws * p)
+    assert abs((z ** 2).mean() - 1) < 0.1 and np.abs(z).max() < 6  # chi-square per degree of freedom ~1
+    rare = np.full(2**20 + 1, 2.0**-24)  # a million words of 1/16 of a slot of a 2**20-slot table each
+    rare[0] = 15 / 16
+    drawn = NoiseSampler(rare / rare.sum()).draw(rng, (draws,))
+    assert abs((drawn > 0).mean() - 1 / 16) < 0.002
+    assert np.unique(drawn).size > 180_000  # ~221,000 expected; a table of slots holds at most 65,536 of them
 
 
 def test_subsampling_keeps_rare_words():

@@ -5,9 +5,11 @@ a list of lower-case words; context windows never cross a sentence."""
 from __future__ import annotations
 
 import ast
+import io
 import os
 import re
 import sysconfig
+import tokenize
 from typing import Iterator
 
 from ..errors import InvalidArgumentError
@@ -44,8 +46,10 @@ def stdlib_corpus() -> list[list[str]]:
 
 
 # A string literal (skipped whole, so a "#" inside one is no comment) or a comment (group 1):
-# scanned left to right, what the tokenizer finds, at C speed (the tokenize module took
-# most of the demo's start-up).
+# scanned left to right at C speed, where the tokenize module took most of the demo's
+# start-up. It finds what the tokenizer finds in every module of the standard library of
+# Python 3.10 to 3.13; it differs on quotes nested inside f-strings (Python 3.12 on) and on
+# files whose lines end in a lone CR.
 _STRING_OR_COMMENT = re.compile(r"[rRbBuUfF]{0,2}(?:'''(?:\\[\s\S]|[^\\])*?'''" r'|"""(?:\\[\s\S]|[^\\])*?"""'
                                 r"|'(?:\\[\s\S]|[^'\\\n])*'" r'|"(?:\\[\s\S]|[^"\\\n])*")' r"|#([^\n]*)")
 _SCOPE_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
@@ -56,8 +60,9 @@ def _module_sentences(path: str) -> Iterator[list[str]]:
         with open(path, "rb") as file:
             source = file.read()
         tree = ast.parse(source)
-        text = source.decode("utf-8")
-    except (SyntaxError, ValueError, OSError):
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(source).readline)  # a coding cookie, else UTF-8
+        text = source.decode(encoding, errors="replace")
+    except (SyntaxError, ValueError, OSError, LookupError):
         return
     for docstring in _docstrings(tree):
         yield from sentences(docstring)

@@ -33,6 +33,10 @@ ALIGNED_FROM_BYTES = 4096
 #: enough to share the work between threads.
 DENSE_BLOCK = 4096
 
+#: The most elements of rows that `row_dots` gathers at once where it cannot read them in
+#: place (half precision).
+CHUNK_ELEMENTS = 2**22
+
 #: `distinct` marks rows in a table-sized bitmap (fast) only while the table has at most
 #: this many rows per index; beyond, it sorts the indices, so a lookup into a huge table
 #: allocates nothing of the table's size.
@@ -195,10 +199,14 @@ class NumpyBackend:
             out = np.empty(ids_b.shape, table_a.dtype)
             _dot_kernels().row_dots(table_a, ids_a, table_b, ids_b, out)
             return out
-        wide = accumulation_dtype(DType.from_numpy(table_a.dtype)).numpy  # half precision, or a view: rare
-        rows_a = np.take(table_a, ids_a, axis=0).astype(wide)
-        dots = np.einsum("nd,nkd->nk", rows_a, np.take(table_b, ids_b, axis=0).astype(wide))
-        return dots.astype(table_a.dtype)
+        # half precision (which numba cannot compute in), or a view: the rows a chunk at a time
+        wide = accumulation_dtype(DType.from_numpy(table_a.dtype)).numpy
+        out = np.empty(ids_b.shape, wide)
+        step = max(1, CHUNK_ELEMENTS // max(ids_b.shape[1] * table_a.shape[1], 1))
+        for start in range(0, ids_b.shape[0], step):
+            part = slice(start, start + step)
+            out[part] = np.einsum("nd,nkd->nk", table_a[ids_a[part]].astype(wide), table_b[ids_b[part]].astype(wide))
+        return out.astype(table_a.dtype)
 
     def bag_of(self, offsets: np.ndarray, size: int) -> np.ndarray:
         return _bag_kernels().bag_of_positions(offsets, size)

@@ -67,8 +67,8 @@ class RowSparseGrad(SparseGradient):
         backend = self.values._backend
         wide = DType.from_numpy(np.promote_types(accumulation_dtype(self.dtype).numpy,
                                                  accumulation_dtype(other.dtype).numpy))
-        rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]),
-                                            self.shape[0])
+        # not bounded by the shape: a gradient set by hand may hold any rows (the optimizer checks them)
+        rows, _, slots = backend.group_rows(backend.concat([self.indices._data, other.indices._data]))
         values = backend.concat([backend.astype(g.values._data, wide) for g in (self, other)])
         return RowSparseGrad.from_arrays(rows, backend.scatter_sum(values, slots, rows.shape[0]),
                                          self.shape, backend)

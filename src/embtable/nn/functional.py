@@ -83,13 +83,15 @@ def embedding_dot(table_a: Embedding, ids_a: Any, table_b: Embedding, ids_b: Any
     table's `padding_idx` row (whose stored values are used as they are, as a lookup
     returns them), `scale_grad_by_freq` divides by a row's count in that side's indices,
     and `sparse` gives a `RowSparseGrad` (rows ascending, summed deterministically). With
-    ``max_norm_mode="renorm"`` each side's looked-up rows are renormed in its table first,
-    as its lookup would (`table_a`'s, then `table_b`'s). The backward reads both tables
-    again, so changing either in place before it raises `ModifiedTensorError`.
+    `max_norm` each side's looked-up rows are renormed in its table first
+    (``max_norm_mode="renorm"``: `table_a`'s, then `table_b`'s; under `no_grad` and in eval
+    mode too, as a lookup's are) or clipped (``"clip"``).
 
-    Tables held in memory compute it as one op; tables that are file-backed or sharded,
-    or that clip (``max_norm_mode="clip"``), compute exactly the expression above (the
-    same values and gradients, with the ``[*S, K, dim]`` rows held).
+    Two tables held in memory without `max_norm` compute it as one op, whose backward reads
+    both tables again: changing either in place (an optimizer step) between the call and
+    the backward raises `ModifiedTensorError`. File-backed and sharded tables, and tables
+    with `max_norm`, compute it from the rows their lookups return (holding the
+    ``[*S, K, dim]`` rows), multiplied by the same kernel: the same results, bit for bit.
 
     Raises:
         InvalidArgumentError: a table that is not an `Embedding`.

@@ -1,78 +1,116 @@
 """The semantics of `embedding_dot`: the dot products of rows of two `Embedding` layers,
 checked at the edge and computed as one op (`embtable.core.ops.dots`) where both tables
-are in memory, else as the lookups, product and sum it stands for."""
+are arrays in memory that a lookup does not change, else from the rows their lookups
+return, with the same kernel (so the same bits)."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import dataclasses
+from typing import Any, Iterator
+
+import numpy as np
 
 from ..core import Tensor
 from ..core.ops.dots import GradientRoute, row_dots
 from ..core.ops.rows import checked_indices
 from ..errors import DeviceError, DTypeError, InvalidArgumentError, ShapeError
-from ..tables import DenseTable, storage_of
+from ..tables import DenseTable, TableStorage, storage_of
 from .embedding import Embedding
 from .lookup import TABLE_NAME, lookup, renorm_lock, renorms
 from .options import EmbeddingOptions
 
 
+@dataclasses.dataclass(frozen=True)
+class _Side:
+    """One side of the product: a layer's weight, where it lives, its checked indices and
+    its options."""
+
+    weight: Tensor
+    storage: TableStorage
+    index: Tensor
+    options: EmbeddingOptions
+
+    @property
+    def fusable(self) -> bool:
+        """Whether the op may read this side's rows where they lie: an array in memory that
+        the lookup would not change (no renorm) nor clip."""
+        return isinstance(self.storage, DenseTable) and self.options.max_norm is None
+
+
 def embedding_dot(table_a: Embedding, ids_a: Any, table_b: Embedding, ids_b: Any) -> Tensor:
     """The dot product of each row ``table_a(ids_a)[...]`` with the rows
     ``table_b(ids_b)[..., k]``; see `embtable.nn.functional.embedding_dot`."""
-    for name, table in (("table_a", table_a), ("table_b", table_b)):
-        if not isinstance(table, Embedding):
-            raise InvalidArgumentError(f"embedding_dot takes two Embedding layers, got {name} of type "
-                                       f"{type(table).__name__}")
-    weight_a, weight_b = table_a.weight, table_b.weight
-    if weight_a.device != weight_b.device:
-        raise DeviceError(f"table_a is on {weight_a.device} but table_b is on {weight_b.device}")
-    if weight_a.dtype != weight_b.dtype:
-        raise DTypeError(f"table_a is {weight_a.dtype.name} but table_b is {weight_b.dtype.name}; they must match")
-    if weight_a.shape[1] != weight_b.shape[1]:
-        raise ShapeError(f"table_a's rows have {weight_a.shape[1]} values but table_b's {weight_b.shape[1]}; "
+    a = _side("table_a", table_a, ids_a)
+    b = _side("table_b", table_b, ids_b)
+    if a.weight.device != b.weight.device:
+        raise DeviceError(f"table_a is on {a.weight.device} but table_b is on {b.weight.device}")
+    if a.weight.dtype != b.weight.dtype:
+        raise DTypeError(f"table_a is {a.weight.dtype.name} but table_b is {b.weight.dtype.name}; they must match")
+    if a.weight.shape[1] != b.weight.shape[1]:
+        raise ShapeError(f"table_a's rows have {a.weight.shape[1]} values but table_b's {b.weight.shape[1]}; "
                          f"a dot product needs one embedding_dim")
-    storage_a, storage_b = storage_of(weight_a), storage_of(weight_b)
-    index_a = checked_indices(ids_a, storage_a.num_rows, storage_a.backend, TABLE_NAME, "ids_a value")
-    index_b = checked_indices(ids_b, storage_b.num_rows, storage_b.backend, TABLE_NAME, "ids_b value")
-    if index_b.shape != index_a.shape and index_b.shape[:-1] != index_a.shape:
-        raise ShapeError(f"ids_b must have the shape of ids_a {index_a.shape}, or that and one more axis "
-                         f"(several rows per row of ids_a), got {index_b.shape}")
-    options_a, options_b = table_a.options, table_b.options
-    if not all(isinstance(s, DenseTable) for s in (storage_a, storage_b)) or _clips(options_a) or _clips(options_b):
-        return _composed(weight_a, index_a, options_a, weight_b, index_b, options_b)
-    with _renorm_locks(weight_a if renorms(options_a) else None, weight_b if renorms(options_b) else None):
-        for storage, index, options in ((storage_a, index_a, options_a), (storage_b, index_b, options_b)):
-            if renorms(options):
-                storage.renorm_rows_(index, options.max_norm, options.norm_type)
-        return row_dots(weight_a, index_a, _route(options_a), weight_b, index_b, _route(options_b))
+    if b.index.shape != a.index.shape and b.index.shape[:-1] != a.index.shape:
+        raise ShapeError(f"ids_b must have the shape of ids_a {a.index.shape}, or that and one more axis "
+                         f"(several rows per row of ids_a), got {b.index.shape}")
+    if a.fusable and b.fusable:
+        return row_dots(a.weight, a.index, _route(a.options), b.weight, b.index, _route(b.options))
+    return _from_lookups(a, b)
 
 
-def _clips(options: EmbeddingOptions) -> bool:
-    """Whether a lookup with `options` clips its rows (``max_norm_mode="clip"``)."""
-    return options.max_norm is not None and options.max_norm_mode == "clip"
+def _side(name: str, table: Any, ids: Any) -> _Side:
+    if not isinstance(table, Embedding):
+        raise InvalidArgumentError(f"embedding_dot takes two Embedding layers, got {name} of type "
+                                   f"{type(table).__name__}")
+    storage = storage_of(table.weight)
+    index = checked_indices(ids, storage.num_rows, storage.backend, TABLE_NAME, f"ids_{name[-1]} value")
+    return _Side(table.weight, storage, index, table.options)
 
 
 def _route(options: EmbeddingOptions) -> GradientRoute:
+    """Where a lookup with `options` sends its gradient."""
     return GradientRoute(options.padding_idx, options.scale_grad_by_freq, options.sparse)
 
 
-def _composed(weight_a: Tensor, index_a: Tensor, options_a: EmbeddingOptions,
-              weight_b: Tensor, index_b: Tensor, options_b: EmbeddingOptions) -> Tensor:
-    """What `embedding_dot` stands for, op by op: for tables that are not one array in
-    memory (file-backed, sharded) and rows clipped by ``max_norm_mode="clip"``."""
-    rows_a = lookup(weight_a, index_a, options_a)
-    rows_b = lookup(weight_b, index_b, options_b)
-    if index_b.ndim > index_a.ndim:
-        rows_a = rows_a.unsqueeze(-2)
-    return (rows_a * rows_b).sum(axis=-1)
+def _from_lookups(a: _Side, b: _Side) -> Tensor:
+    """The product of the rows that the two sides' lookups return (renormed in the tables
+    first, a's then b's, or clipped): for file-backed and sharded tables, and for
+    ``max_norm``, whose renorms would otherwise change the tables the fused op reads again
+    in its backward. The same kernel multiplies the rows, so the results are the fused
+    op's, bit for bit. A table that may not change (a read-only file) renorms first, so
+    that its refusal leaves the other table as it was."""
+    renormed = [side for side in (a, b) if renorms(side.options)]
+    with _renorm_locks([side.weight for side in renormed]):
+        for side in sorted(renormed, key=lambda side: _writable(side.storage)):
+            side.storage.renorm_rows_(side.index, side.options.max_norm, side.options.norm_type)
+        rows_a = lookup(a.weight, a.index, _without_renorm(a.options))
+        rows_b = lookup(b.weight, b.index, _without_renorm(b.options))
+    n, dim = a.index.numel(), a.weight.shape[1]
+    backend = a.storage.backend
+    every_a = checked_indices(np.arange(n), n, backend, TABLE_NAME)
+    every_b = checked_indices(np.arange(b.index.numel()).reshape(b.index.shape), b.index.numel(), backend, TABLE_NAME)
+    return row_dots(rows_a.reshape(n, dim), every_a.reshape(a.index.shape), GradientRoute(),
+                    rows_b.reshape(-1, dim), every_b, GradientRoute())
+
+
+def _without_renorm(options: EmbeddingOptions) -> EmbeddingOptions:
+    """`options` for a lookup of rows already renormed."""
+    return dataclasses.replace(options, max_norm=None) if renorms(options) else options
+
+
+def _writable(storage: TableStorage) -> bool:
+    try:
+        storage.check_writable("a max_norm renorm")
+    except InvalidArgumentError:
+        return False
+    return True
 
 
 @contextlib.contextmanager
-def _renorm_locks(*weights: Tensor | None):
-    """Hold the renorm locks of the distinct `weights` given (None: that side does not
-    renorm), taken in one order so that two calls with the tables swapped cannot deadlock."""
-    distinct = {id(w): w for w in weights if w is not None}
+def _renorm_locks(weights: list[Tensor]) -> Iterator[None]:
+    """Hold the renorm locks of the distinct `weights`, taken in one order so that two
+    calls with the tables swapped cannot deadlock."""
+    distinct = {id(w): w for w in weights}
     with contextlib.ExitStack() as stack:
         for key in sorted(distinct):
             stack.enter_context(renorm_lock(distinct[key]))

@@ -54,7 +54,7 @@ def row_dots(table_a: Tensor, index_a: Tensor, route_a: GradientRoute,
         if table_b._requires_grad:  # position (i, k) of b: g[i, k] * a[ids_a[i]], shared out as a bag's
             rows_a = backend.take_rows(table_a._data, flat_a)
             sources = backend.from_host(np.repeat(np.arange(n, dtype=np.int64), k))
-            shares = BagGradient(sources, g, g)
+            shares = BagGradient(sources, g, backend.ones(g.shape, backend.dtype_of(g)))
             grad_b = table_grad(rows_a, flat_b.reshape(-1), table_b, route_b.padding_idx,
                                 route_b.scale_grad_by_freq, route_b.sparse, shares)
         return grad_a, grad_b
