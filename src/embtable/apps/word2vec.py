@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import nn, optim
-from ..core import RowSparseGrad, Tensor
+from ..core import Tensor
 from ..errors import InvalidArgumentError
 from ..nn import functional as F
 from ..rng import generator
@@ -108,13 +108,15 @@ def skipgram_pairs(ids: np.ndarray, sentence_of: np.ndarray, window: int,
     never across sentences, shuffled."""
     reach = rng.integers(1, window + 1, size=len(ids))
     centers, contexts = [], []
-    for offset in range(1, window + 1):
-        for shift in (offset, -offset):
-            a = np.arange(max(0, -shift), len(ids) - max(0, shift))
-            b = a + shift
-            ok = (reach[a] >= offset) & (sentence_of[a] == sentence_of[b])
-            centers.append(ids[a[ok]])
-            contexts.append(ids[b[ok]])
+    for offset in range(1, min(window, len(ids) - 1) + 1):
+        left, right = ids[:-offset], ids[offset:]  # the words `offset` apart
+        same = sentence_of[:-offset] == sentence_of[offset:]
+        for center, context, reaches in ((left, right, reach[:-offset]), (right, left, reach[offset:])):
+            ok = same & (reaches >= offset)
+            centers.append(center[ok])
+            contexts.append(context[ok])
+    if not centers:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     centers, contexts = np.concatenate(centers), np.concatenate(contexts)
     order = rng.permutation(len(centers))
     return centers[order], contexts[order]
@@ -211,9 +213,10 @@ def at_most_steps(weight: Tensor, ids: np.ndarray) -> None:
     that no row moves by more than `STEPS_PER_ROW` pairs' steps."""
     grad = weight.grad
     counts = np.bincount(ids.reshape(-1), minlength=weight.shape[0])[grad.indices.numpy()]
-    if counts.max(initial=0) > STEPS_PER_ROW:
-        scale = np.minimum(1.0, STEPS_PER_ROW / counts).astype(np.float32)[:, None]
-        weight.grad = RowSparseGrad(grad.indices, grad.values * scale, grad.shape)
+    hot = np.flatnonzero(counts > STEPS_PER_ROW)
+    if hot.size:
+        scale = (STEPS_PER_ROW / counts[hot]).astype(np.float32)[:, None]
+        grad.values[hot] = grad.values[hot] * scale
 
 
 def _optimizer(model: SkipGram, settings: Settings) -> optim.Optimizer:
@@ -227,7 +230,7 @@ class NoiseSampler:
     no word too rare for its slots): a draw is a random 32-bit integer, and the word whose
     share of ``[0, 2**32)`` holds it. Most draws are read from a table of 2**20 slots (4 MiB:
     it stays in the cache) where one word holds a whole slot; the few that land in a slot
-    two words share (at most one slot per word) are found by a binary search."""
+    two words share (marked -1; at most one slot per word) are found by a binary search."""
 
     SLOT_BITS = 20
 
@@ -237,18 +240,16 @@ class NoiseSampler:
         width = 1 << (32 - self.SLOT_BITS)
         starts = np.arange(1 << self.SLOT_BITS, dtype=np.uint64) * width
         first = np.searchsorted(self.bounds, starts, side="right")
-        self.table = first.astype(np.int32)
-        self.shared = first != np.searchsorted(self.bounds, starts + (width - 1), side="right")
+        last = np.searchsorted(self.bounds, starts + (width - 1), side="right")
+        self.table = np.where(first == last, first, -1).astype(np.int32)
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """Word ids of `shape`, independent draws."""
-        values = rng.integers(0, 2**32, size=shape, dtype=np.uint32)
-        slots = values >> (32 - self.SLOT_BITS)
-        words = self.table[slots]
-        shared = self.shared[slots]
-        if shared.any():
-            words[shared] = np.searchsorted(self.bounds, values[shared].astype(np.uint64), side="right")
-        return words
+        """Word ids (int32) of `shape`, independent draws."""
+        values = rng.integers(0, 2**32, size=int(np.prod(shape)), dtype=np.uint32)
+        words = np.take(self.table, (values >> (32 - self.SLOT_BITS)).astype(np.intp))
+        shared = np.flatnonzero(words < 0)
+        words[shared] = np.searchsorted(self.bounds, values[shared].astype(np.uint64), side="right")
+        return words.reshape(shape)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:

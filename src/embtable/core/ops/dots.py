@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ...backends import BagGradient
+from ...dtype import accumulation_dtype
 from ..autograd import record
 from ..tensor import Tensor
 from .rows import table_grad
@@ -52,8 +53,11 @@ def row_dots(table_a: Tensor, index_a: Tensor, route_a: GradientRoute,
             grad_a = table_grad(pulled, flat_a, table_a, route_a.padding_idx, route_a.scale_grad_by_freq,
                                 route_a.sparse)
         if table_b._requires_grad:  # position (i, k) of b: g[i, k] * a[ids_a[i]], shared out as a bag's
-            rows_a = backend.take_rows(table_a._data, flat_a)
-            sources = backend.from_host(np.repeat(np.arange(n, dtype=np.int64), k))
+            if accumulation_dtype(table_a.dtype) == table_a.dtype:  # a's rows read where they lie
+                rows_a, anchors = table_a._data, backend.to_host(flat_a)
+            else:  # half precision: the anchors' rows, to be widened once
+                rows_a, anchors = backend.take_rows(table_a._data, flat_a), np.arange(n, dtype=np.int64)
+            sources = backend.from_host(np.repeat(anchors, k))
             shares = BagGradient(sources, g, backend.ones(g.shape, backend.dtype_of(g)))
             grad_b = table_grad(rows_a, flat_b.reshape(-1), table_b, route_b.padding_idx,
                                 route_b.scale_grad_by_freq, route_b.sparse, shares)
