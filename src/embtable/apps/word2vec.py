@@ -1,5 +1,6 @@
-"""Skip-gram with negative sampling (word2vec), trained with two sparse `Embedding` tables and
-an embtable optimizer: the layer doing real work.
+"""Skip-gram with negative sampling (word2vec), trained with two sparse `Embedding` tables,
+`embedding_dot` and an embtable optimizer: the layer doing real work, as gensim's
+`Word2Vec(sg=1)` does it (its defaults, start and learning-rate schedule), in batches.
 
 Per epoch: frequent words are subsampled (word2vec's rule with threshold 1e-3), every
 remaining word predicts the words within a random window of up to `window` around it in its
