@@ -46,18 +46,18 @@ def row_dots(table_a: Tensor, index_a: Tensor, route_a: GradientRoute,
 
     def backward(g: Any) -> tuple[Any, Any]:
         g = g.reshape(n * k)
+        offsets = backend.from_host(np.arange(n + 1, dtype=np.int64) * k)  # anchor i's K positions
         grad_a = grad_b = None
         if table_a._requires_grad:  # row i of a: sum over k of g[i, k] * b[ids_b[i, k]], a weighted bag
-            offsets = backend.from_host(np.arange(n + 1, dtype=np.int64) * k)
             pulled, _ = backend.pool_rows(table_b._data, flat_b.reshape(-1), offsets, g, "sum", None)
             grad_a = table_grad(pulled, flat_a, table_a, route_a.padding_idx, route_a.scale_grad_by_freq,
                                 route_a.sparse)
         if table_b._requires_grad:  # position (i, k) of b: g[i, k] * a[ids_a[i]], shared out as a bag's
+            anchor = backend.bag_of(offsets, n * k)
             if accumulation_dtype(table_a.dtype) == table_a.dtype:  # a's rows read where they lie
-                rows_a, anchors = table_a._data, backend.to_host(flat_a)
+                rows_a, sources = table_a._data, backend.xp.take(flat_a, anchor, axis=0)
             else:  # half precision: the anchors' rows, to be widened once
-                rows_a, anchors = backend.take_rows(table_a._data, flat_a), np.arange(n, dtype=np.int64)
-            sources = backend.from_host(np.repeat(anchors, k))
+                rows_a, sources = backend.take_rows(table_a._data, flat_a), anchor
             shares = BagGradient(sources, g, backend.ones(g.shape, backend.dtype_of(g)))
             grad_b = table_grad(rows_a, flat_b.reshape(-1), table_b, route_b.padding_idx,
                                 route_b.scale_grad_by_freq, route_b.sparse, shares)
