@@ -601,6 +601,27 @@ def test_renorming_tables_score_twice_before_one_backward_as_lookups_do(rng, tmp
         np.testing.assert_allclose(fused, reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_renorms_and_reads_go_side_by_side_as_two_lookups(rng, dtype):
+    """Each side renorms, then reads, as two lookups: the same layer on both sides (a
+    float32 renorm of a renormed row may move it by an ulp), and a plain layer tied to a
+    renorming one, which reads its rows before the other side renorms them (reading them
+    after differs by far more than rounding)."""
+    weights = (rng.standard_normal((ROWS_A, DIM)) * 3).astype(dtype)
+    ids_a, ids_b = rng.integers(0, ROWS_A, 6), rng.integers(0, ROWS_A, (6, 3))
+    results = []
+    for fn in (F.embedding_dot, composed):
+        same = Embedding.from_pretrained(weights, freeze=False, max_norm=1.0, sparse=True)
+        plain = Embedding.from_pretrained(weights, freeze=False)
+        tied = Embedding.from_pretrained(weights, freeze=False, max_norm=1.0)
+        tied.weight = plain.weight
+        outs = [fn(same, ids_a, same, ids_b), fn(plain, ids_a, tied, ids_b)]
+        (outs[0].sum() + outs[1].sum()).backward()
+        results.append([o.numpy() for o in outs] + [dense(same.weight.grad), dense(plain.weight.grad)])
+    for fused, reference in zip(*results):
+        np.testing.assert_allclose(fused, reference, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
 def test_tables_in_files_give_the_bits_of_tables_in_memory(rng, tmp_path):
     """Float32: the rows read through a file-backed table are multiplied by the same kernel."""
     case = Case(rng, (64,), (64, 6), {}, {}, dtype=np.float32)

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .. import nn, optim
-from ..core import Tensor
+from ..core import RowSparseGrad, Tensor
 from ..errors import InvalidArgumentError
 from ..nn import functional as F
 from ..rng import generator
@@ -211,8 +211,11 @@ STEPS_PER_ROW = 64
 
 def at_most_steps(weight: Tensor, ids: np.ndarray) -> None:
     """Scale the row-sparse gradient of `weight`, looked up at `ids` in this batch, so
-    that no row moves by more than `STEPS_PER_ROW` pairs' steps."""
+    that no row moves by more than `STEPS_PER_ROW` pairs' steps (a table without a
+    row-sparse gradient is left as it is)."""
     grad = weight.grad
+    if not isinstance(grad, RowSparseGrad):
+        return
     counts = np.bincount(ids.reshape(-1), minlength=weight.shape[0])[grad.indices.numpy()]
     hot = np.flatnonzero(counts > STEPS_PER_ROW)
     if hot.size:
@@ -236,6 +239,7 @@ class NoiseSampler:
     SLOT_BITS = 20
 
     def __init__(self, probabilities: np.ndarray) -> None:
+        """`probabilities`: one per word, non-negative, summing to 1 (`noise_distribution`)."""
         self.bounds = np.round(np.cumsum(probabilities) * 2.0**32).astype(np.uint64)  # word w ends at bounds[w]
         self.bounds[-1] = 2**32
         width = 1 << (32 - self.SLOT_BITS)

@@ -74,23 +74,33 @@ def _route(options: EmbeddingOptions) -> GradientRoute:
 
 def _from_lookups(a: _Side, b: _Side) -> Tensor:
     """The product of the rows that the two sides' lookups return (renormed in the tables
-    first, a's then b's, or clipped): for file-backed and sharded tables, and for
-    ``max_norm``, whose renorms would otherwise change the tables the fused op reads again
-    in its backward. The same kernel multiplies the rows, so the results are the fused
-    op's, bit for bit. A table that may not change (a read-only file) renorms first, so
-    that its refusal leaves the other table as it was."""
+    first, a's then b's, each just before its read, or clipped): for file-backed and sharded
+    tables, and for ``max_norm``, whose renorms would otherwise change the tables the fused
+    op reads again in its backward. The same kernel multiplies the rows, so the results are
+    the fused op's, bit for bit. A table that may not change (a read-only file) renorms
+    before anything else, so that its refusal leaves the other table as it was (and
+    otherwise it changed nothing)."""
     renormed = [side for side in (a, b) if renorms(side.options)]
+    read_only = [side for side in renormed if not _writable(side.storage)]
     with _renorm_locks([side.weight for side in renormed]):
-        for side in sorted(renormed, key=lambda side: _writable(side.storage)):
-            side.storage.renorm_rows_(side.index, side.options.max_norm, side.options.norm_type)
-        rows_a = lookup(a.weight, a.index, _without_renorm(a.options))
-        rows_b = lookup(b.weight, b.index, _without_renorm(b.options))
+        for side in read_only:  # refuses, or changes nothing: before any other table changes
+            _renorm(side)
+        rows = []
+        for side in (a, b):  # as two lookups: each side's renorm, then its read
+            if any(side is r for r in renormed) and not any(side is r for r in read_only):
+                _renorm(side)
+            rows.append(lookup(side.weight, side.index, _without_renorm(side.options)))
+    rows_a, rows_b = rows
     n, dim = a.index.numel(), a.weight.shape[1]
     backend = a.storage.backend
     every_a = checked_indices(np.arange(n), n, backend, TABLE_NAME)
     every_b = checked_indices(np.arange(b.index.numel()).reshape(b.index.shape), b.index.numel(), backend, TABLE_NAME)
     return row_dots(rows_a.reshape(n, dim), every_a.reshape(a.index.shape), GradientRoute(),
                     rows_b.reshape(-1, dim), every_b, GradientRoute())
+
+
+def _renorm(side: _Side) -> None:
+    side.storage.renorm_rows_(side.index, side.options.max_norm, side.options.norm_type)
 
 
 def _without_renorm(options: EmbeddingOptions) -> EmbeddingOptions:
