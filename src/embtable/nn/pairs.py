@@ -21,7 +21,7 @@ from .lookup import TABLE_NAME, lookup, renorm_lock, renorms
 from .options import EmbeddingOptions
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _Side:
     """One side of the product: a layer's weight, where it lives, its checked indices and
     its options."""
@@ -36,6 +36,14 @@ class _Side:
         """Whether the op may read this side's rows where they lie: an array in memory that
         the lookup would not change (no renorm) nor clip."""
         return isinstance(self.storage, DenseTable) and self.options.max_norm is None
+
+    @property
+    def renorms(self) -> bool:
+        return renorms(self.options)
+
+    def renorm(self) -> None:
+        """Renorm this side's rows in its table, as its lookup would."""
+        self.storage.renorm_rows_(self.index, self.options.max_norm, self.options.norm_type)
 
 
 def embedding_dot(table_a: Embedding, ids_a: Any, table_b: Embedding, ids_b: Any) -> Tensor:
@@ -80,27 +88,22 @@ def _from_lookups(a: _Side, b: _Side) -> Tensor:
     the fused op's, bit for bit. A table that may not change (a read-only file) renorms
     before anything else, so that its refusal leaves the other table as it was (and
     otherwise it changed nothing)."""
-    renormed = [side for side in (a, b) if renorms(side.options)]
+    renormed = [side for side in (a, b) if side.renorms]
     read_only = [side for side in renormed if not _writable(side.storage)]
     with _renorm_locks([side.weight for side in renormed]):
         for side in read_only:  # refuses, or changes nothing: before any other table changes
-            _renorm(side)
+            side.renorm()
         rows = []
         for side in (a, b):  # as two lookups: each side's renorm, then its read
-            if any(side is r for r in renormed) and not any(side is r for r in read_only):
-                _renorm(side)
+            if side.renorms and side not in read_only:
+                side.renorm()
             rows.append(lookup(side.weight, side.index, _without_renorm(side.options)))
     rows_a, rows_b = rows
-    n, dim = a.index.numel(), a.weight.shape[1]
-    backend = a.storage.backend
-    every_a = checked_indices(np.arange(n), n, backend, TABLE_NAME)
-    every_b = checked_indices(np.arange(b.index.numel()).reshape(b.index.shape), b.index.numel(), backend, TABLE_NAME)
-    return row_dots(rows_a.reshape(n, dim), every_a.reshape(a.index.shape), GradientRoute(),
-                    rows_b.reshape(-1, dim), every_b, GradientRoute())
-
-
-def _renorm(side: _Side) -> None:
-    side.storage.renorm_rows_(side.index, side.options.max_norm, side.options.norm_type)
+    n, dim, device = a.index.numel(), a.weight.shape[1], a.weight.device
+    positions_a = Tensor(np.arange(n), device=device).reshape(a.index.shape)
+    positions_b = Tensor(np.arange(b.index.numel()), device=device).reshape(b.index.shape)
+    return row_dots(rows_a.reshape(n, dim), positions_a, GradientRoute(), rows_b.reshape(-1, dim), positions_b,
+                    GradientRoute())
 
 
 def _without_renorm(options: EmbeddingOptions) -> EmbeddingOptions:
