@@ -364,8 +364,7 @@ def main() -> int:
     batches = draw_batches(args, rng)
     target = labels(args.batch, args.negatives)
     print(machine())
-    print(f"load average before: {open('/proc/loadavg').read().split()[:3]}" if os.path.exists("/proc/loadavg")
-          else "load average: unknown")
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     print(f"users {args.users:.0e} x {args.dim}, items {args.items:.0e} x {args.dim}, batch {args.batch}, "
           f"1 positive + {args.negatives} {args.sampling} negatives, Zipf(1.05) users and positives, "
           f"float32, sparse, lr {args.lr}")
@@ -388,8 +387,7 @@ def main() -> int:
                       f"of the CPUs", file=sys.stderr)
         del ways
     table = medians(results)
-    after = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else "unknown"
-    print(f"load average after: {after}; other processes' share of the CPUs "
+    print(f"load average after: {os.getloadavg()[0]:.2f}; other processes' share of the CPUs "
           f"during the runs: {', '.join('?' if o is None else f'{o:.0%}' for o in others)}")
     print(f"ms per step, medians of {args.repeats} x {args.calls} steps"
           + (f", median over {args.runs} runs" if args.runs > 1 else "")
