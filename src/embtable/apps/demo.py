@@ -14,6 +14,7 @@ import embtable as et
 from ..errors import Error, InvalidArgumentError
 from ..tables.progress import progress_bar
 from . import plots
+from ..nn.nearest import returnable_rows
 from .corpus import file_corpus, stdlib_corpus
 from .word2vec import FINAL_LR_SHARE, OPTIMIZERS, Settings, Vocabulary, train
 
@@ -88,15 +89,15 @@ def run(args: argparse.Namespace) -> None:
                                         progress)
     if not finished:
         print("stopped early (Ctrl-C): saving what was learned")
-    vectors = model.words.weight.numpy().astype(np.float64)
-    save(args.out, vocabulary, model.words, vectors, losses)
+    save(args.out, vocabulary, model.words, losses)
     print(f"wrote {', '.join(OUTPUTS)} to {args.out}/ ({time.perf_counter() - started:.0f} s in all)")
     index = vocabulary.index()
-    for word in args.probes if len(vocabulary) > 1 else ():  # one word has no neighbours
+    k = min(6, returnable_rows(len(vocabulary), model.words.padding_idx, by_index=True))
+    for word in args.probes if k else ():  # one word has no neighbours
         if word not in index:
             print(f"{word}: {word!r} is not in the vocabulary of {len(vocabulary)} words")
             continue
-        rows, scores = model.words.most_similar(index[word], k=min(6, len(vocabulary) - 1))
+        rows, scores = model.words.most_similar(index[word], k=k)
         print(f"{word:>8}: " + ", ".join(f"{vocabulary.words[r]} ({s:.2f})"
                                          for r, s in zip(rows.tolist(), scores.tolist())))
 
@@ -104,8 +105,7 @@ def run(args: argparse.Namespace) -> None:
 OUTPUTS = ("vectors.safetensors", "vocab.txt", "vectors.txt", "loss.png", "map.png")
 
 
-def save(folder: str, vocabulary: Vocabulary, table: et.nn.Embedding, vectors: np.ndarray,
-         losses: list[list[float]]) -> None:
+def save(folder: str, vocabulary: Vocabulary, table: et.nn.Embedding, losses: list[list[float]]) -> None:
     """Write the word vectors (safetensors and word2vec text), the vocabulary and the two
     plots (`plots`); `losses` holds each epoch's batch losses."""
     os.makedirs(folder, exist_ok=True)
@@ -114,7 +114,7 @@ def save(folder: str, vocabulary: Vocabulary, table: et.nn.Embedding, vectors: n
         file.writelines(f"{w} {c}\n" for w, c in zip(vocabulary.words, vocabulary.counts))
     et.io.save_word_vectors(os.path.join(folder, "vectors.txt"), vocabulary.words, table)
     plots.write(plots.loss_figure(losses), os.path.join(folder, "loss.png"))
-    plots.write(plots.word_map_figure(vocabulary.words, vectors), os.path.join(folder, "map.png"))
+    plots.write(plots.word_map_figure(vocabulary.words, table.weight.numpy()), os.path.join(folder, "map.png"))
 
 
 def errors_as_messages(action) -> int:

@@ -8,6 +8,7 @@ import os
 import embtable as et
 
 from ..errors import InvalidArgumentError
+from ..nn.nearest import returnable_rows
 from ..validate import integer
 
 
@@ -23,13 +24,18 @@ def show(words: list[str], source: str, k: int = 10) -> None:
     line) when `source` holds no vectors, or none of `words` is in the vocabulary."""
     k = integer("-k", k, 1)
     vocabulary, table = _load(source)
-    found = {word: row for word, row in ((word, _row_of(word, vocabulary)) for word in words) if row is not None}
+    rows_of, folded_rows = {}, {}
+    for row, known in enumerate(vocabulary):  # the first of a repeated word, as a lookup finds it
+        rows_of.setdefault(known, row)
+        folded_rows.setdefault(known.casefold(), row)
+    found = {word: row for word in words
+             if (row := rows_of.get(word, folded_rows.get(word.casefold()))) is not None}
     for word in words:
         if word not in found:
             print(f"embtable: {word!r} is not in the vocabulary of {len(vocabulary)} words; skipped")
     if not found:
         raise InvalidArgumentError(f"none of the words {words} is in the vocabulary of {len(vocabulary)} words")
-    k = min(k, table.num_embeddings - 1 - (table.padding_idx is not None))  # all but itself and padding
+    k = min(k, returnable_rows(table.num_embeddings, table.padding_idx, by_index=True))
     if k == 0:
         raise InvalidArgumentError("the vocabulary holds one word: it has no neighbours")
     rows, scores = table.most_similar(list(found.values()), k)
@@ -37,14 +43,6 @@ def show(words: list[str], source: str, k: int = 10) -> None:
         used = vocabulary[row]
         label = word if used == word else f"{word} (as {used})"
         print(f"{label}: " + ", ".join(f"{vocabulary[i]} ({s:.2f})" for i, s in zip(near, similarity)))
-
-
-def _row_of(word: str, vocabulary: list[str]) -> int | None:
-    """The row of `word` in `vocabulary`, else of its first match ignoring case, else None."""
-    if word in vocabulary:
-        return vocabulary.index(word)
-    folded = word.casefold()
-    return next((row for row, known in enumerate(vocabulary) if known.casefold() == folded), None)
 
 
 def _load(source: str) -> tuple[list[str], et.nn.Embedding]:

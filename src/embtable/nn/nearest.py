@@ -92,15 +92,21 @@ def _queries(query: Any, table: TableStorage) -> tuple[np.ndarray | None, Tensor
     return host.reshape(-1, dim).astype(_computed_in(table.dtype)), None, host.ndim == 1
 
 
+def returnable_rows(num_rows: int, padding_idx: int | None, by_index: bool) -> int:
+    """How many rows `most_similar` can return a query: the table's `num_rows`, less the
+    padding row and, for a query given as a row index (other than the padding row), its own
+    row. The largest `k` it takes."""
+    return num_rows - (padding_idx is not None) - by_index
+
+
 def _checked_k(k: Any, num_rows: int, padding_idx: int | None, own: np.ndarray | None) -> int:
-    """`k` as an int, at least 1 and at most the rows every query can return: the table's,
-    less the padding row and a query's own row (one row once when it is the padding row)."""
+    """`k` as an int, at least 1 and at most the rows every query can return
+    (`returnable_rows`; a query of the padding row's index loses one row only)."""
     k = integer("k", k, 1)
-    less = [] if padding_idx is None else ["the padding row"]
-    if own is not None and (padding_idx is None or bool((own != padding_idx).any())):
-        less.append("the query's own row")
-    fewest = num_rows - len(less)
+    by_index = own is not None and (padding_idx is None or bool((own != padding_idx).any()))
+    fewest = returnable_rows(num_rows, padding_idx, by_index)
     if k > fewest:
+        less = ([] if padding_idx is None else ["the padding row"]) + (["the query's own row"] if by_index else [])
         raise InvalidArgumentError(f"k={k} is more than the {fewest} rows a query can return (a table of "
                                    f"{num_rows} rows" + (f", less {' and '.join(less)}" if less else "") + ")")
     return k
