@@ -222,13 +222,6 @@ class Layer:
         """Every parameter, then every buffer, under each of its names."""
         return {**dict(self._walk(_PARAMETERS)), **dict(self._walk(_BUFFERS))}
 
-    def _tied_names(self) -> dict[str, str]:
-        """Each name of `_state_tensors` whose tensor an earlier name already holds (a tied
-        weight), mapped to that first name: the one `named_parameters` and `save` use."""
-        first: dict[int, str] = {}
-        return {name: first[id(tensor)] for name, tensor in self._state_tensors().items()
-                if first.setdefault(id(tensor), name) != name}
-
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Copy values into the parameters and buffers of the same names, cast to each one's
         dtype.
@@ -241,7 +234,8 @@ class Layer:
         """
         if not isinstance(state, Mapping):
             raise InvalidArgumentError(f"a state dict maps names to arrays, got {type(state).__name__}")
-        tensors, tied = self._state_tensors(), self._tied_names()
+        tensors = self._state_tensors()
+        tied = _tied_names(tensors)
         missing = sorted(tensors.keys() - state.keys())
         unexpected = sorted(state.keys() - tensors.keys())
         if missing or unexpected:
@@ -292,9 +286,10 @@ class Layer:
         tensor once, a tied one under its first name only (as safetensors' own
         ``save_model`` does; the layout of files written before state dicts listed tied
         names), which `load` ties back to the others."""
-        tied = self._tied_names()
+        tensors = self._state_tensors()
+        tied = _tied_names(tensors)
         frozen = [n for n, t in self.named_parameters() if not t.requires_grad]
-        checkpoint.write(path, {name: storage_of(t).values().numpy() for name, t in self._state_tensors().items()
+        checkpoint.write(path, {name: storage_of(t).values().numpy() for name, t in tensors.items()
                                 if name not in tied},
                          checkpoint_metadata(type(self).__name__, self.config(), frozen))
 
@@ -325,11 +320,19 @@ class Layer:
         overwrites does not advance the global generator)."""
         with preserved_generator():
             layer = cls(**config)
-        tied = {name: tensors[first] for name, first in layer._tied_names().items()
+        tied = {name: tensors[first] for name, first in _tied_names(layer._state_tensors()).items()
                 if first in tensors and name not in tensors}  # saved once, under the first name
         layer.load_state_dict({**tensors, **tied})
         return layer
 
+
+
+def _tied_names(tensors: dict[str, Tensor]) -> dict[str, str]:
+    """Each name of `tensors` (a layer's `_state_tensors`) whose tensor an earlier name
+    already holds (a tied weight), mapped to that first name: the one `named_parameters`
+    and `save` use."""
+    first: dict[int, str] = {}
+    return {name: first[id(tensor)] for name, tensor in tensors.items() if first.setdefault(id(tensor), name) != name}
 
 
 def checkpoint_metadata(kind: str, config: dict[str, Any], frozen: list[str]) -> dict[str, str]:
