@@ -35,9 +35,7 @@ class ShardedLayer(TableLayer):
         """A new sharded table with the seed's initialisation (the same rows as the local
         class's for the same seed) and `options`, in memory or (`path`) in files; always a
         row-sparse gradient."""
-        rows = positive_int("num_embeddings", num_embeddings)
-        dim = positive_int("embedding_dim", embedding_dim)
-        checked = self.options_type.checked(rows, sparse=True, **options)
+        rows, dim, checked = self.options_type.sized(num_embeddings, embedding_dim, sparse=True, **options)
         resolved = as_float_dtype(dtype)
         count, cpus, cache = positive_int("shards", shards), _cpus(num_cpus), cache_bytes_of(cache_bytes)
         if path is None and cache is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ..validate import flag, positive
+from ..validate import flag, positive, positive_int
 
 MAX_NORM_MODES = ("renorm", "clip")
 BAG_MODES = ("sum", "mean", "max")
@@ -46,6 +46,15 @@ class EmbeddingOptions:
                 "norm_type": positive("norm_type", values["norm_type"]),
                 "scale_grad_by_freq": flag("scale_grad_by_freq", values["scale_grad_by_freq"]),
                 "sparse": flag("sparse", values["sparse"])}
+
+    @classmethod
+    def sized(cls, num_embeddings: Any, embedding_dim: Any, **options: Any) -> tuple[int, int, EmbeddingOptions]:
+        """A table's size and options validated together: ``(rows, dim, options)``, each of
+        the first two an int >= 1 (else `InvalidArgumentError` naming it), the options as
+        `checked` gives them for that many rows."""
+        rows = positive_int("num_embeddings", num_embeddings)
+        dim = positive_int("embedding_dim", embedding_dim)
+        return rows, dim, cls.checked(rows, **options)
 
     def non_defaults(self) -> dict[str, Any]:
         """The options that differ from their defaults, in declaration order."""

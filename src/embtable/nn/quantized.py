@@ -18,7 +18,6 @@ from ..dtype import DType, DTypeLike, as_float_dtype
 from ..errors import SerializationError
 from ..tables import storage_of
 from ..tables.quantized import QuantizedTable, checked_layout, row_bytes
-from ..validate import positive_int
 from .init import placement
 from .layer import Layer
 from .lookup import TABLE_NAME, bag_starts, checked_sample_weights
@@ -46,10 +45,9 @@ class QuantizedTableLayer(Layer, OptionProperties):
                  options: dict[str, Any]) -> tuple[int, int, int, int, EmbeddingOptions]:
         """The constructor's arguments validated: the rows, the width, the bits, the group
         (the width when `group_size` is None) and the options."""
-        rows = positive_int("num_embeddings", num_embeddings)
-        dim = positive_int("embedding_dim", embedding_dim)
+        rows, dim, checked = cls.options_type.sized(num_embeddings, embedding_dim, **options)
         bits, group = checked_layout(dim, bits, group_size)
-        return rows, dim, bits, group, cls.options_type.checked(rows, **options)
+        return rows, dim, bits, group, checked
 
     @classmethod
     def _from_checkpoint(cls, config: dict[str, Any], tensors: dict[str, Any]) -> QuantizedTableLayer:

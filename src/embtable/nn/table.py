@@ -20,7 +20,7 @@ from ..rng import CHUNK_ROWS, chunk_states, table_seed
 from ..tables import MappedTable, TableFiles, create_file, state_folder, storage_of
 from ..tables.sharded_checkpoint import SavedShards, is_sharded_checkpoint
 from ..tables.sharded_files import committed_weight, is_sharded_files
-from ..validate import integer, positive_int
+from ..validate import integer
 from .init import parameter, placement
 from .layer import Layer, checkpoint_config, checkpoint_metadata
 from .lookup import prefetch_rows
@@ -39,9 +39,7 @@ class TableLayer(Layer, OptionProperties):
     def _build(self, num_embeddings: int, embedding_dim: int, device: DeviceLike, dtype: DTypeLike,
                **options: Any) -> None:
         """A new table with the seed's initialisation (N(0, 1) / sqrt(dim), padding row zero)."""
-        rows = positive_int("num_embeddings", num_embeddings)
-        dim = positive_int("embedding_dim", embedding_dim)
-        checked = self.options_type.checked(rows, **options)
+        rows, dim, checked = self.options_type.sized(num_embeddings, embedding_dim, **options)
         device, dtype = placement(device, dtype)
         self._adopt(parameter(seed_rows(table_seed(), 0, rows, dim, checked.padding_idx, dtype), device), checked)
 
@@ -68,9 +66,7 @@ class TableLayer(Layer, OptionProperties):
         """A new file-backed table at `path` with the seed's initialisation, written in
         chunks (a progress bar on a terminal, unless not `progress` or ``TQDM_DISABLE``
         is set) and committed, opened for writing."""
-        rows = positive_int("num_embeddings", num_embeddings)
-        dim = positive_int("embedding_dim", embedding_dim)
-        checked = cls.options_type.checked(rows, **options)
+        rows, dim, checked = cls.options_type.sized(num_embeddings, embedding_dim, **options)
         resolved = as_float_dtype(dtype)
         cache = cache_bytes_of(cache_bytes)
         config = {"num_embeddings": rows, "embedding_dim": dim, **checked.non_defaults(), "dtype": resolved.name}
@@ -121,11 +117,10 @@ class TableLayer(Layer, OptionProperties):
         """`_saved_options` raising the `KeyError`, `TypeError` or `ValueError` of a config
         that does not build this class."""
         config = dict(config)
-        shape = (positive_int("num_embeddings", config.pop("num_embeddings")),
-                 positive_int("embedding_dim", config.pop("embedding_dim")))
         dtype = config.pop("dtype", None)
-        checked = cls.options_type.checked(shape[0], **{**config, **overrides})
-        return shape, None if dtype is None else as_float_dtype(dtype), checked
+        rows, dim, checked = cls.options_type.sized(config.pop("num_embeddings"), config.pop("embedding_dim"),
+                                                    **{**config, **overrides})
+        return (rows, dim), None if dtype is None else as_float_dtype(dtype), checked
 
     @classmethod
     def _saved_dtype(cls, where: str, found: dict[str, tuple[DType, tuple[int, ...]]], shape: tuple[int, int],
